@@ -1,0 +1,115 @@
+//! `application/x-www-form-urlencoded` as Go's `net/url` reads it, for query strings
+//! and POST bodies. Anything Go would read differently (bad escapes, `;`) is refused, so
+//! the filter and Prometheus always see the same parameters.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormError(pub String);
+
+/// Decodes every `key=value` pair, in order; repeated keys stay repeated.
+pub fn parse(s: &str) -> Result<Vec<Param>, FormError> {
+    let mut out = Vec::new();
+    for pair in s.split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        if pair.contains(';') {
+            return Err(FormError("a ';' in the query string or form body is not allowed".into()));
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.push(Param { key: decode(k)?, value: decode(v)? });
+    }
+    Ok(out)
+}
+
+/// Encodes the params back, escaping the way Go's `url.QueryEscape` does.
+pub fn encode(params: &[Param]) -> String {
+    let mut out = String::new();
+    for (i, p) in params.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        escape_into(&mut out, &p.key);
+        out.push('=');
+        escape_into(&mut out, &p.value);
+    }
+    out
+}
+
+fn decode(s: &str) -> Result<String, FormError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = b.get(i + 1).and_then(|c| (*c as char).to_digit(16));
+                let lo = b.get(i + 2).and_then(|c| (*c as char).to_digit(16));
+                match (hi, lo) {
+                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
+                    _ => return Err(FormError(format!("invalid %-escape in {s:?}"))),
+                }
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| FormError("parameters must be UTF-8".into()))
+}
+
+fn escape_into(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(char::from(b)),
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(k: &str, v: &str) -> Param {
+        Param { key: k.into(), value: v.into() }
+    }
+
+    #[test]
+    fn decodes_keys_and_values_like_go() {
+        assert_eq!(
+            parse("%71uery=a+b%2Bc&time=1&&flag").unwrap(),
+            vec![p("query", "a b+c"), p("time", "1"), p("flag", "")]
+        );
+        assert_eq!(parse("query=a&query=b").unwrap(), vec![p("query", "a"), p("query", "b")]);
+        assert_eq!(parse("a=b=c").unwrap(), vec![p("a", "b=c")]);
+    }
+
+    #[test]
+    fn refuses_what_go_reads_differently() {
+        assert!(parse("query=a;b").is_err());
+        assert!(parse("query=%zz").is_err());
+        assert!(parse("query=%4").is_err());
+        assert!(parse("query=%ff").is_err());
+    }
+
+    #[test]
+    fn round_trip() {
+        let params = vec![p("query", r#"sum(rate(x{a="b c"}[5m])) / 2 & ~"#), p("match[]", "{a=~\".+\"}")];
+        let enc = encode(&params);
+        assert!(!enc.contains(' ') && !enc.contains('"'));
+        assert_eq!(parse(&enc).unwrap(), params);
+    }
+}

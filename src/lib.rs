@@ -1,0 +1,19 @@
+//! keystone-prom-wasm: OpenStack Keystone multi-tenancy for Prometheus, as a proxy-wasm filter.
+//!
+//! Everything but [`host`] is plain Rust with no proxy-wasm calls, so it is tested natively.
+
+pub mod cache;
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod filter;
+pub mod form;
+pub mod keystone;
+pub mod promql;
+pub mod request;
+pub mod rewrite_cache;
+pub mod routes;
+pub mod scope;
+
+#[cfg(target_arch = "wasm32")]
+mod host;

@@ -1,0 +1,601 @@
+//! Tenant enforcement on the PromQL AST.
+//!
+//! The query is parsed with promql-parser, checked, and printed again by our own printer,
+//! which appends the tenant matcher to every vector and matrix selector as it prints them.
+//! The printer is ours because the parser's `Display` loses meaning in corner cases (it
+//! prints negative `@` timestamps as 0 and drops plain matchers next to an `or` inside
+//! braces); here every node is printed so that it re-parses to the same meaning.
+
+use crate::config::is_label_name;
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::{
+    self, AtModifier, BinModifier, Expr, LabelModifier, Offset, VectorMatchCardinality, VectorSelector,
+};
+use std::fmt::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The label matcher every selector must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    label: String,
+    values: Vec<String>,
+    /// The matcher as printed, e.g. `project_id="abc"`.
+    printed: String,
+}
+
+impl Tenant {
+    /// `values` must not be empty; one value gives `=`, several an anchored `=~`.
+    pub fn new(label: &str, values: Vec<String>) -> Tenant {
+        let printed = if values.len() == 1 {
+            format!("{label}=\"{}\"", escape(&values[0]))
+        } else {
+            let alternatives: Vec<String> = values.iter().map(|v| regex_escape(v)).collect();
+            format!("{label}=~\"{}\"", escape(&alternatives.join("|")))
+        };
+        Tenant { label: label.to_string(), values, printed }
+    }
+
+    /// True when `m` is exactly the matcher this tenant adds.
+    fn is_tenant_matcher(&self, m: &Matcher) -> bool {
+        if m.name != self.label {
+            return false;
+        }
+        match (&m.op, self.values.as_slice()) {
+            (MatchOp::Equal, [only]) => m.value == *only,
+            (MatchOp::Re(_), values) if values.len() > 1 => {
+                m.value == values.iter().map(|v| regex_escape(v)).collect::<Vec<_>>().join("|")
+            }
+            _ => false,
+        }
+    }
+
+    /// Identifies the tenant in caches: the printed matcher.
+    pub fn key(&self) -> &str {
+        &self.printed
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The matcher as a whole selector, `{project_id="abc"}`.
+    pub fn selector(&self) -> String {
+        format!("{{{}}}", self.printed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnforceError {
+    /// The query is not valid PromQL, or is over a limit (400).
+    BadData(String),
+    /// The query asks for another tenant by name (403).
+    Forbidden(String),
+}
+
+/// Rewrites `query` so that every selector carries the tenant matcher.
+pub fn enforce(query: &str, tenant: &Tenant, max_depth: usize) -> Result<String, EnforceError> {
+    check_nesting(query, max_depth)?;
+    let expr = parser::parse(query).map_err(|e| EnforceError::BadData(format!("invalid PromQL: {e}")))?;
+    let mut p = Printer { tenant, out: String::with_capacity(query.len() + 32), max_depth };
+    p.expr(&expr, 0)?;
+    Ok(p.out)
+}
+
+/// Rewrites a series selector (`match[]`): it must be a vector selector.
+pub fn enforce_selector(selector: &str, tenant: &Tenant, max_depth: usize) -> Result<String, EnforceError> {
+    check_nesting(selector, max_depth)?;
+    match parser::parse(selector) {
+        Ok(expr @ Expr::VectorSelector(_)) => {
+            let mut p = Printer { tenant, out: String::with_capacity(selector.len() + 32), max_depth };
+            p.expr(&expr, 0)?;
+            Ok(p.out)
+        }
+        Ok(_) => Err(EnforceError::BadData(format!("match[] must be a series selector, got {selector:?}"))),
+        Err(e) => Err(EnforceError::BadData(format!("invalid match[] selector: {e}"))),
+    }
+}
+
+/// Refuses brackets nested deeper than `max_depth` before the recursive parser sees them.
+fn check_nesting(query: &str, max_depth: usize) -> Result<(), EnforceError> {
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut bytes = query.bytes();
+    while let Some(b) = bytes.next() {
+        match quote {
+            Some(q) => {
+                if b == b'\\' && q != b'`' {
+                    bytes.next();
+                } else if b == q {
+                    quote = None;
+                }
+            }
+            None => match b {
+                b'"' | b'\'' | b'`' => quote = Some(b),
+                b'#' => {
+                    // A comment runs to the end of the line.
+                    for c in bytes.by_ref() {
+                        if c == b'\n' {
+                            break;
+                        }
+                    }
+                }
+                b'(' | b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max_depth {
+                        return Err(EnforceError::BadData(format!(
+                            "the query nests deeper than {max_depth} levels"
+                        )));
+                    }
+                }
+                b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    Ok(())
+}
+
+struct Printer<'a> {
+    tenant: &'a Tenant,
+    out: String,
+    max_depth: usize,
+}
+
+impl Printer<'_> {
+    fn expr(&mut self, e: &Expr, depth: usize) -> Result<(), EnforceError> {
+        // Operator chains (`a+a+a…`) nest the AST without brackets.
+        if depth > self.max_depth * 4 {
+            return Err(EnforceError::BadData(format!(
+                "the query nests deeper than {} operations",
+                self.max_depth * 4
+            )));
+        }
+        let d = depth + 1;
+        match e {
+            Expr::Aggregate(a) => {
+                self.out.push_str(&a.op.to_string());
+                match &a.modifier {
+                    Some(LabelModifier::Include(ls)) => {
+                        self.out.push_str(" by ");
+                        self.labels(&ls.labels);
+                    }
+                    Some(LabelModifier::Exclude(ls)) => {
+                        self.out.push_str(" without ");
+                        self.labels(&ls.labels);
+                    }
+                    None => {}
+                }
+                self.out.push_str(" (");
+                if let Some(param) = &a.param {
+                    self.expr(param, d)?;
+                    self.out.push_str(", ");
+                }
+                self.expr(&a.expr, d)?;
+                self.out.push(')');
+            }
+            Expr::Unary(u) => {
+                self.out.push('-');
+                self.wrapped(&u.expr, d)?;
+            }
+            Expr::Binary(b) => {
+                self.wrapped(&b.lhs, d)?;
+                self.out.push(' ');
+                self.out.push_str(&b.op.to_string());
+                if let Some(m) = &b.modifier {
+                    self.bin_modifier(m);
+                }
+                self.out.push(' ');
+                self.wrapped(&b.rhs, d)?;
+            }
+            Expr::Paren(p) => {
+                self.out.push('(');
+                self.expr(&p.expr, d)?;
+                self.out.push(')');
+            }
+            Expr::Subquery(s) => {
+                self.wrapped(&s.expr, d)?;
+                self.out.push('[');
+                self.out.push_str(&duration(&s.range));
+                self.out.push(':');
+                if let Some(step) = &s.step {
+                    self.out.push_str(&duration(step));
+                }
+                self.out.push(']');
+                self.at_offset(&s.at, &s.offset);
+            }
+            Expr::NumberLiteral(n) => self.out.push_str(&number(n.val)),
+            Expr::StringLiteral(s) => {
+                let _ = write!(self.out, "\"{}\"", escape(&s.val));
+            }
+            Expr::VectorSelector(vs) => {
+                self.selector(vs)?;
+                self.at_offset(&vs.at, &vs.offset);
+            }
+            Expr::MatrixSelector(ms) => {
+                self.selector(&ms.vs)?;
+                self.out.push('[');
+                self.out.push_str(&duration(&ms.range));
+                self.out.push(']');
+                self.at_offset(&ms.vs.at, &ms.vs.offset);
+            }
+            Expr::Call(c) => {
+                self.out.push_str(c.func.name);
+                self.out.push('(');
+                for (i, arg) in c.args.args.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push_str(", ");
+                    }
+                    self.expr(arg, d)?;
+                }
+                self.out.push(')');
+            }
+            Expr::Extension(_) => {
+                return Err(EnforceError::BadData("unsupported expression".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Operands of operators are bracketed unless they are atoms, so the printed query
+    /// never depends on precedence rules; brackets do not change a PromQL result.
+    fn wrapped(&mut self, e: &Expr, depth: usize) -> Result<(), EnforceError> {
+        if matches!(e, Expr::Binary(_) | Expr::Unary(_)) {
+            self.out.push('(');
+            self.expr(e, depth)?;
+            self.out.push(')');
+            Ok(())
+        } else {
+            self.expr(e, depth)
+        }
+    }
+
+    fn bin_modifier(&mut self, m: &BinModifier) {
+        if m.return_bool {
+            self.out.push_str(" bool");
+        }
+        match &m.matching {
+            Some(LabelModifier::Include(ls)) => {
+                self.out.push_str(" on ");
+                self.labels(&ls.labels);
+            }
+            Some(LabelModifier::Exclude(ls)) => {
+                self.out.push_str(" ignoring ");
+                self.labels(&ls.labels);
+            }
+            None => {}
+        }
+        match &m.card {
+            VectorMatchCardinality::ManyToOne(ls) => {
+                self.out.push_str(" group_left ");
+                self.labels(&ls.labels);
+            }
+            VectorMatchCardinality::OneToMany(ls) => {
+                self.out.push_str(" group_right ");
+                self.labels(&ls.labels);
+            }
+            VectorMatchCardinality::OneToOne | VectorMatchCardinality::ManyToMany => {}
+        }
+        let fill = &m.fill_values;
+        match (fill.lhs, fill.rhs) {
+            (Some(l), Some(r)) if l == r || (l.is_nan() && r.is_nan()) => {
+                let _ = write!(self.out, " fill ({})", number(l));
+            }
+            (l, r) => {
+                if let Some(l) = l {
+                    let _ = write!(self.out, " fill_left ({})", number(l));
+                }
+                if let Some(r) = r {
+                    let _ = write!(self.out, " fill_right ({})", number(r));
+                }
+            }
+        }
+    }
+
+    fn labels(&mut self, labels: &[String]) {
+        self.out.push('(');
+        for (i, l) in labels.iter().enumerate() {
+            if i > 0 {
+                self.out.push_str(", ");
+            }
+            self.label_name(l);
+        }
+        self.out.push(')');
+    }
+
+    fn label_name(&mut self, name: &str) {
+        if is_label_name(name) {
+            self.out.push_str(name);
+        } else {
+            let _ = write!(self.out, "\"{}\"", escape(name));
+        }
+    }
+
+    /// `name{user matchers, tenant matcher}`; with `or` in the braces, the tenant
+    /// matcher goes into every alternative.
+    fn selector(&mut self, vs: &VectorSelector) -> Result<(), EnforceError> {
+        let mut inner = Vec::new();
+        if let Some(name) = &vs.name {
+            if is_metric_name(name) {
+                self.out.push_str(name);
+            } else {
+                inner.push(Matcher::new(MatchOp::Equal, "__name__", name));
+            }
+        }
+        self.out.push('{');
+        let groups: Vec<&[Matcher]> = if vs.matchers.or_matchers.is_empty() {
+            vec![&vs.matchers.matchers]
+        } else {
+            // The parser moves plain matchers into the first group when it sees `or`.
+            let mut g: Vec<&[Matcher]> = vs.matchers.or_matchers.iter().map(Vec::as_slice).collect();
+            if !vs.matchers.matchers.is_empty() {
+                g.push(&vs.matchers.matchers);
+            }
+            g
+        };
+        for (gi, group) in groups.iter().enumerate() {
+            if gi > 0 {
+                self.out.push_str(" or ");
+            }
+            let mut has_tenant = false;
+            for m in inner.iter().chain(group.iter()) {
+                if m.name == self.tenant.label {
+                    if let MatchOp::Equal = m.op {
+                        if !self.tenant.values.contains(&m.value) {
+                            return Err(EnforceError::Forbidden(format!(
+                                "the query selects {}={:?}, which your token does not grant; \
+                                 you may read only {}",
+                                m.name,
+                                m.value,
+                                self.tenant.values.join(", ")
+                            )));
+                        }
+                    }
+                }
+                self.matcher(m);
+                self.out.push(',');
+                has_tenant |= self.tenant.is_tenant_matcher(m);
+            }
+            if has_tenant {
+                self.out.pop();
+            } else {
+                self.out.push_str(&self.tenant.printed);
+            }
+        }
+        self.out.push('}');
+        Ok(())
+    }
+
+    fn matcher(&mut self, m: &Matcher) {
+        self.label_name(&m.name);
+        let op = match m.op {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Re(_) => "=~",
+            MatchOp::NotRe(_) => "!~",
+        };
+        let _ = write!(self.out, "{op}\"{}\"", escape(&m.value));
+    }
+
+    fn at_offset(&mut self, at: &Option<AtModifier>, offset: &Option<Offset>) {
+        match at {
+            Some(AtModifier::Start) => self.out.push_str(" @ start()"),
+            Some(AtModifier::End) => self.out.push_str(" @ end()"),
+            Some(AtModifier::At(t)) => {
+                let _ = write!(self.out, " @ {}", timestamp(*t));
+            }
+            None => {}
+        }
+        match offset {
+            Some(Offset::Pos(d)) => {
+                let _ = write!(self.out, " offset {}", duration(d));
+            }
+            Some(Offset::Neg(d)) => {
+                let _ = write!(self.out, " offset -{}", duration(d));
+            }
+            None => {}
+        }
+    }
+}
+
+fn is_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Signed seconds with millisecond precision; times before 1970 stay negative.
+fn timestamp(t: SystemTime) -> String {
+    let (sign, ms) = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => ("", d.as_millis()),
+        Err(e) => ("-", e.duration().as_millis()),
+    };
+    format!("{sign}{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// A PromQL duration in whole units down to milliseconds (`1d2h`, `90s`, `1500ms`).
+fn duration(d: &Duration) -> String {
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut s = String::new();
+    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+        if ms >= size {
+            let _ = write!(s, "{}{unit}", ms / size);
+            ms %= size;
+        }
+    }
+    s
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "Inf".into() } else { "-Inf".into() }
+    } else {
+        // `{:?}` is the shortest text that reads back to the same f64 (`1e300`, `0.1`).
+        format!("{v:?}")
+    }
+}
+
+/// A double-quoted PromQL string body: escapes that every Prometheus version reads back.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes regex metacharacters so a value matches only itself (RE2 syntax).
+pub fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> Tenant {
+        Tenant::new("project_id", vec!["p1".into()])
+    }
+
+    fn rw(q: &str) -> String {
+        enforce(q, &t(), 64).unwrap_or_else(|e| panic!("{q}: {e:?}"))
+    }
+
+    #[test]
+    fn table() {
+        let cases = [
+            ("up", r#"up{project_id="p1"}"#),
+            (r#"up{job="a"}"#, r#"up{job="a",project_id="p1"}"#),
+            (r#"{__name__=~"up|down"}"#, r#"{__name__=~"up|down",project_id="p1"}"#),
+            ("rate(x[5m])", r#"rate(x{project_id="p1"}[5m])"#),
+            ("sum by (a, b) (x)", r#"sum by (a, b) (x{project_id="p1"})"#),
+            ("sum without () (x)", r#"sum without () (x{project_id="p1"})"#),
+            ("sum(x)", r#"sum (x{project_id="p1"})"#),
+            ("topk(5, x)", r#"topk (5.0, x{project_id="p1"})"#),
+            (r#"count_values("v", x)"#, r#"count_values ("v", x{project_id="p1"})"#),
+            ("a + b", r#"a{project_id="p1"} + b{project_id="p1"}"#),
+            ("a + b * c", r#"a{project_id="p1"} + (b{project_id="p1"} * c{project_id="p1"})"#),
+            (
+                "a / on (x) group_left (y) b",
+                r#"a{project_id="p1"} / on (x) group_left (y) b{project_id="p1"}"#,
+            ),
+            ("a > bool 1", r#"a{project_id="p1"} > bool 1.0"#),
+            (
+                "a and ignoring (z) b",
+                r#"a{project_id="p1"} and ignoring (z) b{project_id="p1"}"#,
+            ),
+            ("-a", r#"-a{project_id="p1"}"#),
+            ("max_over_time(x[1h:5m])", r#"max_over_time(x{project_id="p1"}[1h:5m])"#),
+            ("rate(x[5m])[30m:]", r#"rate(x{project_id="p1"}[5m])[30m:]"#),
+            ("x offset 5m", r#"x{project_id="p1"} offset 5m"#),
+            ("x offset -1h30m", r#"x{project_id="p1"} offset -1h30m"#),
+            ("x @ 1795266000", r#"x{project_id="p1"} @ 1795266000.000"#),
+            ("x @ -100.5", r#"x{project_id="p1"} @ -100.500"#),
+            ("x @ start()", r#"x{project_id="p1"} @ start()"#),
+            ("x[5m] @ end() offset 1m", r#"x{project_id="p1"}[5m] @ end() offset 1m"#),
+            ("1 + 1", "1.0 + 1.0"),
+            ("time()", "time()"),
+            (
+                r#"label_replace(up, "a", "$1", "b", "(.*)")"#,
+                r#"label_replace(up{project_id="p1"}, "a", "$1", "b", "(.*)")"#,
+            ),
+            (r#"x{a="q\"\\\n"}"#, r#"x{a="q\"\\\n",project_id="p1"}"#),
+            ("absent(nope)", r#"absent(nope{project_id="p1"})"#),
+            (r#"up{project_id="p1"}"#, r#"up{project_id="p1"}"#),
+            (r#"up{project_id=~".*"}"#, r#"up{project_id=~".*",project_id="p1"}"#),
+            (r#"up{project_id!="p2"}"#, r#"up{project_id!="p2",project_id="p1"}"#),
+            ("x[1d2h]", r#"x{project_id="p1"}[1d2h]"#),
+            ("x[1y]", r#"x{project_id="p1"}[365d]"#),
+        ];
+        for (q, want) in cases {
+            assert_eq!(rw(q), want, "{q}");
+        }
+    }
+
+    #[test]
+    fn output_reparses_to_itself() {
+        for q in ["a + b * c", "sum by (x) (rate(y[5m] @ -5 offset 1m))", r#"x{a=~"\\d+"}"#, "-a ^ 2"] {
+            let once = rw(q);
+            assert_eq!(rw(&once), once, "{q}");
+        }
+    }
+
+    #[test]
+    fn other_project_is_forbidden() {
+        let e = enforce(r#"up{project_id="p2"}"#, &t(), 64).unwrap_err();
+        assert!(matches!(e, EnforceError::Forbidden(ref m) if m.contains("p2")), "{e:?}");
+        let e = enforce(r#"sum(rate(x[5m])) / sum(up{project_id="p2"})"#, &t(), 64).unwrap_err();
+        assert!(matches!(e, EnforceError::Forbidden(_)));
+    }
+
+    #[test]
+    fn or_inside_braces_carries_the_matcher_in_every_branch() {
+        let out = enforce(r#"{a="1" or b="2"}"#, &t(), 64);
+        if let Ok(out) = out {
+            assert_eq!(out.matches(r#"project_id="p1""#).count(), 2, "{out}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_are_bad_data() {
+        for q in ["sum(", "", "up{", "foo bar"] {
+            assert!(matches!(enforce(q, &t(), 64), Err(EnforceError::BadData(_))), "{q}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!("{}1{}", "(".repeat(100), ")".repeat(100));
+        assert!(matches!(enforce(&deep, &t(), 64), Err(EnforceError::BadData(_))));
+        // Brackets inside strings do not count.
+        let q = format!("x{{a=\"{}\"}}", "(".repeat(100));
+        assert!(enforce(&q, &t(), 64).is_ok());
+    }
+
+    #[test]
+    fn several_values_use_an_anchored_escaped_regex() {
+        let t = Tenant::new("project_id", vec!["a.b".into(), "c".into()]);
+        assert_eq!(enforce("up", &t, 64).unwrap(), r#"up{project_id=~"a\\.b|c"}"#);
+    }
+
+    #[test]
+    fn lookalike_labels_do_not_count_as_the_tenant_matcher() {
+        assert_eq!(rw(r#"up{xproject_id="p1"}"#), r#"up{xproject_id="p1",project_id="p1"}"#);
+        let t2 = Tenant::new("project_id", vec!["a".into(), "b".into()]);
+        assert_eq!(
+            enforce(r#"up{project_id=~"a|b"}"#, &t2, 64).unwrap(),
+            r#"up{project_id=~"a|b"}"#
+        );
+        assert_eq!(
+            enforce(r#"up{project_id!~"a|b"}"#, &t2, 64).unwrap(),
+            r#"up{project_id!~"a|b",project_id=~"a|b"}"#
+        );
+    }
+
+    #[test]
+    fn selectors() {
+        assert_eq!(enforce_selector(r#"{job="x"}"#, &t(), 64).unwrap(), r#"{job="x",project_id="p1"}"#);
+        assert!(enforce_selector("rate(x[5m])", &t(), 64).is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! Enforcement of one request's parameters: the query string and the form body.
+
+use crate::config::Limits;
+use crate::error::ApiError;
+use crate::form::{self, Param};
+use crate::promql::{self, EnforceError, Tenant};
+use crate::rewrite_cache::RewriteCache;
+use crate::routes::Endpoint;
+use std::rc::Rc;
+
+impl From<EnforceError> for ApiError {
+    fn from(e: EnforceError) -> Self {
+        match e {
+            EnforceError::BadData(m) => ApiError::bad_data(m),
+            EnforceError::Forbidden(m) => ApiError::forbidden(m),
+        }
+    }
+}
+
+/// Everything one request's enforcement needs.
+pub struct Enforcer<'a> {
+    pub tenant: &'a Tenant,
+    pub limits: &'a Limits,
+    pub cache: &'a mut RewriteCache,
+}
+
+impl Enforcer<'_> {
+    /// Rewrites every PromQL parameter of `endpoint` in an urlencoded string (a query
+    /// string or a form body), and returns the string re-encoded.
+    pub fn params(&mut self, raw: &str, endpoint: Endpoint) -> Result<String, ApiError> {
+        if raw.is_empty() {
+            return Ok(String::new());
+        }
+        let mut params = form::parse(raw).map_err(|e| ApiError::bad_data(e.0))?;
+        for Param { key, value } in params.iter_mut() {
+            if endpoint.promql_params().contains(&key.as_str()) {
+                *value = self.expr(key, value)?.to_string();
+            }
+        }
+        Ok(form::encode(&params))
+    }
+
+    fn expr(&mut self, key: &str, value: &str) -> Result<Rc<str>, ApiError> {
+        if value.len() > self.limits.max_query_bytes {
+            return Err(ApiError::bad_data(format!(
+                "the {key} parameter is longer than {} bytes (limits.max_query_bytes)",
+                self.limits.max_query_bytes
+            )));
+        }
+        let (tenant, depth) = (self.tenant, self.limits.max_depth);
+        Ok(self.cache.get_or_compute(tenant.key(), value, || promql::enforce(value, tenant, depth))?)
+    }
+}
+
+/// What a POST must look like before its body is read: an urlencoded form, uncompressed.
+pub fn check_form_headers(content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(), ApiError> {
+    let media = content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(ApiError::unsupported_media_type(
+            "POST bodies must be application/x-www-form-urlencoded",
+        ));
+    }
+    match content_encoding.map(str::trim) {
+        None | Some("") => Ok(()),
+        Some(e) if e.eq_ignore_ascii_case("identity") => Ok(()),
+        Some(_) => Err(ApiError::unsupported_media_type("compressed request bodies are not accepted")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn limits() -> Limits {
+        Config::from_json(br#"{"keystone":{"url":"http://k/v3"}}"#).unwrap().limits
+    }
+
+    fn t() -> Tenant {
+        Tenant::new("project_id", vec!["p1".into()])
+    }
+
+    fn enforce_params(raw: &str, endpoint: Endpoint, tenant: &Tenant, limits: &Limits) -> Result<String, ApiError> {
+        let mut cache = RewriteCache::new(1 << 20);
+        Enforcer { tenant, limits, cache: &mut cache }.params(raw, endpoint)
+    }
+
+    #[test]
+    fn every_query_value_is_enforced() {
+        let out = enforce_params("query=a&%71uery=b&time=5", Endpoint::Query, &t(), &limits()).unwrap();
+        assert_eq!(
+            form::parse(&out).unwrap(),
+            vec![
+                Param { key: "query".into(), value: r#"a{project_id="p1"}"#.into() },
+                Param { key: "query".into(), value: r#"b{project_id="p1"}"#.into() },
+                Param { key: "time".into(), value: "5".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let e = enforce_params("query=sum(", Endpoint::Query, &t(), &limits()).unwrap_err();
+        assert_eq!((e.status, e.error_type), (400, "bad_data"));
+        let e = enforce_params("query=up{project_id=\"p2\"}", Endpoint::Query, &t(), &limits()).unwrap_err();
+        assert_eq!(e.status, 403);
+        let e = enforce_params("query=a;b", Endpoint::Query, &t(), &limits()).unwrap_err();
+        assert_eq!(e.status, 400);
+        let mut l = limits();
+        l.max_query_bytes = 3;
+        assert_eq!(enforce_params("query=abcd", Endpoint::Query, &t(), &l).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn form_headers() {
+        assert!(check_form_headers(Some("application/x-www-form-urlencoded"), None).is_ok());
+        assert!(check_form_headers(Some("Application/X-WWW-Form-URLEncoded; charset=utf-8"), Some("identity")).is_ok());
+        for ct in [None, Some("multipart/form-data; boundary=x"), Some("application/json"), Some("text/plain")] {
+            assert_eq!(check_form_headers(ct, None).unwrap_err().status, 415);
+        }
+        assert_eq!(check_form_headers(Some("application/x-www-form-urlencoded"), Some("gzip")).unwrap_err().status, 415);
+    }
+}
