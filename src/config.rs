@@ -9,6 +9,7 @@ pub const DEFAULT_TTL_SECONDS: u64 = 300;
 pub const DEFAULT_MAX_ENTRIES: u32 = 16384;
 pub const DEFAULT_REWRITE_BYTES: usize = 4 << 20;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
 pub const DEFAULT_MAX_QUERY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_DEPTH: usize = 64;
 
@@ -16,6 +17,11 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 pub struct Config {
     pub keystone: KeystoneConfig,
     pub project_label: String,
+    /// Where the Prometheus API is mounted, e.g. `/prometheus`; empty for the root.
+    pub path_prefix: String,
+    /// Extra paths (after the prefix) forwarded with a valid credential but no tenant
+    /// enforcement. Unsafe: whatever they return, every tenant sees.
+    pub unsafe_passthrough: Vec<String>,
     pub cache: CacheConfig,
     pub limits: Limits,
 }
@@ -47,6 +53,8 @@ pub struct CacheConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// Largest rules/alerts answer the filter buffers to filter (after inflating).
+    pub max_response_bytes: usize,
     pub max_query_bytes: usize,
     pub max_depth: usize,
 }
@@ -109,6 +117,21 @@ impl<'a> Section<'a> {
                 Some(n) if (min..=max).contains(&n) => Ok(n),
                 _ => Err(err(&self.key(name), format!("must be an integer from {min} to {max}"))),
             },
+        }
+    }
+
+    fn paths(&mut self, name: &str) -> Result<Vec<String>, ConfigError> {
+        let key = self.key(name);
+        match self.take(name) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(p) if p.starts_with('/') && !p.contains(['?', '#']) => Ok(p),
+                    _ => Err(err(&key, "must be a list of paths such as \"/api/v1/metadata\"")),
+                })
+                .collect(),
+            Some(_) => Err(err(&key, "must be a list of paths")),
         }
     }
 
@@ -177,6 +200,14 @@ impl Config {
             return Err(err("project_label", "must be a Prometheus label name, not starting with __"));
         }
 
+        let path_prefix = root.string("path_prefix")?.unwrap_or_default();
+        if !path_prefix.is_empty()
+            && (!path_prefix.starts_with('/') || path_prefix.ends_with('/') || path_prefix.contains(['?', '#']))
+        {
+            return Err(err("path_prefix", "must start with / and not end with /, e.g. /prometheus"));
+        }
+        let unsafe_passthrough = root.paths("unsafe_passthrough")?;
+
         let mut cache = Section::new("cache", root.section("cache")?.unwrap_or(Value::Object(Map::new())))?;
         let ttl_seconds = cache.int("ttl_seconds", DEFAULT_TTL_SECONDS, 1, 86_400)?;
         let max_entries = cache.int("max_entries", u64::from(DEFAULT_MAX_ENTRIES), 1, 1 << 20)?;
@@ -188,13 +219,19 @@ impl Config {
         let mut lim = Section::new("limits", root.section("limits")?.unwrap_or(Value::Object(Map::new())))?;
         let limits = Limits {
             max_body_bytes: usize_of(lim.int("max_body_bytes", DEFAULT_MAX_BODY_BYTES as u64, 1, 16 << 20)?),
+            max_response_bytes: usize_of(lim.int(
+                "max_response_bytes",
+                DEFAULT_MAX_RESPONSE_BYTES as u64,
+                1,
+                256 << 20,
+            )?),
             max_query_bytes: usize_of(lim.int("max_query_bytes", DEFAULT_MAX_QUERY_BYTES as u64, 1, 4 << 20)?),
             max_depth: usize_of(lim.int("max_depth", DEFAULT_MAX_DEPTH as u64, 1, 256)?),
         };
         lim.finish()?;
 
         root.finish()?;
-        Ok(Config { keystone, project_label, cache, limits })
+        Ok(Config { keystone, project_label, path_prefix, unsafe_passthrough, cache, limits })
     }
 }
 
@@ -220,6 +257,9 @@ mod tests {
         assert_eq!(c.cache.max_entries, DEFAULT_MAX_ENTRIES);
         assert_eq!(c.cache.rewrite_bytes, DEFAULT_REWRITE_BYTES);
         assert_eq!(c.limits.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.limits.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
+        assert_eq!(c.path_prefix, "");
+        assert!(c.unsafe_passthrough.is_empty());
     }
 
     #[test]
@@ -227,7 +267,8 @@ mod tests {
         let c = parse(
             r#"{"keystone":{"url":"https://ks/identity/v3","upstream":"outbound|5000||ks","timeout_ms":500,
                 "service_token":"svc"},"project_label":"tenant","cache":{"ttl_seconds":60,"max_entries":10,"rewrite_bytes":0},
-                "limits":{"max_body_bytes":1000,"max_query_bytes":100,"max_depth":8}}"#,
+                "limits":{"max_body_bytes":1000,"max_response_bytes":2000,"max_query_bytes":100,"max_depth":8},
+                "path_prefix":"/prometheus","unsafe_passthrough":["/api/v1/metadata"]}"#,
         )
         .unwrap();
         assert_eq!(c.keystone.path_prefix, "/identity/v3");
@@ -237,7 +278,12 @@ mod tests {
         assert_eq!(c.keystone.service_token.as_deref(), Some("svc"));
         assert_eq!(c.project_label, "tenant");
         assert_eq!(c.cache, CacheConfig { ttl_seconds: 60, max_entries: 10, rewrite_bytes: 0 });
-        assert_eq!(c.limits, Limits { max_body_bytes: 1000, max_query_bytes: 100, max_depth: 8 });
+        assert_eq!(
+            c.limits,
+            Limits { max_body_bytes: 1000, max_response_bytes: 2000, max_query_bytes: 100, max_depth: 8 }
+        );
+        assert_eq!(c.path_prefix, "/prometheus");
+        assert_eq!(c.unsafe_passthrough, vec!["/api/v1/metadata"]);
     }
 
     #[test]
@@ -254,6 +300,9 @@ mod tests {
             (r#"{"keystone":{"url":"http://x/v3"},"cache":{"ttl_seconds":-1}}"#, "cache.ttl_seconds"),
             (r#"{"keystone":{"url":"http://x/v3"},"cache":[]}"#, "cache"),
             (r#"{"keystone":{"url":"http://x/v3"},"bogus":1}"#, "bogus"),
+            (r#"{"keystone":{"url":"http://x/v3"},"path_prefix":"prom/"}"#, "path_prefix"),
+            (r#"{"keystone":{"url":"http://x/v3"},"unsafe_passthrough":"/x"}"#, "unsafe_passthrough"),
+            (r#"{"keystone":{"url":"http://x/v3"},"unsafe_passthrough":["x"]}"#, "unsafe_passthrough"),
             ("not json", "(root)"),
         ];
         for (json, key) in cases {

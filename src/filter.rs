@@ -16,8 +16,9 @@ use crate::error::ApiError;
 use crate::keystone::{self, AuthFailure};
 use crate::promql::Tenant;
 use crate::request::{self, Enforcer};
+use crate::response::{self, Kind};
 use crate::rewrite_cache::RewriteCache;
-use crate::routes::{self, Endpoint, MethodCheck, Route};
+use crate::routes::{self, Endpoint, MethodCheck, Params, Route};
 use crate::scope::Scope;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -29,6 +30,10 @@ pub trait Host {
     fn set_request_header(&mut self, name: &str, value: Option<&str>);
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
     fn set_request_body(&mut self, size: usize, body: &[u8]);
+    fn response_header(&self, name: &str) -> Option<String>;
+    fn set_response_header(&mut self, name: &str, value: Option<&str>);
+    fn response_body(&self, size: usize) -> Option<Vec<u8>>;
+    fn set_response_body(&mut self, size: usize, body: &[u8]);
     fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     /// Starts an HTTP callout; the answer comes back through [`Flow::on_callout`].
     fn dispatch(&mut self, upstream: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u32, String>;
@@ -76,9 +81,11 @@ impl Shared {
 /// Per-request state.
 pub struct Flow {
     shared: Rc<Shared>,
-    endpoint: Option<Endpoint>,
+    route: Route,
     credential: Option<Credential>,
     scope: Option<Scope>,
+    /// The tenant, kept for filtering the answer.
+    tenant: Option<Tenant>,
     /// A body follows the headers and must be enforced.
     expect_body: bool,
     /// The whole body, once it has arrived.
@@ -86,19 +93,33 @@ pub struct Flow {
     callout: Option<u32>,
     /// A response was sent: nothing else happens for this request.
     done: bool,
+    /// The upstream answer is filtered (rules, alerts), and how it is encoded.
+    filter_response: Option<ResponseFilter>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResponseFilter {
+    Plain(Kind),
+    Gzip(Kind),
+    /// The answer can't be filtered (unknown encoding, too large): its body is replaced.
+    Refuse(&'static str),
+    /// An error already replaced the body; later chunks are dropped.
+    Drop,
 }
 
 impl Flow {
     pub fn new(shared: Rc<Shared>) -> Flow {
         Flow {
             shared,
-            endpoint: None,
+            route: Route::Denied,
             credential: None,
             scope: None,
+            tenant: None,
             expect_body: false,
             body: None,
             callout: None,
             done: false,
+            filter_response: None,
         }
     }
 
@@ -117,27 +138,31 @@ impl Flow {
         let full_path = host.request_header(":path").unwrap_or_default();
         let method = host.request_header(":method").unwrap_or_default();
         let (path, _) = routes::split_path(&full_path);
-        let route = routes::classify(path);
+        let route = routes::classify(path, &self.cfg().path_prefix, &self.cfg().unsafe_passthrough);
         if let MethodCheck::NotAllowed(allow) = routes::check_method(route, &method) {
             return self.refuse(host, ApiError::method_not_allowed(allow));
         }
         // The token is the user's secret: it never goes upstream, whatever the route.
         let credential = Credential::from_headers(|n| host.request_header(n));
         host.set_request_header("x-auth-token", None);
-        let endpoint = match route {
+        match route {
             Route::Open => return Action::Continue,
             Route::Denied => {
                 return self.refuse(
                     host,
                     ApiError::forbidden(format!(
-                        "{path} is not available through the Keystone filter; \
-                         use /api/v1/query or /api/v1/query_range"
+                        "{path} is not available through the Keystone filter: it is not an endpoint \
+                         whose answer can be limited to your project"
                     )),
                 )
             }
-            Route::Enforced(ep) => ep,
-        };
-        self.endpoint = Some(endpoint);
+            Route::Enforced(Endpoint::Rules | Endpoint::Alerts) => {
+                // Ask for an identity answer; a gzip one is still inflated when it comes.
+                host.set_request_header("accept-encoding", None);
+            }
+            Route::Enforced(_) | Route::Authenticated => {}
+        }
+        self.route = route;
         let credential = match credential {
             Ok(c) => c,
             Err(CredentialError::Missing) => {
@@ -154,7 +179,8 @@ impl Flow {
             }
         };
 
-        if method == "POST" {
+        // Only enforced endpoints need the body; passthrough bodies go as they are.
+        if method == "POST" && matches!(route, Route::Enforced(_)) {
             if let Err(e) = request::check_form_headers(
                 host.request_header("content-type").as_deref(),
                 host.request_header("content-encoding").as_deref(),
@@ -296,31 +322,111 @@ impl Flow {
     }
 
     fn enforce(&mut self, host: &mut dyn Host) -> Result<(), ApiError> {
-        let (Some(endpoint), Some(scope)) = (self.endpoint, self.scope.as_ref()) else {
+        let Some(scope) = self.scope.as_ref() else {
             return Err(ApiError::unavailable("internal state error"));
         };
         let project = scope.project_id.clone().ok_or_else(|| {
             ApiError::forbidden("the token is not project-scoped; get a project-scoped token")
         })?;
+        let endpoint = match self.route {
+            Route::Enforced(ep) => ep,
+            Route::Authenticated => return Ok(()),
+            Route::Open | Route::Denied => return Err(ApiError::forbidden("not allowed")),
+        };
         let tenant = Tenant::new(&self.cfg().project_label, vec![project]);
+        if endpoint.params() == Params::ResponseFiltered {
+            self.tenant = Some(tenant);
+            return Ok(());
+        }
         let mut cache = self.shared.rewrites.borrow_mut();
         let mut enforcer = Enforcer { tenant: &tenant, limits: &self.shared.config.limits, cache: &mut cache };
 
         let full_path = host.request_header(":path").unwrap_or_default();
         let (path, query) = routes::split_path(&full_path);
-        let query = enforcer.params(query, endpoint)?;
+        let (mut query, mut enforced) = enforcer.params(query, endpoint)?;
         let new_body = match &self.body {
             Some(body) => {
                 let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_data("the form body must be UTF-8"))?;
-                Some((body.len(), enforcer.params(text, endpoint)?))
+                let (new_body, n) = enforcer.params(text, endpoint)?;
+                enforced += n;
+                Some((body.len(), new_body))
             }
             None => None,
         };
+        if enforced == 0 && endpoint.params() == Params::Match {
+            // No match[] would mean every series; the tenant's own selector stands in.
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&request::default_match(&tenant));
+        }
         host.set_request_header(":path", Some(&format!("{path}?{query}")));
         if let Some((old_len, new_body)) = new_body {
             host.set_request_body(old_len, new_body.as_bytes());
         }
         Ok(())
+    }
+
+    pub fn on_response_headers(&mut self, host: &mut dyn Host) -> Action {
+        let kind = match self.route {
+            Route::Enforced(Endpoint::Rules) => Kind::Rules,
+            Route::Enforced(Endpoint::Alerts) => Kind::Alerts,
+            _ => return Action::Continue,
+        };
+        if self.done || self.tenant.is_none() {
+            return Action::Continue;
+        }
+        if host.response_header(":status").as_deref() != Some("200") {
+            return Action::Continue; // Prometheus errors carry no tenant data
+        }
+        let encoding = host.response_header("content-encoding").map(|e| e.trim().to_ascii_lowercase());
+        self.filter_response = Some(match encoding.as_deref() {
+            None | Some("") | Some("identity") => ResponseFilter::Plain(kind),
+            Some("gzip") | Some("x-gzip") => ResponseFilter::Gzip(kind),
+            Some(_) => ResponseFilter::Refuse("the upstream answer has an encoding the filter cannot read"),
+        });
+        host.set_response_header("content-encoding", None);
+        host.set_response_header("content-length", None);
+        Action::Continue
+    }
+
+    pub fn on_response_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(mode) = self.filter_response else {
+            return Action::Continue;
+        };
+        let max = self.cfg().limits.max_response_bytes;
+        let result = match mode {
+            ResponseFilter::Drop => {
+                host.set_response_body(body_size, b"");
+                return Action::Continue;
+            }
+            ResponseFilter::Refuse(why) => Err(why.to_string()),
+            _ if body_size > max => Err(format!("the upstream answer is larger than {max} bytes (limits.max_response_bytes)")),
+            _ if !end_of_stream => return Action::Pause,
+            ResponseFilter::Plain(kind) | ResponseFilter::Gzip(kind) => {
+                let raw = host.response_body(body_size).unwrap_or_default();
+                let plain = match mode {
+                    ResponseFilter::Gzip(_) => response::gunzip(&raw, max),
+                    _ => Ok(raw),
+                };
+                let tenant = self.tenant.as_ref();
+                plain.and_then(|p| match tenant {
+                    Some(t) => response::filter(kind, &p, t.label(), t.values()),
+                    None => Err("no tenant".into()),
+                })
+            }
+        };
+        match result {
+            Ok(body) => host.set_response_body(body_size, &body),
+            Err(why) => {
+                host.log(Level::Warn, &format!("upstream answer not filtered: {why}"));
+                // Headers are gone already: the body becomes the error, nothing else passes.
+                let e = ApiError::new(502, "internal", format!("{why}; nothing of it is shown"));
+                host.set_response_body(body_size, &e.body());
+                self.filter_response = Some(ResponseFilter::Drop);
+            }
+        }
+        Action::Continue
     }
 }
 
@@ -343,6 +449,8 @@ pub mod mock {
     pub struct MockHost {
         pub headers: Vec<(String, String)>,
         pub body: Vec<u8>,
+        pub upstream_headers: Vec<(String, String)>,
+        pub upstream_body: Vec<u8>,
         pub response: Option<(u32, Headers, Vec<u8>)>,
         pub callouts: Vec<(String, Headers, u64)>,
         pub dispatch_fails: bool,
@@ -357,6 +465,8 @@ pub mod mock {
             MockHost {
                 headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 body: Vec::new(),
+                upstream_headers: Vec::new(),
+                upstream_body: Vec::new(),
                 response: None,
                 callouts: Vec::new(),
                 dispatch_fails: false,
@@ -396,6 +506,22 @@ pub mod mock {
         }
         fn set_request_body(&mut self, size: usize, body: &[u8]) {
             self.body.splice(..size.min(self.body.len()), body.iter().copied());
+        }
+        fn response_header(&self, name: &str) -> Option<String> {
+            self.upstream_headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        }
+        fn set_response_header(&mut self, name: &str, value: Option<&str>) {
+            self.upstream_headers.retain(|(k, _)| k != name);
+            if let Some(v) = value {
+                self.upstream_headers.push((name.to_string(), v.to_string()));
+            }
+        }
+        fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+            Some(self.upstream_body[..size.min(self.upstream_body.len())].to_vec())
+        }
+        fn set_response_body(&mut self, size: usize, body: &[u8]) {
+            let n = size.min(self.upstream_body.len());
+            self.upstream_body.splice(..n, body.iter().copied());
         }
         fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
             assert!(self.response.is_none(), "two responses");
@@ -683,5 +809,107 @@ mod tests {
         let dom = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"domain":{"id":"d"},"roles":[]}}"#;
         f.on_callout(&mut h, 1, Some(200), None, dom.as_bytes());
         assert_eq!(status(&h), Some(403));
+    }
+
+    fn validated(path: &str, cfg: &str) -> (MockHost, Flow) {
+        let cfg = Config::from_json(cfg.as_bytes()).unwrap();
+        let mut h = host(&Rc::default(), &get(path, Some("tok")));
+        let mut f = Flow::new(Rc::new(Shared::new(cfg)));
+        assert_eq!(f.on_request_headers(&mut h), Action::Pause);
+        f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
+        (h, f)
+    }
+
+    const CFG: &str = r#"{"keystone":{"url":"http://ks:5000/v3"}}"#;
+
+    #[test]
+    fn series_without_match_gets_the_tenant_selector() {
+        for path in ["/api/v1/series?start=1", "/api/v1/labels", "/api/v1/label/__name__/values", "/federate"] {
+            let (h, _) = validated(path, CFG);
+            assert_eq!(status(&h), None, "{path}");
+            let q = decoded_query(&h);
+            let m: Vec<&str> = q.iter().filter(|p| p.key == "match[]").map(|p| p.value.as_str()).collect();
+            assert_eq!(m, [r#"{project_id="p1"}"#], "{path}");
+        }
+        let (h, _) = validated("/federate?match[]=up&match[]={job=%22x%22}", CFG);
+        let m: Vec<String> = decoded_query(&h).into_iter().map(|p| p.value).collect();
+        assert_eq!(m, [r#"up{project_id="p1"}"#, r#"{job="x",project_id="p1"}"#]);
+    }
+
+    #[test]
+    fn prefix_and_passthrough() {
+        let cfg = r#"{"keystone":{"url":"http://ks:5000/v3"},"path_prefix":"/prometheus",
+            "unsafe_passthrough":["/api/v1/metadata"]}"#;
+        let (h, _) = validated("/prometheus/api/v1/query?query=up", cfg);
+        assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
+        assert!(h.header(":path").unwrap().starts_with("/prometheus/api/v1/query?"));
+        let (h, _) = validated("/prometheus/api/v1/metadata?metric=up", cfg);
+        assert_eq!((status(&h), h.header(":path")), (None, Some("/prometheus/api/v1/metadata?metric=up")));
+        let mut h = host(&Rc::default(), &get("/api/v1/query?query=up", Some("tok")));
+        let cfg = Config::from_json(cfg.as_bytes()).unwrap();
+        Flow::new(Rc::new(Shared::new(cfg))).on_request_headers(&mut h);
+        assert_eq!(status(&h), Some(403), "outside the prefix");
+    }
+
+    const RULES: &str = r#"{"status":"success","data":{"groups":[{"name":"g","rules":[
+        {"name":"mine","labels":{"project_id":"p1"}},{"name":"theirs","labels":{"project_id":"p2"}}]}]}}"#;
+
+    fn rule_names(body: &[u8]) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["data"]["groups"][0]["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn rules_answer_is_filtered() {
+        let (mut h, mut f) = validated("/api/v1/rules", CFG);
+        assert!(h.resumed);
+        h.upstream_headers = vec![(":status".into(), "200".into()), ("content-length".into(), "999".into())];
+        h.upstream_body = RULES.as_bytes().to_vec();
+        assert_eq!(f.on_response_headers(&mut h), Action::Continue);
+        assert_eq!(h.response_header("content-length"), None);
+        assert_eq!(f.on_response_body(&mut h, 10, false), Action::Pause);
+        assert_eq!(f.on_response_body(&mut h, RULES.len(), true), Action::Continue);
+        assert_eq!(rule_names(&h.upstream_body), ["mine"]);
+    }
+
+    #[test]
+    fn gzip_rules_answer_is_inflated_and_filtered() {
+        let (mut h, mut f) = validated("/api/v1/rules", CFG);
+        assert_eq!(h.header("accept-encoding"), None);
+        let gz = {
+            // A stored (uncompressed) deflate block inside a gzip member.
+            let data = RULES.as_bytes();
+            let mut g = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1];
+            let n = data.len() as u16;
+            g.extend_from_slice(&n.to_le_bytes());
+            g.extend_from_slice(&(!n).to_le_bytes());
+            g.extend_from_slice(data);
+            g.extend_from_slice(&[0; 8]);
+            g
+        };
+        h.upstream_headers = vec![(":status".into(), "200".into()), ("content-encoding".into(), "gzip".into())];
+        h.upstream_body = gz.clone();
+        f.on_response_headers(&mut h);
+        assert_eq!(h.response_header("content-encoding"), None);
+        f.on_response_body(&mut h, gz.len(), true);
+        assert_eq!(rule_names(&h.upstream_body), ["mine"]);
+    }
+
+    #[test]
+    fn unreadable_answers_are_replaced_by_an_error() {
+        for (encoding, body) in [("br", RULES), ("identity", "not json")] {
+            let (mut h, mut f) = validated("/api/v1/alerts", CFG);
+            h.upstream_headers = vec![(":status".into(), "200".into()), ("content-encoding".into(), encoding.into())];
+            h.upstream_body = body.as_bytes().to_vec();
+            f.on_response_headers(&mut h);
+            f.on_response_body(&mut h, body.len(), true);
+            let v: serde_json::Value = serde_json::from_slice(&h.upstream_body).unwrap();
+            assert_eq!(v["status"], "error", "{encoding}");
+            // Later chunks are dropped.
+            h.upstream_body.extend_from_slice(b"more");
+            let n = h.upstream_body.len();
+            f.on_response_body(&mut h, n, true);
+            assert!(h.upstream_body.is_empty());
+        }
     }
 }

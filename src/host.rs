@@ -87,6 +87,14 @@ impl HttpContext for Http {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> types::Action {
         action(self.flow.on_request_body(&mut Adapter, body_size, end_of_stream))
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> types::Action {
+        action(self.flow.on_response_headers(&mut Adapter))
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> types::Action {
+        action(self.flow.on_response_body(&mut Adapter, body_size, end_of_stream))
+    }
 }
 
 fn log(level: LogLevel, msg: &str) {
@@ -111,6 +119,22 @@ impl Host for Adapter {
 
     fn set_request_body(&mut self, size: usize, body: &[u8]) {
         let _ = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, body);
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+    }
+
+    fn set_response_header(&mut self, name: &str, value: Option<&str>) {
+        let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value);
+    }
+
+    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten()
+    }
+
+    fn set_response_body(&mut self, size: usize, body: &[u8]) {
+        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body);
     }
 
     fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {

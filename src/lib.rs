@@ -11,6 +11,7 @@ pub mod form;
 pub mod keystone;
 pub mod promql;
 pub mod request;
+pub mod response;
 pub mod rewrite_cache;
 pub mod routes;
 pub mod scope;

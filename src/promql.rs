@@ -21,6 +21,7 @@ pub struct Tenant {
     values: Vec<String>,
     /// The matcher as printed, e.g. `project_id="abc"`.
     printed: String,
+    selector_key: String,
 }
 
 impl Tenant {
@@ -32,7 +33,8 @@ impl Tenant {
             let alternatives: Vec<String> = values.iter().map(|v| regex_escape(v)).collect();
             format!("{label}=~\"{}\"", escape(&alternatives.join("|")))
         };
-        Tenant { label: label.to_string(), values, printed }
+        let selector_key = format!("match[]\0{printed}");
+        Tenant { label: label.to_string(), values, printed, selector_key }
     }
 
     /// True when `m` is exactly the matcher this tenant adds.
@@ -54,8 +56,17 @@ impl Tenant {
         &self.printed
     }
 
+    /// Identifies the tenant in caches of selector rewrites.
+    pub fn selector_key(&self) -> &str {
+        &self.selector_key
+    }
+
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    pub fn values(&self) -> &[String] {
+        &self.values
     }
 
     /// The matcher as a whole selector, `{project_id="abc"}`.
@@ -72,10 +83,33 @@ pub enum EnforceError {
     Forbidden(String),
 }
 
+/// Functions Prometheus accepts that promql-parser does not know. `holt_winters` is 2.x's
+/// name of 3.x's `double_exponential_smoothing`.
+fn register_functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use promql_parser::parser::{value::ValueType, Function};
+        let holt_winters = Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        );
+        // Fails only if the parser gains the function itself, which is just as good.
+        let _ = parser::register_extra_functions(vec![holt_winters]);
+    });
+}
+
+fn parse(query: &str) -> Result<Expr, String> {
+    register_functions();
+    parser::parse(query)
+}
+
 /// Rewrites `query` so that every selector carries the tenant matcher.
 pub fn enforce(query: &str, tenant: &Tenant, max_depth: usize) -> Result<String, EnforceError> {
     check_nesting(query, max_depth)?;
-    let expr = parser::parse(query).map_err(|e| EnforceError::BadData(format!("invalid PromQL: {e}")))?;
+    let expr = parse(query).map_err(|e| EnforceError::BadData(format!("invalid PromQL: {e}")))?;
     let mut p = Printer { tenant, out: String::with_capacity(query.len() + 32), max_depth };
     p.expr(&expr, 0)?;
     Ok(p.out)
@@ -84,7 +118,7 @@ pub fn enforce(query: &str, tenant: &Tenant, max_depth: usize) -> Result<String,
 /// Rewrites a series selector (`match[]`): it must be a vector selector.
 pub fn enforce_selector(selector: &str, tenant: &Tenant, max_depth: usize) -> Result<String, EnforceError> {
     check_nesting(selector, max_depth)?;
-    match parser::parse(selector) {
+    match parse(selector) {
         Ok(expr @ Expr::VectorSelector(_)) => {
             let mut p = Printer { tenant, out: String::with_capacity(selector.len() + 32), max_depth };
             p.expr(&expr, 0)?;
@@ -539,6 +573,26 @@ mod tests {
             let once = rw(q);
             assert_eq!(rw(&once), once, "{q}");
         }
+    }
+
+    #[test]
+    fn every_prometheus_function_parses() {
+        // Prometheus 2.42 through 3.x.
+        let names = "abs absent absent_over_time acos acosh asin asinh atan atanh avg_over_time ceil changes \
+            clamp clamp_max clamp_min cos cosh count_over_time day_of_month day_of_week day_of_year \
+            days_in_month deg delta deriv exp floor histogram_count histogram_sum histogram_fraction \
+            histogram_quantile holt_winters hour idelta increase irate label_join label_replace \
+            last_over_time ln log10 log2 max_over_time min_over_time minute month pi predict_linear \
+            present_over_time quantile_over_time rad rate resets round scalar sgn sin sinh sort sort_desc \
+            sqrt stddev_over_time stdvar_over_time sum_over_time tan tanh time timestamp vector year \
+            histogram_avg histogram_stddev histogram_stdvar double_exponential_smoothing info \
+            sort_by_label sort_by_label_desc mad_over_time";
+        for name in names.split_whitespace() {
+            if let Err(e) = parse(&format!("{name}()")) {
+                assert!(!e.contains("unknown function"), "{name}: {e}");
+            }
+        }
+        assert_eq!(rw("holt_winters(x[5m], 0.5, 0.5)"), r#"holt_winters(x{project_id="p1"}[5m], 0.5, 0.5)"#);
     }
 
     #[test]

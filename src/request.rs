@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::form::{self, Param};
 use crate::promql::{self, EnforceError, Tenant};
 use crate::rewrite_cache::RewriteCache;
-use crate::routes::Endpoint;
+use crate::routes::{Endpoint, Params};
 use std::rc::Rc;
 
 impl From<EnforceError> for ApiError {
@@ -26,21 +26,29 @@ pub struct Enforcer<'a> {
 
 impl Enforcer<'_> {
     /// Rewrites every PromQL parameter of `endpoint` in an urlencoded string (a query
-    /// string or a form body), and returns the string re-encoded.
-    pub fn params(&mut self, raw: &str, endpoint: Endpoint) -> Result<String, ApiError> {
+    /// string or a form body). Returns the string re-encoded and how many parameters
+    /// were enforced.
+    pub fn params(&mut self, raw: &str, endpoint: Endpoint) -> Result<(String, usize), ApiError> {
+        let (name, kind) = match endpoint.params() {
+            Params::Query => ("query", Kind::Expr),
+            Params::Match => ("match[]", Kind::Selector),
+            Params::ResponseFiltered => return Ok((raw.to_string(), 0)),
+        };
         if raw.is_empty() {
-            return Ok(String::new());
+            return Ok((String::new(), 0));
         }
         let mut params = form::parse(raw).map_err(|e| ApiError::bad_data(e.0))?;
+        let mut count = 0;
         for Param { key, value } in params.iter_mut() {
-            if endpoint.promql_params().contains(&key.as_str()) {
-                *value = self.expr(key, value)?.to_string();
+            if key == name {
+                *value = self.rewrite(name, kind, value)?.to_string();
+                count += 1;
             }
         }
-        Ok(form::encode(&params))
+        Ok((form::encode(&params), count))
     }
 
-    fn expr(&mut self, key: &str, value: &str) -> Result<Rc<str>, ApiError> {
+    fn rewrite(&mut self, key: &str, kind: Kind, value: &str) -> Result<Rc<str>, ApiError> {
         if value.len() > self.limits.max_query_bytes {
             return Err(ApiError::bad_data(format!(
                 "the {key} parameter is longer than {} bytes (limits.max_query_bytes)",
@@ -48,8 +56,28 @@ impl Enforcer<'_> {
             )));
         }
         let (tenant, depth) = (self.tenant, self.limits.max_depth);
-        Ok(self.cache.get_or_compute(tenant.key(), value, || promql::enforce(value, tenant, depth))?)
+        let outcome = match kind {
+            // Selectors and expressions print alike, so they share cache entries only
+            // when they are the same text, which then means the same thing.
+            Kind::Expr => self.cache.get_or_compute(tenant.key(), value, || promql::enforce(value, tenant, depth)),
+            Kind::Selector => self.cache.get_or_compute(tenant.selector_key(), value, || {
+                promql::enforce_selector(value, tenant, depth)
+            }),
+        };
+        Ok(outcome?)
     }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Expr,
+    Selector,
+}
+
+/// The `match[]` parameter that limits a series, labels or federate request with no
+/// `match[]` of its own to the tenant.
+pub fn default_match(tenant: &Tenant) -> String {
+    form::encode(&[Param { key: "match[]".into(), value: tenant.selector() }])
 }
 
 /// What a POST must look like before its body is read: an urlencoded form, uncompressed.
@@ -82,7 +110,7 @@ mod tests {
 
     fn enforce_params(raw: &str, endpoint: Endpoint, tenant: &Tenant, limits: &Limits) -> Result<String, ApiError> {
         let mut cache = RewriteCache::new(1 << 20);
-        Enforcer { tenant, limits, cache: &mut cache }.params(raw, endpoint)
+        Ok(Enforcer { tenant, limits, cache: &mut cache }.params(raw, endpoint)?.0)
     }
 
     #[test]
@@ -96,6 +124,20 @@ mod tests {
                 Param { key: "time".into(), value: "5".into() },
             ]
         );
+    }
+
+    #[test]
+    fn match_params_are_selectors() {
+        let out = enforce_params("match%5B%5D=up&match[]={job=\"x\"}&start=1", Endpoint::Series, &t(), &limits()).unwrap();
+        let p = form::parse(&out).unwrap();
+        assert_eq!(p[0].value, r#"up{project_id="p1"}"#);
+        assert_eq!(p[1].value, r#"{job="x",project_id="p1"}"#);
+        assert_eq!(p[2].value, "1");
+        let e = enforce_params("match[]=rate(x[5m])", Endpoint::Series, &t(), &limits()).unwrap_err();
+        assert_eq!(e.status, 400);
+        // `query` means nothing to the series API and is left alone; `match[]` to the query API too.
+        assert_eq!(enforce_params("query=x", Endpoint::Series, &t(), &limits()).unwrap(), "query=x");
+        assert_eq!(form::parse(&default_match(&t())).unwrap()[0].value, r#"{project_id="p1"}"#);
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Which Prometheus endpoints a request may reach, and how each is enforced.
-//! Paths are matched exactly: anything not listed is denied.
+//! Paths are matched exactly (after the configured prefix): anything not listed is denied.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// Needs a credential; these parameters carry PromQL that gets the tenant matcher.
+    /// Needs a credential; the endpoint's PromQL parameters get the tenant matcher.
     Enforced(Endpoint),
     /// Health and version endpoints: no tenant data, no credential needed.
     Open,
+    /// Needs a credential, forwarded unchanged: PromQL tools that read no data, and the
+    /// operator's `unsafe_passthrough` list.
+    Authenticated,
     Denied,
 }
 
@@ -14,13 +17,45 @@ pub enum Route {
 pub enum Endpoint {
     Query,
     QueryRange,
+    QueryExemplars,
+    Series,
+    Labels,
+    LabelValues,
+    Federate,
+    /// The response is filtered down to the tenant's rules.
+    Rules,
+    /// The response is filtered down to the tenant's alerts.
+    Alerts,
+}
+
+/// How an endpoint's request parameters are enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Params {
+    /// `query` is a PromQL expression.
+    Query,
+    /// Every `match[]` is a series selector; with none, the tenant's own selector is added.
+    Match,
+    /// Nothing in the request selects data; the response is filtered instead.
+    ResponseFiltered,
 }
 
 impl Endpoint {
-    /// The parameters whose values are PromQL expressions.
-    pub fn promql_params(self) -> &'static [&'static str] {
+    pub fn params(self) -> Params {
         match self {
-            Endpoint::Query | Endpoint::QueryRange => &["query"],
+            Endpoint::Query | Endpoint::QueryRange | Endpoint::QueryExemplars => Params::Query,
+            Endpoint::Series | Endpoint::Labels | Endpoint::LabelValues | Endpoint::Federate => Params::Match,
+            Endpoint::Rules | Endpoint::Alerts => Params::ResponseFiltered,
+        }
+    }
+
+    fn methods(self) -> &'static str {
+        match self {
+            Endpoint::Query
+            | Endpoint::QueryRange
+            | Endpoint::QueryExemplars
+            | Endpoint::Series
+            | Endpoint::Labels => "GET, POST",
+            Endpoint::LabelValues | Endpoint::Federate | Endpoint::Rules | Endpoint::Alerts => "GET",
         }
     }
 }
@@ -37,22 +72,49 @@ pub fn split_path(full: &str) -> (&str, &str) {
     full.split_once('?').unwrap_or((full, ""))
 }
 
-pub fn classify(path: &str) -> Route {
-    match path {
+/// Classifies `path`. `prefix` is where the API is mounted (`""` or e.g. `/prometheus`);
+/// `passthrough` lists extra paths (after the prefix) forwarded without enforcement.
+pub fn classify(path: &str, prefix: &str, passthrough: &[String]) -> Route {
+    let Some(rest) = path.strip_prefix(prefix) else {
+        return Route::Denied;
+    };
+    let route = match rest {
         "/api/v1/query" => Route::Enforced(Endpoint::Query),
         "/api/v1/query_range" => Route::Enforced(Endpoint::QueryRange),
+        "/api/v1/query_exemplars" => Route::Enforced(Endpoint::QueryExemplars),
+        "/api/v1/series" => Route::Enforced(Endpoint::Series),
+        "/api/v1/labels" => Route::Enforced(Endpoint::Labels),
+        "/federate" => Route::Enforced(Endpoint::Federate),
+        "/api/v1/rules" => Route::Enforced(Endpoint::Rules),
+        "/api/v1/alerts" => Route::Enforced(Endpoint::Alerts),
+        "/api/v1/format_query" | "/api/v1/parse_query" => Route::Authenticated,
         "/-/healthy" | "/-/ready" | "/api/v1/status/buildinfo" => Route::Open,
+        _ if is_label_values(rest) => Route::Enforced(Endpoint::LabelValues),
         _ => Route::Denied,
+    };
+    if route == Route::Denied && passthrough.iter().any(|p| p == rest) {
+        return Route::Authenticated;
     }
+    route
+}
+
+/// `/api/v1/label/<name>/values` with one non-empty path segment as the name.
+fn is_label_values(path: &str) -> bool {
+    path.strip_prefix("/api/v1/label/")
+        .and_then(|r| r.strip_suffix("/values"))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
 pub fn check_method(route: Route, method: &str) -> MethodCheck {
-    match (route, method) {
-        (Route::Enforced(_), "GET" | "POST") => MethodCheck::Allowed,
-        (Route::Enforced(_), _) => MethodCheck::NotAllowed("GET, POST"),
-        (Route::Open, "GET" | "HEAD") => MethodCheck::Allowed,
-        (Route::Open, _) => MethodCheck::NotAllowed("GET, HEAD"),
-        (Route::Denied, _) => MethodCheck::Allowed,
+    let allow = match route {
+        Route::Enforced(ep) => ep.methods(),
+        Route::Open => "GET, HEAD",
+        Route::Authenticated | Route::Denied => return MethodCheck::Allowed,
+    };
+    if allow.split(", ").any(|m| m == method) {
+        MethodCheck::Allowed
+    } else {
+        MethodCheck::NotAllowed(allow)
     }
 }
 
@@ -65,22 +127,59 @@ mod tests {
         let cases = [
             ("/api/v1/query", Route::Enforced(Endpoint::Query)),
             ("/api/v1/query_range", Route::Enforced(Endpoint::QueryRange)),
+            ("/api/v1/query_exemplars", Route::Enforced(Endpoint::QueryExemplars)),
+            ("/api/v1/series", Route::Enforced(Endpoint::Series)),
+            ("/api/v1/labels", Route::Enforced(Endpoint::Labels)),
+            ("/api/v1/label/job/values", Route::Enforced(Endpoint::LabelValues)),
+            ("/api/v1/label/__name__/values", Route::Enforced(Endpoint::LabelValues)),
+            ("/federate", Route::Enforced(Endpoint::Federate)),
+            ("/api/v1/rules", Route::Enforced(Endpoint::Rules)),
+            ("/api/v1/alerts", Route::Enforced(Endpoint::Alerts)),
+            ("/api/v1/format_query", Route::Authenticated),
+            ("/api/v1/parse_query", Route::Authenticated),
             ("/-/healthy", Route::Open),
             ("/-/ready", Route::Open),
             ("/api/v1/status/buildinfo", Route::Open),
             ("/api/v1/status/config", Route::Denied),
+            ("/api/v1/status/flags", Route::Denied),
+            ("/api/v1/status/tsdb", Route::Denied),
             ("/api/v1/admin/tsdb/snapshot", Route::Denied),
-            ("/federate", Route::Denied),
+            ("/api/v1/admin/tsdb/delete_series", Route::Denied),
+            ("/api/v1/targets", Route::Denied),
+            ("/api/v1/targets/metadata", Route::Denied),
+            ("/api/v1/alertmanagers", Route::Denied),
+            ("/api/v1/metadata", Route::Denied),
+            ("/api/v1/read", Route::Denied),
+            ("/api/v1/write", Route::Denied),
+            ("/api/v1/otlp/v1/metrics", Route::Denied),
+            ("/-/reload", Route::Denied),
+            ("/-/quit", Route::Denied),
             ("/metrics", Route::Denied),
+            ("/debug/pprof/heap", Route::Denied),
+            ("/graph", Route::Denied),
             ("//api/v1/query", Route::Denied),
             ("/api/v1/query/", Route::Denied),
             ("/api/v1/%71uery", Route::Denied),
             ("/api/v1/../v1/query", Route::Denied),
+            ("/api/v1/label//values", Route::Denied),
+            ("/api/v1/label/a/b/values", Route::Denied),
             ("", Route::Denied),
         ];
         for (path, want) in cases {
-            assert_eq!(classify(path), want, "{path}");
+            assert_eq!(classify(path, "", &[]), want, "{path}");
         }
+    }
+
+    #[test]
+    fn prefix_and_passthrough() {
+        let pass = vec!["/api/v1/metadata".to_string()];
+        assert_eq!(classify("/prometheus/api/v1/query", "/prometheus", &pass), Route::Enforced(Endpoint::Query));
+        assert_eq!(classify("/api/v1/query", "/prometheus", &pass), Route::Denied);
+        assert_eq!(classify("/prometheus/api/v1/metadata", "/prometheus", &pass), Route::Authenticated);
+        assert_eq!(classify("/api/v1/metadata", "", &pass), Route::Authenticated);
+        // The passthrough list never overrides an enforced endpoint.
+        let pass = vec!["/api/v1/query".to_string()];
+        assert_eq!(classify("/api/v1/query", "", &pass), Route::Enforced(Endpoint::Query));
     }
 
     #[test]
@@ -89,6 +188,10 @@ mod tests {
         assert_eq!(check_method(q, "GET"), MethodCheck::Allowed);
         assert_eq!(check_method(q, "POST"), MethodCheck::Allowed);
         assert_eq!(check_method(q, "PUT"), MethodCheck::NotAllowed("GET, POST"));
+        assert_eq!(check_method(q, "get"), MethodCheck::NotAllowed("GET, POST"));
+        let fed = Route::Enforced(Endpoint::Federate);
+        assert_eq!(check_method(fed, "POST"), MethodCheck::NotAllowed("GET"));
+        assert_eq!(check_method(Route::Enforced(Endpoint::Rules), "DELETE"), MethodCheck::NotAllowed("GET"));
         assert_eq!(check_method(Route::Open, "DELETE"), MethodCheck::NotAllowed("GET, HEAD"));
     }
 
