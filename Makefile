@@ -4,7 +4,7 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/keystone_prom_wasm.wasm
 VENV := .venv
 
-.PHONY: build test unit e2e demo demo-down deps lint clean
+.PHONY: build test unit e2e demo demo-down deps lint clean fuzz
 
 build: $(WASM)
 
@@ -37,3 +37,13 @@ demo-down:
 
 clean:
 	cargo clean
+
+# Coverage-guided fuzzing of the enforcement (cargo-fuzz needs nightly features:
+# RUSTC_BOOTSTRAP lets the stable toolchain provide them). FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	for t in enforce request; do \
+	  mkdir -p fuzz/corpus/$$t && \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; \
+	done

@@ -88,8 +88,10 @@ pub struct Flow {
     tenant: Option<Tenant>,
     /// A body follows the headers and must be enforced.
     expect_body: bool,
-    /// The whole body, once it has arrived.
+    /// The whole body, once it has arrived, until it is enforced.
     body: Option<Vec<u8>>,
+    /// How many PromQL parameters the query string had, once it is enforced.
+    url_params: Option<usize>,
     callout: Option<u32>,
     /// A response was sent: nothing else happens for this request.
     done: bool,
@@ -107,6 +109,13 @@ enum ResponseFilter {
     Drop,
 }
 
+fn append(params: &mut String, param: &str) {
+    if !params.is_empty() {
+        params.push('&');
+    }
+    params.push_str(param);
+}
+
 impl Flow {
     pub fn new(shared: Rc<Shared>) -> Flow {
         Flow {
@@ -117,6 +126,7 @@ impl Flow {
             tenant: None,
             expect_body: false,
             body: None,
+            url_params: None,
             callout: None,
             done: false,
             filter_response: None,
@@ -212,9 +222,6 @@ impl Flow {
         if self.scope.is_none() {
             return self.start_callout(host);
         }
-        if self.expect_body {
-            return Action::Pause;
-        }
         self.finish(host)
     }
 
@@ -234,7 +241,8 @@ impl Flow {
         }
         self.body = Some(host.request_body(body_size).unwrap_or_default());
         if self.scope.is_none() {
-            // The callout is still out; it resumes the request.
+            // The callout is still out (a host that delivers the body while the headers
+            // wait); the callout's answer finishes the request and resumes it.
             return Action::Pause;
         }
         self.finish(host)
@@ -305,15 +313,14 @@ impl Flow {
             }
         }
         self.scope = Some(scope);
-        if self.expect_body && self.body.is_none() {
-            return; // the body callback finishes the request
-        }
         if self.finish(host) == Action::Continue {
             host.resume();
         }
     }
 
-    /// Scope known, body (if any) complete: enforce and let the request go.
+    /// Scope known: enforce what has arrived and let it go. The query string is enforced
+    /// at once; the body when it is complete. Envoy holds the body back while the headers
+    /// are paused, so headers go on first and the body follows through its own callback.
     fn finish(&mut self, host: &mut dyn Host) -> Action {
         match self.enforce(host) {
             Ok(()) => Action::Continue,
@@ -322,47 +329,54 @@ impl Flow {
     }
 
     fn enforce(&mut self, host: &mut dyn Host) -> Result<(), ApiError> {
-        let Some(scope) = self.scope.as_ref() else {
-            return Err(ApiError::unavailable("internal state error"));
-        };
-        let project = scope.project_id.clone().ok_or_else(|| {
-            ApiError::forbidden("the token is not project-scoped; get a project-scoped token")
-        })?;
         let endpoint = match self.route {
             Route::Enforced(ep) => ep,
             Route::Authenticated => return Ok(()),
             Route::Open | Route::Denied => return Err(ApiError::forbidden("not allowed")),
         };
-        let tenant = Tenant::new(&self.cfg().project_label, vec![project]);
+        let tenant = match self.tenant.take() {
+            Some(t) => t,
+            None => {
+                let scope = self.scope.as_ref().ok_or_else(|| ApiError::unavailable("internal state error"))?;
+                let project = scope.project_id.clone().ok_or_else(|| {
+                    ApiError::forbidden("the token is not project-scoped; get a project-scoped token")
+                })?;
+                Tenant::new(&self.cfg().project_label, vec![project])
+            }
+        };
+        let result = self.enforce_params(host, endpoint, &tenant);
+        self.tenant = Some(tenant);
+        result
+    }
+
+    fn enforce_params(&mut self, host: &mut dyn Host, endpoint: Endpoint, tenant: &Tenant) -> Result<(), ApiError> {
         if endpoint.params() == Params::ResponseFiltered {
-            self.tenant = Some(tenant);
             return Ok(());
         }
-        let mut cache = self.shared.rewrites.borrow_mut();
-        let mut enforcer = Enforcer { tenant: &tenant, limits: &self.shared.config.limits, cache: &mut cache };
+        let shared = Rc::clone(&self.shared);
+        let mut cache = shared.rewrites.borrow_mut();
+        let mut enforcer = Enforcer { tenant, limits: &shared.config.limits, cache: &mut cache };
+        // No match[] anywhere would mean every series: the tenant's own selector stands in,
+        // in the body when one follows (Prometheus ORs the body's and the URL's match[]).
+        let needs_default = |n: usize| n == 0 && endpoint.params() == Params::Match;
 
-        let full_path = host.request_header(":path").unwrap_or_default();
-        let (path, query) = routes::split_path(&full_path);
-        let (mut query, mut enforced) = enforcer.params(query, endpoint)?;
-        let new_body = match &self.body {
-            Some(body) => {
-                let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_data("the form body must be UTF-8"))?;
-                let (new_body, n) = enforcer.params(text, endpoint)?;
-                enforced += n;
-                Some((body.len(), new_body))
+        if self.url_params.is_none() {
+            let full_path = host.request_header(":path").unwrap_or_default();
+            let (path, query) = routes::split_path(&full_path);
+            let (mut query, n) = enforcer.params(query, endpoint)?;
+            if !self.expect_body && needs_default(n) {
+                append(&mut query, &request::default_match(tenant));
             }
-            None => None,
-        };
-        if enforced == 0 && endpoint.params() == Params::Match {
-            // No match[] would mean every series; the tenant's own selector stands in.
-            if !query.is_empty() {
-                query.push('&');
-            }
-            query.push_str(&request::default_match(&tenant));
+            host.set_request_header(":path", Some(&format!("{path}?{query}")));
+            self.url_params = Some(n);
         }
-        host.set_request_header(":path", Some(&format!("{path}?{query}")));
-        if let Some((old_len, new_body)) = new_body {
-            host.set_request_body(old_len, new_body.as_bytes());
+        if let Some(body) = self.body.take() {
+            let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_data("the form body must be UTF-8"))?;
+            let (mut new_body, n) = enforcer.params(text, endpoint)?;
+            if needs_default(n + self.url_params.unwrap_or(0)) {
+                append(&mut new_body, &request::default_match(tenant));
+            }
+            host.set_request_body(body.len(), new_body.as_bytes());
         }
         Ok(())
     }
@@ -737,8 +751,9 @@ mod tests {
             assert_eq!(f.on_request_headers(&mut h), Action::Pause);
             assert_eq!(h.header("content-length"), None, "length dropped in headers phase");
             if callout_first {
+                // Envoy: the body is held back until the headers go on.
                 f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
-                assert!(!h.resumed, "waits for the body");
+                assert!(h.resumed, "headers go on; the body follows");
                 assert_eq!(f.on_request_body(&mut h, body.len(), false), Action::Pause);
                 assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
             } else {
@@ -910,6 +925,43 @@ mod tests {
             let n = h.upstream_body.len();
             f.on_response_body(&mut h, n, true);
             assert!(h.upstream_body.is_empty());
+        }
+    }
+
+    #[test]
+    fn cached_post_lets_headers_go_and_enforces_the_body() {
+        let store = Rc::default();
+        let sh = shared();
+        let mut h = host(&store, &get("/api/v1/query?query=up", Some("tok")));
+        let mut f = Flow::new(sh.clone());
+        f.on_request_headers(&mut h);
+        f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
+
+        let body = "query=a";
+        let mut h = host(&store, &post("", body));
+        h.body = body.as_bytes().to_vec();
+        let mut f = Flow::new(sh);
+        assert_eq!(f.on_request_headers(&mut h), Action::Continue);
+        assert_eq!(h.header(":path"), Some("/api/v1/query?"), "path always carries its ?");
+        assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
+        assert_eq!(crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap()[0].value, r#"a{project_id="p1"}"#);
+    }
+
+    #[test]
+    fn post_match_default_goes_where_prometheus_reads_it() {
+        for (body, want_body_matches) in [("match[]=up", vec![r#"up{project_id="p1"}"#]), ("start=1", vec![r#"{project_id="p1"}"#])] {
+            let mut headers = post("", body);
+            headers[1].1 = "/api/v1/series".into();
+            let mut h = host(&Rc::default(), &headers);
+            h.body = body.as_bytes().to_vec();
+            let mut f = Flow::new(shared());
+            f.on_request_headers(&mut h);
+            f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
+            f.on_request_body(&mut h, body.len(), true);
+            assert!(decoded_query(&h).is_empty(), "nothing added to the URL");
+            let b = crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
+            let got: Vec<&str> = b.iter().filter(|p| p.key == "match[]").map(|p| p.value.as_str()).collect();
+            assert_eq!(got, want_body_matches);
         }
     }
 }

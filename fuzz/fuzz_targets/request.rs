@@ -1,0 +1,26 @@
+//! Query strings and form bodies as an attacker sends them: never a panic, and every
+//! `query` Prometheus would read from the output carries the tenant matcher.
+#![no_main]
+use keystone_prom_wasm::config::Config;
+use keystone_prom_wasm::form;
+use keystone_prom_wasm::promql::{all_selectors_carry, parse, Tenant};
+use keystone_prom_wasm::request::Enforcer;
+use keystone_prom_wasm::rewrite_cache::RewriteCache;
+use keystone_prom_wasm::routes::Endpoint;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(raw) = std::str::from_utf8(data) else { return };
+    let Ok(cfg) = Config::from_json(br#"{"keystone":{"url":"http://k/v3"}}"#) else { return };
+    let tenant = Tenant::new("project_id", vec!["p1".to_string()]);
+    let mut cache = RewriteCache::new(1 << 16);
+    let mut enforcer = Enforcer { tenant: &tenant, limits: &cfg.limits, cache: &mut cache };
+    if let Ok((out, _)) = enforcer.params(raw, Endpoint::Query) {
+        for p in form::parse(&out).unwrap_or_else(|e| panic!("output does not decode: {e:?}")) {
+            if p.key == "query" {
+                let expr = parse(&p.value).unwrap_or_else(|e| panic!("{e}"));
+                assert!(all_selectors_carry(&expr, &tenant), "matcher missing: {out:?}");
+            }
+        }
+    }
+});
