@@ -4,7 +4,7 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/keystone_prom_wasm.wasm
 VENV := .venv
 
-.PHONY: build test unit e2e demo demo-down deps lint clean fuzz
+.PHONY: build test unit wasm-test e2e demo demo-down deps lint clean fuzz
 
 build: $(WASM)
 
@@ -17,13 +17,23 @@ $(WASM): Cargo.toml $(shell find src -name '*.rs' 2>/dev/null)
 deps:
 	bash scripts/stack.sh install
 
+# Native unit and property tests of the core and the host adapter (mock host).
 unit:
-	cargo test --lib --tests
+	cargo test --lib --test properties
+
+# The core compiled to Wasm, run under node by wasm-bindgen-test.
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/[^0-9.]/,""); print}' Cargo.lock)
+wasm-test:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@wasm-bindgen-test-runner --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" || \
+	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+	  cargo test --target wasm32-unknown-unknown --test wasm
 
 e2e: build deps
 	$(VENV)/bin/python -m pytest -v tests/e2e
 
-test: unit e2e
+test: unit wasm-test e2e
 
 lint:
 	cargo clippy --all-targets -- -D warnings

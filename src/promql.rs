@@ -156,21 +156,36 @@ pub fn all_selectors_carry(e: &Expr, tenant: &Tenant) -> bool {
     }
 }
 
-/// Refuses brackets nested deeper than `max_depth` before the recursive parser sees them.
+/// Refuses brackets nested deeper than `max_depth`, and more than `4 × max_depth`
+/// operators, before the recursive parser sees them: a 64 KiB `a+a+a…` chain would
+/// otherwise nest the AST thousands deep and exhaust the VM's stack. Operators are
+/// over-counted (a `-` in `offset -5m` counts too), which only makes the bound stricter.
 fn check_nesting(query: &str, max_depth: usize) -> Result<(), EnforceError> {
-    let mut depth = 0usize;
+    let max_ops = max_depth * 4;
+    let (mut depth, mut braces, mut ops) = (0usize, 0usize, 0usize);
     let mut quote: Option<u8> = None;
-    let mut bytes = query.bytes();
+    let mut word = String::new();
+    let mut bytes = query.bytes().peekable();
     while let Some(b) = bytes.next() {
-        match quote {
-            Some(q) => {
-                if b == b'\\' && q != b'`' {
-                    bytes.next();
-                } else if b == q {
-                    quote = None;
-                }
+        if let Some(q) = quote {
+            if b == b'\\' && q != b'`' {
+                bytes.next();
+            } else if b == q {
+                quote = None;
             }
-            None => match b {
+            continue;
+        }
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            word.push(char::from(b));
+            if bytes.peek().is_some_and(|n| n.is_ascii_alphanumeric() || *n == b'_') {
+                continue;
+            }
+            if braces == 0 && matches!(word.to_ascii_lowercase().as_str(), "and" | "or" | "unless" | "atan2") {
+                ops += 1;
+            }
+            word.clear();
+        } else {
+            match b {
                 b'"' | b'\'' | b'`' => quote = Some(b),
                 b'#' => {
                     // A comment runs to the end of the line.
@@ -182,15 +197,29 @@ fn check_nesting(query: &str, max_depth: usize) -> Result<(), EnforceError> {
                 }
                 b'(' | b'[' | b'{' => {
                     depth += 1;
+                    braces += usize::from(b == b'{');
                     if depth > max_depth {
                         return Err(EnforceError::BadData(format!(
-                            "the query nests deeper than {max_depth} levels"
+                            "the query nests deeper than {max_depth} levels (limits.max_depth)"
                         )));
                     }
                 }
-                b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+                b')' | b']' | b'}' => {
+                    depth = depth.saturating_sub(1);
+                    if b == b'}' {
+                        braces = braces.saturating_sub(1);
+                    }
+                }
+                // Matchers inside braces are not operators.
+                _ if braces > 0 => {}
+                b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'=' | b'!' => ops += 1,
                 _ => {}
-            },
+            }
+        }
+        if ops > max_ops {
+            return Err(EnforceError::BadData(format!(
+                "the query has more than {max_ops} operators (4 × limits.max_depth)"
+            )));
         }
     }
     Ok(())
@@ -204,7 +233,7 @@ struct Printer<'a> {
 
 impl Printer<'_> {
     fn expr(&mut self, e: &Expr, depth: usize) -> Result<(), EnforceError> {
-        // Operator chains (`a+a+a…`) nest the AST without brackets.
+        // Defence in depth: check_nesting bounds this already.
         if depth > self.max_depth * 4 {
             return Err(EnforceError::BadData(format!(
                 "the query nests deeper than {} operations",
@@ -236,17 +265,30 @@ impl Printer<'_> {
             }
             Expr::Unary(u) => {
                 self.out.push('-');
-                self.wrapped(&u.expr, d)?;
+                match &*u.expr {
+                    // `-a ^ b` already means `-(a ^ b)`; other operators bind looser.
+                    Expr::Binary(b) if precedence(&b.op.to_string()) == POW => self.expr(&u.expr, d)?,
+                    Expr::Binary(_) => self.parenthesized(&u.expr, d)?,
+                    Expr::Unary(_) => {
+                        self.out.push(' ');
+                        self.expr(&u.expr, d)?;
+                    }
+                    _ => self.expr(&u.expr, d)?,
+                }
             }
             Expr::Binary(b) => {
-                self.wrapped(&b.lhs, d)?;
+                let op = b.op.to_string();
+                let prec = precedence(&op);
+                // Left-associative, but `^` is right-associative.
+                let (lhs_min, rhs_min) = if prec == POW { (prec + 1, prec) } else { (prec, prec + 1) };
+                self.operand(&b.lhs, lhs_min, prec == POW, d)?;
                 self.out.push(' ');
-                self.out.push_str(&b.op.to_string());
+                self.out.push_str(&op);
                 if let Some(m) = &b.modifier {
                     self.bin_modifier(m);
                 }
                 self.out.push(' ');
-                self.wrapped(&b.rhs, d)?;
+                self.operand(&b.rhs, rhs_min, false, d)?;
             }
             Expr::Paren(p) => {
                 self.out.push('(');
@@ -299,14 +341,34 @@ impl Printer<'_> {
         Ok(())
     }
 
-    /// Operands of operators are bracketed unless they are atoms, so the printed query
-    /// never depends on precedence rules; brackets do not change a PromQL result.
+    /// An operand of a binary operator, bracketed only where precedence needs it (the
+    /// parser keeps the user's own brackets as nodes, so this adds none to parsed input
+    /// and the output nests no deeper than the input).
+    fn operand(&mut self, e: &Expr, min_prec: u8, lhs_of_pow: bool, depth: usize) -> Result<(), EnforceError> {
+        let needs = match e {
+            Expr::Binary(b) => precedence(&b.op.to_string()) < min_prec,
+            // `-a ^ b` would read as `-(a ^ b)`.
+            Expr::Unary(_) => lhs_of_pow,
+            _ => false,
+        };
+        if needs {
+            self.parenthesized(e, depth)
+        } else {
+            self.expr(e, depth)
+        }
+    }
+
+    fn parenthesized(&mut self, e: &Expr, depth: usize) -> Result<(), EnforceError> {
+        self.out.push('(');
+        self.expr(e, depth)?;
+        self.out.push(')');
+        Ok(())
+    }
+
+    /// The subquery's operand: anything but an atom is bracketed.
     fn wrapped(&mut self, e: &Expr, depth: usize) -> Result<(), EnforceError> {
         if matches!(e, Expr::Binary(_) | Expr::Unary(_)) {
-            self.out.push('(');
-            self.expr(e, depth)?;
-            self.out.push(')');
-            Ok(())
+            self.parenthesized(e, depth)
         } else {
             self.expr(e, depth)
         }
@@ -457,6 +519,22 @@ impl Printer<'_> {
             }
             None => {}
         }
+    }
+}
+
+const POW: u8 = 6;
+
+/// PromQL's binary operator precedence, lowest first.
+fn precedence(op: &str) -> u8 {
+    match op.to_ascii_lowercase().as_str() {
+        "or" => 1,
+        "and" | "unless" => 2,
+        "==" | "!=" | "<=" | "<" | ">=" | ">" => 3,
+        "+" | "-" => 4,
+        "*" | "/" | "%" | "atan2" => 5,
+        "^" => POW,
+        // Unknown operators bind loosest, so they are always bracketed.
+        _ => 0,
     }
 }
 
@@ -620,6 +698,29 @@ mod tests {
         // Brackets inside strings do not count.
         let q = format!("x{{a=\"{}\"}}", "(".repeat(100));
         assert!(enforce(&q, &t(), 64).is_ok());
+    }
+
+    #[test]
+    fn long_operator_chains_fit_a_wasm_sized_stack() {
+        // Wasm VMs get about 1 MiB of stack; a 64 KiB query must not exhaust it anywhere
+        // (parser, printer or drop).
+        let chain = vec!["up"; 64 * 1024 / 5].join(" + ");
+        let worker = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || enforce(&chain, &t(), 64).is_err())
+            .unwrap();
+        assert!(worker.join().unwrap());
+    }
+
+    #[test]
+    fn operators_are_bounded_but_matchers_do_not_count() {
+        let many = (0..100).map(|i| format!("l{i}=\"v\"")).collect::<Vec<_>>().join(",");
+        assert!(enforce(&format!("up{{{many}}}"), &t(), 64).is_ok());
+        for op in ["+", "==", "!=", "and", "or", ">="] {
+            let chain = vec!["up"; 300].join(&format!(" {op} "));
+            assert!(matches!(enforce(&chain, &t(), 64), Err(EnforceError::BadData(_))), "{op}");
+        }
+        assert!(enforce(&vec!["up"; 100].join(" + "), &t(), 64).is_ok());
     }
 
     #[test]
