@@ -16,8 +16,13 @@
 # role reader); series cloud_cpu_seconds_total (2 for team-a, 1 for team-b) and cloud_instances
 # (1 each), every series labelled project_id=<keystone project id>, one sample a minute for the
 # hour SEED_START..SEED_END. Always query at time=SEED_END (or inside the window).
+# Richer series under other names (seed_rich: http_requests_total, request_duration_seconds_*,
+# memory_bytes, temperature_celsius, instance_info, and batch_jobs_failed_total only in team-b);
+# TEAM_A_SERIES / TEAM_B_SERIES in stack.env count each project's series of all names.
+# A second Prometheus (PROM_A_URL, not behind Envoy) holds exactly team-a's samples: the reference
+# for what alice may see.
 #
-# Env knobs: STACK_PORTS=fixed (Keystone 5000, Prometheus 9090, Envoy 10000, Envoy admin 9901;
+# Env knobs: STACK_PORTS=fixed (Keystone 5000, Prometheus 9090, Prometheus-A 9091, Envoy 10000, Envoy admin 9901;
 #            default: random free ports), KS_WORKERS (default 2), KS_CACHE=1 (keystone in-memory cache),
 #            STACK_KEEP=1 (down keeps DIR for debugging), WASM_PATH (default: the release build),
 #            ENVOY_LOG_LEVEL (default info), ENVOY_CONCURRENCY (default 2).
@@ -35,6 +40,7 @@ ENVOY_LOG_LEVEL=${ENVOY_LOG_LEVEL:-info}
 ENVOY_CONCURRENCY=${ENVOY_CONCURRENCY:-2}
 # fixed ports (STACK_PORTS=fixed)
 FIXED_KEYSTONE_PORT=5000 FIXED_PROM_PORT=9090 FIXED_ENVOY_PORT=10000 FIXED_ENVOY_ADMIN_PORT=9901
+FIXED_PROM_A_PORT=9091   # the reference Prometheus holding only team-a's series (equivalence tests)
 
 log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -299,19 +305,20 @@ ks_seed() {
 }
 
 # ---------------------------------------------------------------- prometheus
-prom_start() {  # $1=dir ; sets PP
-  local P=$1 t0 try
+prom_start() {  # $1=dir [$2=fixed port for STACK_PORTS=fixed] ; sets PP
+  local P=$1 fixed=${2:-$FIXED_PROM_PORT} t0 try
   mkdir -p "$P/data"
   cat > "$P/prometheus.yml" <<'EOF'
 global:
   scrape_interval: 15s
+  evaluation_interval: 1s   # rules (prom_rules) evaluate at once
 storage:
   tsdb:
     out_of_order_time_window: 30d   # lets remote write insert any timestamp of the last 30 days, in any order
 scrape_configs: []
 EOF
   for try in 1 2 3; do
-    PP=$(pick_port $FIXED_PROM_PORT); t0=$(now_ms)
+    PP=$(pick_port "$fixed"); t0=$(now_ms)
     ( exec setsid /usr/bin/prometheus --config.file="$P/prometheus.yml" --storage.tsdb.path="$P/data" \
         --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$PP" \
         --web.enable-remote-write-receiver --web.enable-admin-api --web.enable-lifecycle \
@@ -349,7 +356,7 @@ prom_seed() {  # 61 samples/minute for 60 min, two projects, deterministic value
   n=$(curl -m 10 -sS "$PROM_URL/api/v1/query" --data-urlencode 'query=sum by (project_id) (rate(cloud_cpu_seconds_total[5m]))' \
         --data-urlencode "time=$SEED_END" | jq '.data.result | length')
   [ "$n" = 2 ] || die "prometheus seed not visible (got $n project series)"
-  n=$(curl -m 10 -sS "$PROM_URL/api/v1/series" --data-urlencode "match[]={project_id=\"$TEAM_A_ID\"}" \
+  n=$(curl -m 10 -sS "$PROM_URL/api/v1/series" --data-urlencode "match[]={project_id=\"$TEAM_A_ID\",__name__=~\"cloud_.*\"}" \
         --data-urlencode "start=$SEED_START" --data-urlencode "end=$SEED_END" | jq '.data | length')
   [ "$n" = 3 ] || die "prometheus series for team-a: expected 3 got $n"
   # the richer series (seed_rich), per project
@@ -359,6 +366,37 @@ prom_seed() {  # 61 samples/minute for 60 min, two projects, deterministic value
         --data-urlencode "start=$SEED_START" --data-urlencode "end=$SEED_END" | jq '.data | length')
   [ "$n" = "$TEAM_A_SERIES" ] || die "prometheus series for team-a: expected $TEAM_A_SERIES got $n"
   log "prometheus seeded+verified in $(( $(now_ms) - t0 ))ms ($TEAM_A_SERIES team-a, $TEAM_B_SERIES team-b series)"
+}
+
+# prom_rules DIR: recording and alerting rules labelled with each project, for the rules/alerts
+# filtering tests; loaded by a reload, because the project ids exist only after Keystone is seeded.
+prom_rules() {
+  local P=$1 id n
+  {
+    echo "groups:"
+    for id in "$TEAM_A_ID" "$TEAM_B_ID"; do
+      cat <<EOF
+- name: project-$id
+  rules:
+  - record: project:cloud_cpu_seconds:rate5m
+    expr: sum by (project_id) (rate(cloud_cpu_seconds_total{project_id="$id"}[5m]))
+    labels: { project_id: "$id" }
+  - alert: ProjectHasInstances
+    expr: cloud_instances{project_id="$id"} > 0
+    labels: { project_id: "$id", severity: info }
+EOF
+    done
+    cat <<'EOF'
+- name: global
+  rules:
+  - alert: AnyInstances
+    expr: count(cloud_instances) > 0
+EOF
+  } > "$P/rules.yml"
+  printf 'rule_files: ["%s"]\n' "$P/rules.yml" >> "$P/prometheus.yml"
+  curl -m 10 -sSf -X POST "$PROM_URL/-/reload" >/dev/null || die "prometheus reload failed"
+  n=$(curl -m 10 -sS "$PROM_URL/api/v1/rules" | jq '.data.groups | length')
+  [ "$n" = 3 ] || die "prometheus rules not loaded (got $n groups)"
 }
 
 # seed_rich TEAM_A_ID TEAM_B_ID SEED_START: richer deterministic series (new metric names only; the
@@ -483,6 +521,7 @@ envoy_start() {  # $1=dir ; needs KEYSTONE_PORT PROM_PORT ; sets ENVOY_PORT ENVO
 
 # ---------------------------------------------------------------- commands
 ENV_VARS=(STACK_DIR KEYSTONE_URL KEYSTONE_PORT KEYSTONE_PID KEYSTONE_ACCESS_LOG PROM_URL PROM_PORT PROM_PID
+  PROM_A_URL PROM_A_PORT PROM_A_PID TEAM_A_SERIES TEAM_B_SERIES
   ENVOY_URL ENVOY_PORT ENVOY_ADMIN_URL ENVOY_ADMIN_PORT ENVOY_PID WASM_PATH ADMIN_PASSWORD
   ADMIN_TOKEN ADMIN_SYSTEM_TOKEN SERVICE_TOKEN ALICE_TOKEN RITA_TOKEN RITA_DOMAIN_TOKEN APPCRED_TOKEN
   APPCRED_ID APPCRED_SECRET DOMAIN_ID TEAM_A_ID TEAM_B_ID TEAM_A_CHILD_ID SVC_PROJECT_ID SVC_USER_ID
@@ -496,7 +535,8 @@ write_env() {
 }
 
 stop_all() {  # DIR
-  stop_pidfile "$1/envoy/envoy.pid" "$1/envoy/wrapper.pid" "$1/keystone/server.pid" "$1/prometheus/prometheus.pid"
+  stop_pidfile "$1/envoy/envoy.pid" "$1/envoy/wrapper.pid" "$1/keystone/server.pid" "$1/prometheus/prometheus.pid" \
+    "$1/prometheus-a/prometheus.pid"
 }
 
 cmd_up() {
@@ -522,6 +562,13 @@ cmd_up() {
   PROM_URL="http://127.0.0.1:$PROM_PORT"; PROM_PID=$(cat "$STACK_DIR/prometheus/prometheus.pid")
   PROMWRITE="$STACK_DIR/prometheus/promwrite.py"; write_promwrite "$PROMWRITE"
   prom_seed "$STACK_DIR/prometheus"
+  prom_rules "$STACK_DIR/prometheus"
+  # a second Prometheus, NOT behind Envoy, holding only team-a's samples: the reference answer for
+  # "what alice may see" (tests/e2e/test_equivalence.py)
+  prom_start "$STACK_DIR/prometheus-a" "$FIXED_PROM_A_PORT"
+  PROM_A_PORT=$(cat "$STACK_DIR/prometheus-a/port"); PROM_A_URL="http://127.0.0.1:$PROM_A_PORT"
+  PROM_A_PID=$(cat "$STACK_DIR/prometheus-a/prometheus.pid")
+  prom_a_seed "$STACK_DIR/prometheus-a"
   envoy_start "$STACK_DIR/envoy"
   ENVOY_URL="http://127.0.0.1:$ENVOY_PORT"; ENVOY_ADMIN_URL="http://127.0.0.1:$ENVOY_ADMIN_PORT"
   ENVOY_PID=$(cat "$STACK_DIR/envoy/envoy.pid")
@@ -532,6 +579,7 @@ cmd_up() {
 STACK_DIR=$STACK_DIR
 KEYSTONE_URL=$KEYSTONE_URL   (pid $KEYSTONE_PID)
 PROM_URL=$PROM_URL           (pid $PROM_PID)
+PROM_A_URL=$PROM_A_URL       (pid $PROM_A_PID, team-a only, not behind Envoy)
 ENVOY_URL=$ENVOY_URL         (pid $ENVOY_PID, admin $ENVOY_ADMIN_URL)
 TEAM_A_ID=$TEAM_A_ID  TEAM_B_ID=$TEAM_B_ID  TEAM_A_CHILD_ID=$TEAM_A_CHILD_ID
 SEED_START=$SEED_START  SEED_END=$SEED_END

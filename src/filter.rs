@@ -191,18 +191,21 @@ impl Flow {
 
         // Only enforced endpoints need the body; passthrough bodies go as they are.
         if method == "POST" && matches!(route, Route::Enforced(_)) {
-            if let Err(e) = request::check_form_headers(
-                host.request_header("content-type").as_deref(),
-                host.request_header("content-encoding").as_deref(),
-            ) {
-                return self.refuse(host, e);
-            }
             let length = host.request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
             let chunked = host.request_header("transfer-encoding").is_some();
+            self.expect_body = chunked || length.is_some_and(|n| n > 0);
+            // A POST without a body has no form for Prometheus to read, whatever its type.
+            if self.expect_body {
+                if let Err(e) = request::check_form_headers(
+                    host.request_header("content-type").as_deref(),
+                    host.request_header("content-encoding").as_deref(),
+                ) {
+                    return self.refuse(host, e);
+                }
+            }
             if length.is_some_and(|n| n > self.cfg().limits.max_body_bytes as u64) {
                 return self.refuse(host, self.too_large());
             }
-            self.expect_body = chunked || length.is_some_and(|n| n > 0);
             if self.expect_body {
                 // The rewritten body has another length; the host recomputes framing.
                 host.set_request_header("content-length", None);
@@ -766,6 +769,18 @@ mod tests {
             let body = crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
             assert_eq!(body[0].value, r#"a{project_id="p1"}"#);
         }
+    }
+
+    #[test]
+    fn post_without_body_needs_no_content_type() {
+        let mut headers = post("?query=b", "");
+        headers.retain(|(k, _)| *k != "content-type");
+        let mut h = host(&Rc::default(), &headers);
+        let mut f = Flow::new(shared());
+        f.on_request_headers(&mut h);
+        f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
+        assert_eq!(status(&h), None);
+        assert!(h.resumed);
     }
 
     #[test]

@@ -110,7 +110,13 @@ pub fn parse(query: &str) -> Result<Expr, String> {
 /// Rewrites `query` so that every selector carries the tenant matcher.
 pub fn enforce(query: &str, tenant: &Tenant, max_depth: usize) -> Result<String, EnforceError> {
     check_nesting(query, max_depth)?;
-    let expr = parse(query).map_err(|e| EnforceError::BadData(format!("invalid PromQL: {e}")))?;
+    let expr = parse(query).map_err(|e| {
+        if e.contains("timestamp out of bounds for @ modifier") {
+            EnforceError::BadData(NEGATIVE_AT.into())
+        } else {
+            EnforceError::BadData(format!("invalid PromQL: {e}"))
+        }
+    })?;
     let mut p = Printer { tenant, out: String::with_capacity(query.len() + 32), max_depth };
     p.expr(&expr, 0)?;
     Ok(p.out)
@@ -305,7 +311,7 @@ impl Printer<'_> {
                     self.out.push_str(&duration(step));
                 }
                 self.out.push(']');
-                self.at_offset(&s.at, &s.offset);
+                self.at_offset(&s.at, &s.offset)?;
             }
             Expr::NumberLiteral(n) => self.out.push_str(&number(n.val)),
             Expr::StringLiteral(s) => {
@@ -313,7 +319,7 @@ impl Printer<'_> {
             }
             Expr::VectorSelector(vs) => {
                 self.selector(vs)?;
-                self.at_offset(&vs.at, &vs.offset);
+                self.at_offset(&vs.at, &vs.offset)?;
             }
             Expr::MatrixSelector(ms) => {
                 nonzero(&ms.range)?;
@@ -321,7 +327,7 @@ impl Printer<'_> {
                 self.out.push('[');
                 self.out.push_str(&duration(&ms.range));
                 self.out.push(']');
-                self.at_offset(&ms.vs.at, &ms.vs.offset);
+                self.at_offset(&ms.vs.at, &ms.vs.offset)?;
             }
             Expr::Call(c) => {
                 self.out.push_str(c.func.name);
@@ -501,12 +507,13 @@ impl Printer<'_> {
         let _ = write!(self.out, "{op}\"{}\"", escape(&m.value));
     }
 
-    fn at_offset(&mut self, at: &Option<AtModifier>, offset: &Option<Offset>) {
+    fn at_offset(&mut self, at: &Option<AtModifier>, offset: &Option<Offset>) -> Result<(), EnforceError> {
         match at {
             Some(AtModifier::Start) => self.out.push_str(" @ start()"),
             Some(AtModifier::End) => self.out.push_str(" @ end()"),
             Some(AtModifier::At(t)) => {
-                let _ = write!(self.out, " @ {}", timestamp(*t));
+                let ts = timestamp(*t)?;
+                let _ = write!(self.out, " @ {ts}");
             }
             None => {}
         }
@@ -519,6 +526,7 @@ impl Printer<'_> {
             }
             None => {}
         }
+        Ok(())
     }
 }
 
@@ -553,13 +561,14 @@ fn is_metric_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-/// Signed seconds with millisecond precision; times before 1970 stay negative.
-fn timestamp(t: SystemTime) -> String {
-    let (sign, ms) = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => ("", d.as_millis()),
-        Err(e) => ("-", e.duration().as_millis()),
-    };
-    format!("{sign}{}.{:03}", ms / 1000, ms % 1000)
+const NEGATIVE_AT: &str = "`@` timestamps before 1970 are not supported (Wasm has no time before 1970)";
+
+/// Seconds with millisecond precision. Inside Wasm, `SystemTime` cannot hold a time
+/// before 1970, so the parser refuses negative `@` there; natively it parses them, and
+/// they are refused here alike rather than printed as `@ 0` as promql-parser would.
+fn timestamp(t: SystemTime) -> Result<String, EnforceError> {
+    let ms = t.duration_since(UNIX_EPOCH).map_err(|_| EnforceError::BadData(NEGATIVE_AT.into()))?.as_millis();
+    Ok(format!("{}.{:03}", ms / 1000, ms % 1000))
 }
 
 /// A PromQL duration in whole units down to milliseconds (`1d2h`, `90s`, `1500ms`).
@@ -642,7 +651,7 @@ mod tests {
 
     #[test]
     fn output_reparses_to_itself() {
-        for q in ["a + b * c", "sum by (x) (rate(y[5m] @ -5 offset 1m))", r#"x{a=~"\\d+"}"#, "-a ^ 2"] {
+        for q in ["a + b * c", "sum by (x) (rate(y[5m] @ 5 offset 1m))", r#"x{a=~"\\d+"}"#, "-a ^ 2"] {
             let once = rw(q);
             assert_eq!(rw(&once), once, "{q}");
         }
@@ -681,6 +690,13 @@ mod tests {
         let out = enforce(r#"{a="1" or b="2"}"#, &t(), 64);
         if let Ok(out) = out {
             assert_eq!(out.matches(r#"project_id="p1""#).count(), 2, "{out}");
+        }
+    }
+
+    #[test]
+    fn negative_at_is_refused_clearly() {
+        for q in ["x @ -100.5", "rate(x[5m] @ -1)", "x[5m:] @ -5"] {
+            assert_eq!(enforce(q, &t(), 64), Err(EnforceError::BadData(NEGATIVE_AT.into())), "{q}");
         }
     }
 

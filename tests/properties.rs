@@ -32,7 +32,7 @@ fn selector() -> impl Strategy<Value = String> {
 }
 
 fn modifiers() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["", " offset 5m", " offset -1h", " @ 1795266000", " @ -60.5", " @ start()", " @ end() offset 1m"])
+    prop::sample::select(vec!["", " offset 5m", " offset -1h", " @ 1795266000", " @ 60.5", " @ start()", " @ end() offset 1m"])
         .prop_map(str::to_string)
 }
 

@@ -30,7 +30,7 @@ fn enforcement_table() {
 #[wasm_bindgen_test]
 fn refusals() {
     assert!(matches!(enforce(r#"up{project_id="p2"}"#, &tenant(), 64), Err(EnforceError::Forbidden(_))));
-    for q in ["sum(", "x[0s]", "", "up{"] {
+    for q in ["sum(", "x[0s]", "", "up{", "x @ -100.5"] {
         assert!(matches!(enforce(q, &tenant(), 64), Err(EnforceError::BadData(_))), "{q}");
     }
     // Deep nesting is refused before the recursive parser sees it: no stack overflow in the VM.

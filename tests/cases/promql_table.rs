@@ -35,7 +35,6 @@
     ("x offset 5m", r#"x{project_id="p1"} offset 5m"#),
     ("x offset -1h30m", r#"x{project_id="p1"} offset -1h30m"#),
     ("x @ 1795266000", r#"x{project_id="p1"} @ 1795266000.000"#),
-    ("x @ -100.5", r#"x{project_id="p1"} @ -100.500"#),
     ("x @ start()", r#"x{project_id="p1"} @ start()"#),
     ("x[5m] @ end() offset 1m", r#"x{project_id="p1"}[5m] @ end() offset 1m"#),
     ("1 + 1", "1.0 + 1.0"),

@@ -158,8 +158,8 @@ def test_other_project_regex(envoy, stack, tokens, user):
 def test_all_series_selector(envoy, stack, tokens, user):
     t = tokens[user]
     r = envoy.get("/api/v1/query", t["token"], params={"query": '{__name__=~".+"}', "time": stack["SEED_END"]})
-    # own cpu series + own cloud_instances series
-    assert_only_project(result(r), t["project"], t["cpu_series"] + 1)
+    # every series of the own project: cpu + cloud_instances + the richer seed_rich series
+    assert_only_project(result(r), t["project"], t["all_series"])
 
 
 # ------------------------------------------------------------------ authentication

@@ -1,0 +1,73 @@
+"""Endpoints whose answer (not the request) is filtered, and request-shape rules, on the real stack."""
+import gzip
+import json
+import time
+
+import requests
+
+
+def get(stack, path, token, **kw):
+    headers = kw.pop("headers", {})
+    headers.setdefault("Connection", "close")
+    if token:
+        headers["X-Auth-Token"] = token
+    return requests.get(stack["ENVOY_URL"] + path, headers=headers, timeout=20, **kw)
+
+
+def test_rules_only_the_tenants(stack):
+    for user, own, other in (("ALICE", "TEAM_A_ID", "TEAM_B_ID"), ("RITA", "TEAM_B_ID", "TEAM_A_ID")):
+        r = get(stack, "/api/v1/rules", stack[user + "_TOKEN"])
+        assert r.status_code == 200, r.text
+        groups = r.json()["data"]["groups"]
+        assert [g["name"] for g in groups] == ["project-" + stack[own]]
+        rules = groups[0]["rules"]
+        assert {ru["name"] for ru in rules} == {"project:cloud_cpu_seconds:rate5m", "ProjectHasInstances"}
+        assert stack[other] not in r.text
+        assert "AnyInstances" not in r.text, "a rule without the tenant label is not shown"
+
+
+def test_rules_with_gzip_requested(stack):
+    # The filter drops Accept-Encoding so it can read the answer; the client still gets valid JSON.
+    r = get(stack, "/api/v1/rules", stack["ALICE_TOKEN"], headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200
+    body = r.content
+    if body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
+    assert stack["TEAM_B_ID"] not in body.decode()
+    assert json.loads(body)["status"] == "success"
+
+
+def test_alerts_only_the_tenants(stack):
+    deadline = time.time() + 15
+    while True:
+        r = get(stack, "/api/v1/alerts", stack["ALICE_TOKEN"])
+        assert r.status_code == 200, r.text
+        alerts = r.json()["data"]["alerts"]
+        if alerts or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert alerts, "the tenant's own alert fires (cloud_instances > 0)"
+    assert {a["labels"]["project_id"] for a in alerts} == {stack["TEAM_A_ID"]}
+    assert stack["TEAM_B_ID"] not in r.text
+    assert "AnyInstances" not in r.text
+
+
+def test_rules_need_a_token_and_get(stack):
+    assert get(stack, "/api/v1/rules", None).status_code == 401
+    r = requests.post(stack["ENVOY_URL"] + "/api/v1/rules", timeout=20,
+                      headers={"X-Auth-Token": stack["ALICE_TOKEN"], "Connection": "close"})
+    assert r.status_code == 405
+    assert r.json()["status"] == "error"
+
+
+def test_format_query_passes_with_a_token(stack):
+    r = get(stack, "/api/v1/format_query", stack["ALICE_TOKEN"], params={"query": "sum(up)"})
+    assert r.status_code == 200, r.text
+    assert get(stack, "/api/v1/format_query", None, params={"query": "up"}).status_code == 401
+
+
+def test_post_without_body_needs_no_content_type(stack):
+    r = requests.post(stack["ENVOY_URL"] + "/api/v1/labels", timeout=20,
+                      headers={"X-Auth-Token": stack["ALICE_TOKEN"], "Connection": "close"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "success"
