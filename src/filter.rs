@@ -508,37 +508,50 @@ pub mod mock {
         }
     }
 
+    fn find(headers: &Headers, name: &str) -> Option<String> {
+        headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    fn replace(headers: &mut Headers, name: &str, value: Option<&str>) {
+        headers.retain(|(k, _)| k != name);
+        if let Some(v) = value {
+            headers.push((name.to_string(), v.to_string()));
+        }
+    }
+
+    fn prefix(buf: &[u8], size: usize) -> Option<Vec<u8>> {
+        Some(buf[..size.min(buf.len())].to_vec())
+    }
+
+    fn splice(buf: &mut Vec<u8>, size: usize, body: &[u8]) {
+        let n = size.min(buf.len());
+        buf.splice(..n, body.iter().copied());
+    }
+
     impl Host for MockHost {
         fn request_header(&self, name: &str) -> Option<String> {
-            self.header(name).map(str::to_string)
+            find(&self.headers, name)
         }
         fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-            self.headers.retain(|(k, _)| k != name);
-            if let Some(v) = value {
-                self.headers.push((name.to_string(), v.to_string()));
-            }
+            replace(&mut self.headers, name, value)
         }
         fn request_body(&self, size: usize) -> Option<Vec<u8>> {
-            Some(self.body[..size.min(self.body.len())].to_vec())
+            prefix(&self.body, size)
         }
         fn set_request_body(&mut self, size: usize, body: &[u8]) {
-            self.body.splice(..size.min(self.body.len()), body.iter().copied());
+            splice(&mut self.body, size, body)
         }
         fn response_header(&self, name: &str) -> Option<String> {
-            self.upstream_headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            find(&self.upstream_headers, name)
         }
         fn set_response_header(&mut self, name: &str, value: Option<&str>) {
-            self.upstream_headers.retain(|(k, _)| k != name);
-            if let Some(v) = value {
-                self.upstream_headers.push((name.to_string(), v.to_string()));
-            }
+            replace(&mut self.upstream_headers, name, value)
         }
         fn response_body(&self, size: usize) -> Option<Vec<u8>> {
-            Some(self.upstream_body[..size.min(self.upstream_body.len())].to_vec())
+            prefix(&self.upstream_body, size)
         }
         fn set_response_body(&mut self, size: usize, body: &[u8]) {
-            let n = size.min(self.upstream_body.len());
-            self.upstream_body.splice(..n, body.iter().copied());
+            splice(&mut self.upstream_body, size, body)
         }
         fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
             assert!(self.response.is_none(), "two responses");

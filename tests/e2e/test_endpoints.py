@@ -71,3 +71,15 @@ def test_post_without_body_needs_no_content_type(stack):
                       headers={"X-Auth-Token": stack["ALICE_TOKEN"], "Connection": "close"})
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "success"
+
+
+def test_query_exemplars_is_enforced(stack):
+    # Prometheus 2.42 answers an empty list without exemplar storage; what matters is that the
+    # request is authenticated, rewritten (a foreign project is refused) and answered.
+    params = {"query": "http_requests_total", "start": stack["SEED_START"], "end": stack["SEED_END"]}
+    r = get(stack, "/api/v1/query_exemplars", stack["ALICE_TOKEN"], params=params)
+    assert r.status_code == 200 and r.json()["status"] == "success", r.text
+    params["query"] = 'http_requests_total{project_id="%s"}' % stack["TEAM_B_ID"]
+    r = get(stack, "/api/v1/query_exemplars", stack["ALICE_TOKEN"], params=params)
+    assert r.status_code == 403 and r.json()["errorType"] == "forbidden", r.text
+    assert get(stack, "/api/v1/query_exemplars", None, params=params).status_code == 401
