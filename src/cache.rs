@@ -18,7 +18,17 @@ struct Entry {
     h: String,
     /// Unix seconds after which the entry is stale.
     until: u64,
-    scope: Scope,
+    /// `None`: Keystone refused the credential (a negative entry).
+    scope: Option<Scope>,
+}
+
+/// What the cache knows of a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Valid(Scope),
+    /// Refused by Keystone a moment ago.
+    Invalid,
+    Miss,
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -43,15 +53,53 @@ pub fn slot_key(namespace: &str, digest: &[u8; 32], max_entries: u32) -> String 
 /// The entry for a fresh validation: valid until min(now + ttl, token expiry).
 pub fn encode(digest: &[u8; 32], scope: &Scope, now: u64, ttl_seconds: u64) -> Vec<u8> {
     let until = now.saturating_add(ttl_seconds).min(scope.expires_at);
-    let entry = Entry { v: VERSION, h: hex(digest), until, scope: scope.clone() };
+    let entry = Entry { v: VERSION, h: hex(digest), until, scope: Some(scope.clone()) };
     serde_json::to_vec(&entry).unwrap_or_default()
 }
 
-/// The cached scope for `digest`, if the slot holds this very credential and is fresh.
-pub fn decode(bytes: &[u8], digest: &[u8; 32], now: u64) -> Option<Scope> {
-    let entry: Entry = serde_json::from_slice(bytes).ok()?;
-    let fresh = entry.v == VERSION && entry.until > now && entry.scope.expires_at > now;
-    (fresh && entry.h == hex(digest)).then_some(entry.scope)
+/// The entry for a credential Keystone refused, remembered for `ttl_seconds`.
+pub fn encode_invalid(digest: &[u8; 32], now: u64, ttl_seconds: u64) -> Vec<u8> {
+    let entry = Entry { v: VERSION, h: hex(digest), until: now.saturating_add(ttl_seconds), scope: None };
+    serde_json::to_vec(&entry).unwrap_or_default()
+}
+
+/// What the slot says of `digest`: only if it holds this very credential and is fresh.
+pub fn decode(bytes: &[u8], digest: &[u8; 32], now: u64) -> Lookup {
+    let Ok(entry) = serde_json::from_slice::<Entry>(bytes) else {
+        return Lookup::Miss;
+    };
+    if entry.v != VERSION || entry.until <= now || entry.h != hex(digest) {
+        return Lookup::Miss;
+    }
+    match entry.scope {
+        Some(scope) if scope.expires_at > now => Lookup::Valid(scope),
+        Some(_) => Lookup::Miss,
+        None => Lookup::Invalid,
+    }
+}
+
+/// The shared-data key of the filter's service token.
+pub fn service_key(namespace: &str) -> String {
+    format!("kpw/{namespace}/service")
+}
+
+#[derive(Serialize, Deserialize)]
+struct ServiceEntry {
+    token: String,
+    until: u64,
+}
+
+/// Refresh the service token this long before it expires.
+pub const SERVICE_TOKEN_MARGIN: u64 = 120;
+
+pub fn encode_service_token(token: &str, expires_at: u64) -> Vec<u8> {
+    let e = ServiceEntry { token: token.to_string(), until: expires_at.saturating_sub(SERVICE_TOKEN_MARGIN) };
+    serde_json::to_vec(&e).unwrap_or_default()
+}
+
+pub fn decode_service_token(bytes: &[u8], now: u64) -> Option<String> {
+    let e: ServiceEntry = serde_json::from_slice(bytes).ok()?;
+    (e.until > now && !e.token.is_empty()).then_some(e.token)
 }
 
 #[cfg(test)]
@@ -63,26 +111,47 @@ mod tests {
             user_id: "u".into(),
             project_id: Some("p".into()),
             domain_id: Some("d".into()),
+            domain_scoped: false,
+            system: false,
             roles: vec!["reader".into()],
             expires_at,
+            subprojects: vec![],
+            access_rules: None,
         }
+    }
+
+    #[test]
+    fn negative_entries() {
+        let d = [7u8; 32];
+        let e = encode_invalid(&d, 1000, 10);
+        assert_eq!(decode(&e, &d, 1009), Lookup::Invalid);
+        assert_eq!(decode(&e, &d, 1010), Lookup::Miss);
+        assert_eq!(decode(&e, &[8u8; 32], 1000), Lookup::Miss);
+    }
+
+    #[test]
+    fn service_token() {
+        let e = encode_service_token("svc", 10_000);
+        assert_eq!(decode_service_token(&e, 10_000 - SERVICE_TOKEN_MARGIN - 1).as_deref(), Some("svc"));
+        assert_eq!(decode_service_token(&e, 10_000 - SERVICE_TOKEN_MARGIN), None);
+        assert_eq!(decode_service_token(b"x", 0), None);
     }
 
     #[test]
     fn round_trip_until_ttl() {
         let d = [7u8; 32];
         let e = encode(&d, &scope(10_000), 1000, 300);
-        assert_eq!(decode(&e, &d, 1000), Some(scope(10_000)));
-        assert_eq!(decode(&e, &d, 1299), Some(scope(10_000)));
-        assert_eq!(decode(&e, &d, 1300), None);
+        assert_eq!(decode(&e, &d, 1000), Lookup::Valid(scope(10_000)));
+        assert_eq!(decode(&e, &d, 1299), Lookup::Valid(scope(10_000)));
+        assert_eq!(decode(&e, &d, 1300), Lookup::Miss);
     }
 
     #[test]
     fn token_expiry_caps_ttl() {
         let d = [7u8; 32];
         let e = encode(&d, &scope(1100), 1000, 300);
-        assert!(decode(&e, &d, 1099).is_some());
-        assert_eq!(decode(&e, &d, 1100), None);
+        assert!(matches!(decode(&e, &d, 1099), Lookup::Valid(_)));
+        assert_eq!(decode(&e, &d, 1100), Lookup::Miss);
     }
 
     #[test]
@@ -92,7 +161,7 @@ mod tests {
         b[31] = 2;
         assert_eq!(slot_key("n", &a, 64), slot_key("n", &b, 64));
         let e = encode(&a, &scope(10_000), 0, 300);
-        assert_eq!(decode(&e, &b, 1), None);
+        assert_eq!(decode(&e, &b, 1), Lookup::Miss);
     }
 
     #[test]
@@ -107,7 +176,7 @@ mod tests {
 
     #[test]
     fn garbage_is_a_miss() {
-        assert_eq!(decode(b"", &[0; 32], 0), None);
-        assert_eq!(decode(b"{\"v\":9}", &[0; 32], 0), None);
+        assert_eq!(decode(b"", &[0; 32], 0), Lookup::Miss);
+        assert_eq!(decode(b"{\"v\":9}", &[0; 32], 0), Lookup::Miss);
     }
 }

@@ -7,6 +7,9 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_PROJECT_LABEL: &str = "project_id";
 pub const DEFAULT_TTL_SECONDS: u64 = 300;
 pub const DEFAULT_MAX_ENTRIES: u32 = 16384;
+pub const DEFAULT_NEGATIVE_TTL_SECONDS: u64 = 10;
+pub const DEFAULT_DOMAIN_LABEL: &str = "domain_id";
+pub const DEFAULT_SERVICE_TYPE: &str = "metric-storage";
 pub const DEFAULT_REWRITE_BYTES: usize = 4 << 20;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
@@ -17,6 +20,8 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 pub struct Config {
     pub keystone: KeystoneConfig,
     pub project_label: String,
+    /// Who sees what: scope labels, roles, tenant header.
+    pub policy: Policy,
     /// Where the Prometheus API is mounted, e.g. `/prometheus`; empty for the root.
     pub path_prefix: String,
     /// Extra paths (after the prefix) forwarded with a valid credential but no tenant
@@ -39,6 +44,46 @@ pub struct KeystoneConfig {
     pub timeout_ms: u64,
     /// Token put in the callout's `X-Auth-Token` instead of the user's own token.
     pub service_token: Option<String>,
+    /// Credentials the filter logs in with to get a service token (keystonemiddleware style).
+    pub service_credentials: Option<ServiceCredentials>,
+    /// This service's type, matched against application credentials' access rules.
+    pub service_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceCredentials {
+    ApplicationCredential { id: String, secret: String },
+    Password { user: UserSpec, password: String, project: ProjectSpec },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserSpec {
+    Id(String),
+    Name { name: String, domain_name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectSpec {
+    Id(String),
+    Name { name: String, domain_name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The label of a domain-scoped token's domain id.
+    pub domain_label: String,
+    /// A project-scoped token also sees the project's descendants.
+    pub include_subprojects: bool,
+    /// Any one of these roles is needed (empty: any role on the project will do).
+    pub required_roles: Vec<String>,
+    /// Any one of these roles lifts label enforcement (operators' cross-tenant view).
+    pub unrestricted_roles: Vec<String>,
+    /// Request header that carries the tenant upstream (lower case), e.g. `x-scope-orgid`.
+    pub tenant_header: Option<String>,
+    /// Rewrite PromQL with the tenant label (off only when `tenant_header` does the job).
+    pub label_enforcement: bool,
+    /// Send keystonemiddleware's identity headers upstream.
+    pub forward_identity_headers: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +93,8 @@ pub struct CacheConfig {
     pub max_entries: u32,
     /// Memory budget of each VM's cache of rewritten queries (0 turns it off).
     pub rewrite_bytes: usize,
+    /// How long an invalid credential is remembered as invalid (0 turns it off).
+    pub negative_ttl_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +182,29 @@ impl<'a> Section<'a> {
         }
     }
 
+    fn boolean(&mut self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.take(name) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(_) => Err(err(&self.key(name), "must be true or false")),
+        }
+    }
+
+    fn strings(&mut self, name: &str) -> Result<Vec<String>, ConfigError> {
+        let key = self.key(name);
+        match self.take(name) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) if !s.is_empty() => Ok(s),
+                    _ => Err(err(&key, "must be a list of non-empty strings")),
+                })
+                .collect(),
+            Some(_) => Err(err(&key, "must be a list of strings")),
+        }
+    }
+
     fn section(&mut self, name: &str) -> Result<Option<Value>, ConfigError> {
         Ok(self.take(name))
     }
@@ -190,14 +260,52 @@ impl Config {
         let upstream = ks.string("upstream")?.unwrap_or_else(|| authority.clone());
         let timeout_ms = ks.int("timeout_ms", DEFAULT_TIMEOUT_MS, 1, 60_000)?;
         let service_token = ks.string("service_token")?;
+        let service_credentials = match ks.section("service_credentials")? {
+            None => None,
+            Some(v) => Some(service_credentials(Section::new("keystone.service_credentials", v)?)?),
+        };
+        let service_type = ks.string("service_type")?.unwrap_or_else(|| DEFAULT_SERVICE_TYPE.to_string());
         ks.finish()?;
-        let keystone =
-            KeystoneConfig { url, authority, path_prefix, upstream, timeout_ms, service_token };
+        if service_token.is_some() && service_credentials.is_some() {
+            return Err(err("keystone.service_token", "set either service_token or service_credentials, not both"));
+        }
+        let keystone = KeystoneConfig {
+            url,
+            authority,
+            path_prefix,
+            upstream,
+            timeout_ms,
+            service_token,
+            service_credentials,
+            service_type,
+        };
 
-        let project_label =
-            root.string("project_label")?.unwrap_or_else(|| DEFAULT_PROJECT_LABEL.to_string());
-        if !is_label_name(&project_label) || project_label.starts_with("__") {
-            return Err(err("project_label", "must be a Prometheus label name, not starting with __"));
+        let label = |root: &mut Section, key: &str, default: &str| -> Result<String, ConfigError> {
+            let l = root.string(key)?.unwrap_or_else(|| default.to_string());
+            if !is_label_name(&l) || l.starts_with("__") {
+                return Err(err(key, "must be a Prometheus label name, not starting with __"));
+            }
+            Ok(l)
+        };
+        let project_label = label(&mut root, "project_label", DEFAULT_PROJECT_LABEL)?;
+        let domain_label = label(&mut root, "domain_label", DEFAULT_DOMAIN_LABEL)?;
+        let tenant_header = root.string("tenant_header")?.map(|h| h.to_ascii_lowercase());
+        if let Some(h) = &tenant_header {
+            if !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(err("tenant_header", "must be an HTTP header name such as X-Scope-OrgID"));
+            }
+        }
+        let policy = Policy {
+            domain_label,
+            include_subprojects: root.boolean("include_subprojects", false)?,
+            required_roles: root.strings("required_roles")?,
+            unrestricted_roles: root.strings("unrestricted_roles")?,
+            label_enforcement: root.boolean("label_enforcement", true)?,
+            forward_identity_headers: root.boolean("forward_identity_headers", false)?,
+            tenant_header,
+        };
+        if !policy.label_enforcement && policy.tenant_header.is_none() {
+            return Err(err("label_enforcement", "may be false only when tenant_header is set"));
         }
 
         let path_prefix = root.string("path_prefix")?.unwrap_or_default();
@@ -212,9 +320,10 @@ impl Config {
         let ttl_seconds = cache.int("ttl_seconds", DEFAULT_TTL_SECONDS, 1, 86_400)?;
         let max_entries = cache.int("max_entries", u64::from(DEFAULT_MAX_ENTRIES), 1, 1 << 20)?;
         let rewrite_bytes = usize_of(cache.int("rewrite_bytes", DEFAULT_REWRITE_BYTES as u64, 0, 256 << 20)?);
+        let negative_ttl_seconds = cache.int("negative_ttl_seconds", DEFAULT_NEGATIVE_TTL_SECONDS, 0, 3600)?;
         cache.finish()?;
         let max_entries = u32::try_from(max_entries).unwrap_or(1 << 20);
-        let cache = CacheConfig { ttl_seconds, max_entries, rewrite_bytes };
+        let cache = CacheConfig { ttl_seconds, max_entries, rewrite_bytes, negative_ttl_seconds };
 
         let mut lim = Section::new("limits", root.section("limits")?.unwrap_or(Value::Object(Map::new())))?;
         let limits = Limits {
@@ -231,8 +340,41 @@ impl Config {
         lim.finish()?;
 
         root.finish()?;
-        Ok(Config { keystone, project_label, path_prefix, unsafe_passthrough, cache, limits })
+        Ok(Config { keystone, project_label, policy, path_prefix, unsafe_passthrough, cache, limits })
     }
+}
+
+/// `{"application_credential_id", "application_credential_secret"}`, or a user
+/// (`user_id`, or `username` + `user_domain_name`) with `password` and a project
+/// (`project_id`, or `project_name` + `project_domain_name`).
+fn service_credentials(mut s: Section) -> Result<ServiceCredentials, ConfigError> {
+    let key = |k: &str| format!("keystone.service_credentials.{k}");
+    let creds = if let Some(id) = s.string("application_credential_id")? {
+        let secret = s
+            .string("application_credential_secret")?
+            .ok_or_else(|| err(&key("application_credential_secret"), "is required with application_credential_id"))?;
+        ServiceCredentials::ApplicationCredential { id, secret }
+    } else {
+        let user = match (s.string("user_id")?, s.string("username")?, s.string("user_domain_name")?) {
+            (Some(id), None, None) => UserSpec::Id(id),
+            (None, Some(name), Some(domain_name)) => UserSpec::Name { name, domain_name },
+            _ => {
+                return Err(err(
+                    &key("user_id"),
+                    "set application_credential_id, user_id, or username with user_domain_name",
+                ))
+            }
+        };
+        let password = s.string("password")?.ok_or_else(|| err(&key("password"), "is required"))?;
+        let project = match (s.string("project_id")?, s.string("project_name")?, s.string("project_domain_name")?) {
+            (Some(id), None, None) => ProjectSpec::Id(id),
+            (None, Some(name), Some(domain_name)) => ProjectSpec::Name { name, domain_name },
+            _ => return Err(err(&key("project_id"), "set project_id, or project_name with project_domain_name")),
+        };
+        ServiceCredentials::Password { user, password, project }
+    };
+    s.finish()?;
+    Ok(creds)
 }
 
 #[cfg(test)]
@@ -260,6 +402,21 @@ mod tests {
         assert_eq!(c.limits.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
         assert_eq!(c.path_prefix, "");
         assert!(c.unsafe_passthrough.is_empty());
+        assert_eq!(c.cache.negative_ttl_seconds, DEFAULT_NEGATIVE_TTL_SECONDS);
+        assert_eq!(c.keystone.service_type, "metric-storage");
+        assert_eq!(c.keystone.service_credentials, None);
+        assert_eq!(
+            c.policy,
+            Policy {
+                domain_label: "domain_id".into(),
+                include_subprojects: false,
+                required_roles: vec![],
+                unrestricted_roles: vec![],
+                tenant_header: None,
+                label_enforcement: true,
+                forward_identity_headers: false,
+            }
+        );
     }
 
     #[test]
@@ -277,13 +434,52 @@ mod tests {
         assert_eq!(c.keystone.timeout_ms, 500);
         assert_eq!(c.keystone.service_token.as_deref(), Some("svc"));
         assert_eq!(c.project_label, "tenant");
-        assert_eq!(c.cache, CacheConfig { ttl_seconds: 60, max_entries: 10, rewrite_bytes: 0 });
+        assert_eq!(
+            c.cache,
+            CacheConfig { ttl_seconds: 60, max_entries: 10, rewrite_bytes: 0, negative_ttl_seconds: DEFAULT_NEGATIVE_TTL_SECONDS }
+        );
         assert_eq!(
             c.limits,
             Limits { max_body_bytes: 1000, max_response_bytes: 2000, max_query_bytes: 100, max_depth: 8 }
         );
         assert_eq!(c.path_prefix, "/prometheus");
         assert_eq!(c.unsafe_passthrough, vec!["/api/v1/metadata"]);
+    }
+
+    #[test]
+    fn policy_and_service_credentials() {
+        let c = parse(
+            r#"{"keystone":{"url":"http://k/v3","service_type":"prometheus",
+                "service_credentials":{"application_credential_id":"ac","application_credential_secret":"s"}},
+                "domain_label":"domain","include_subprojects":true,"required_roles":["reader"],
+                "unrestricted_roles":["admin"],"tenant_header":"X-Scope-OrgID","label_enforcement":false,
+                "forward_identity_headers":true,"cache":{"negative_ttl_seconds":0}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.keystone.service_credentials,
+            Some(ServiceCredentials::ApplicationCredential { id: "ac".into(), secret: "s".into() })
+        );
+        assert_eq!(c.keystone.service_type, "prometheus");
+        assert_eq!(c.policy.domain_label, "domain");
+        assert!(c.policy.include_subprojects && c.policy.forward_identity_headers && !c.policy.label_enforcement);
+        assert_eq!(c.policy.required_roles, ["reader"]);
+        assert_eq!(c.policy.unrestricted_roles, ["admin"]);
+        assert_eq!(c.policy.tenant_header.as_deref(), Some("x-scope-orgid"));
+        assert_eq!(c.cache.negative_ttl_seconds, 0);
+        let c = parse(
+            r#"{"keystone":{"url":"http://k/v3","service_credentials":{"username":"svc","user_domain_name":"Default",
+                "password":"p","project_name":"service","project_domain_name":"Default"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.keystone.service_credentials,
+            Some(ServiceCredentials::Password {
+                user: UserSpec::Name { name: "svc".into(), domain_name: "Default".into() },
+                password: "p".into(),
+                project: ProjectSpec::Name { name: "service".into(), domain_name: "Default".into() },
+            })
+        );
     }
 
     #[test]
@@ -300,6 +496,30 @@ mod tests {
             (r#"{"keystone":{"url":"http://x/v3"},"cache":{"ttl_seconds":-1}}"#, "cache.ttl_seconds"),
             (r#"{"keystone":{"url":"http://x/v3"},"cache":[]}"#, "cache"),
             (r#"{"keystone":{"url":"http://x/v3"},"bogus":1}"#, "bogus"),
+            (r#"{"keystone":{"url":"http://x/v3"},"domain_label":"a b"}"#, "domain_label"),
+            (r#"{"keystone":{"url":"http://x/v3"},"include_subprojects":"yes"}"#, "include_subprojects"),
+            (r#"{"keystone":{"url":"http://x/v3"},"required_roles":"reader"}"#, "required_roles"),
+            (r#"{"keystone":{"url":"http://x/v3"},"unrestricted_roles":[""]}"#, "unrestricted_roles"),
+            (r#"{"keystone":{"url":"http://x/v3"},"tenant_header":"X Scope"}"#, "tenant_header"),
+            (r#"{"keystone":{"url":"http://x/v3"},"label_enforcement":false}"#, "label_enforcement"),
+            (r#"{"keystone":{"url":"http://x/v3"},"cache":{"negative_ttl_seconds":99999}}"#, "cache.negative_ttl_seconds"),
+            (r#"{"keystone":{"url":"http://x/v3","service_credentials":{}}}"#, "keystone.service_credentials.user_id"),
+            (
+                r#"{"keystone":{"url":"http://x/v3","service_credentials":{"application_credential_id":"a"}}}"#,
+                "keystone.service_credentials.application_credential_secret",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3","service_credentials":{"user_id":"u","password":"p"}}}"#,
+                "keystone.service_credentials.project_id",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3","service_credentials":{"user_id":"u","password":"p","project_id":"x","extra":1}}}"#,
+                "keystone.service_credentials.extra",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3","service_token":"t","service_credentials":{"application_credential_id":"a","application_credential_secret":"s"}}}"#,
+                "keystone.service_token",
+            ),
             (r#"{"keystone":{"url":"http://x/v3"},"path_prefix":"prom/"}"#, "path_prefix"),
             (r#"{"keystone":{"url":"http://x/v3"},"unsafe_passthrough":"/x"}"#, "unsafe_passthrough"),
             (r#"{"keystone":{"url":"http://x/v3"},"unsafe_passthrough":["x"]}"#, "unsafe_passthrough"),

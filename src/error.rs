@@ -60,6 +60,10 @@ impl ApiError {
         Self::new(503, "unavailable", message).with_header("retry-after", "5")
     }
 
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "timeout", message).with_header("retry-after", "5")
+    }
+
     /// The JSON body, `{"status":"error","errorType":…,"error":…}`.
     pub fn body(&self) -> Vec<u8> {
         let body = Body { status: "error", error_type: self.error_type, error: &self.message };

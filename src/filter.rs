@@ -8,12 +8,19 @@
 //! - `content-length` is dropped in the headers phase when the body may be rewritten;
 //! - `:path` is always written with its `?`;
 //! - a callout that fails arrives with no `:status` (NGINX adds `:dispatch_status`).
+//!
+//! Authentication: cache lookup; on a miss, at most one Keystone exchange per credential
+//! per worker (later requests with the same credential wait for it and are woken); the
+//! exchange is an optional service login, the token validation or token request, and an
+//! optional sub-project lookup.
 
-use crate::cache;
+use crate::cache::{self, Lookup};
 use crate::config::Config;
-use crate::credentials::{Credential, CredentialError};
+use crate::credentials::{Credential, CredentialError, CREDENTIAL_HEADERS};
 use crate::error::ApiError;
-use crate::keystone::{self, AuthFailure};
+use crate::keystone::{self, Answer, AuthFailure, Callout};
+use crate::metrics::Metric;
+use crate::policy::{self, Decision};
 use crate::promql::Tenant;
 use crate::request::{self, Enforcer};
 use crate::response::{self, Kind};
@@ -21,6 +28,7 @@ use crate::rewrite_cache::RewriteCache;
 use crate::routes::{self, Endpoint, MethodCheck, Params, Route};
 use crate::scope::Scope;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 /// What the filter asks of its host. The proxy-wasm adapter implements it with host calls.
@@ -35,15 +43,20 @@ pub trait Host {
     fn response_body(&self, size: usize) -> Option<Vec<u8>>;
     fn set_response_body(&mut self, size: usize, body: &[u8]);
     fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);
-    /// Starts an HTTP callout; the answer comes back through [`Flow::on_callout`].
-    fn dispatch(&mut self, upstream: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u32, String>;
+    /// Starts an HTTP callout; the answer comes back through [`Flow::on_callout`] of the
+    /// flow that started it.
+    fn dispatch(&mut self, upstream: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout_ms: u64) -> Result<u32, String>;
     /// The value and CAS token of a shared-data key.
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     /// Stores a shared-data key; false on a CAS mismatch or error.
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
-    /// Unix seconds.
-    fn now(&self) -> u64;
+    /// Unix milliseconds.
+    fn now_ms(&self) -> u64;
     fn resume(&mut self);
+    /// Runs [`Flow::on_wake`] of each waiting request (other HTTP contexts of this worker).
+    fn wake(&mut self, contexts: &[u32], wake: &Wake);
+    fn count(&mut self, metric: Metric);
+    fn record(&mut self, metric: Metric, value: u64);
     fn log(&self, level: Level, msg: &str);
 }
 
@@ -60,7 +73,26 @@ pub enum Action {
     Pause,
 }
 
-/// State shared by every request of one filter configuration.
+/// What a waiting request is told when the exchange it waited for ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wake {
+    /// The answer is in the cache (or the exchange was abandoned): look again.
+    Retry,
+    /// The exchange failed; answer with this.
+    Fail(ApiError),
+}
+
+/// How a callout ended, as the adapter read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CalloutAnswer {
+    pub status: Option<u16>,
+    pub dispatch_status: Option<String>,
+    /// `X-Subject-Token` of a token request's answer.
+    pub subject_token: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// State shared by every request of one filter configuration in one VM (one worker).
 #[derive(Debug)]
 pub struct Shared {
     pub config: Config,
@@ -68,31 +100,102 @@ pub struct Shared {
     pub namespace: String,
     /// The fast path: rewritten PromQL of this VM.
     pub rewrites: RefCell<RewriteCache>,
+    /// Exchanges in flight, by credential digest: the contexts waiting for each.
+    inflight: RefCell<HashMap<[u8; 32], Vec<u32>>>,
+    /// A service login in flight: the contexts waiting for it.
+    service_login: RefCell<Option<Vec<u32>>>,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
         let ns = Credential::Token(format!("{}|{}", config.keystone.url, config.project_label)).digest();
         let rewrites = RefCell::new(RewriteCache::new(config.cache.rewrite_bytes));
-        Shared { namespace: cache::hex(&ns[..6]), config, rewrites }
+        Shared {
+            namespace: cache::hex(&ns[..6]),
+            config,
+            rewrites,
+            inflight: RefCell::default(),
+            service_login: RefCell::default(),
+        }
     }
 }
+
+/// Which callout a flow waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    ServiceLogin,
+    /// Validation (200) or token request (201).
+    Token { ok: u16, with_service_token: bool },
+    Subtree,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    No,
+    /// For another request's exchange of the same credential.
+    Credential,
+    /// For another request's service login.
+    ServiceLogin,
+}
+
+fn append(params: &mut String, param: &str) {
+    if !params.is_empty() {
+        params.push('&');
+    }
+    params.push_str(param);
+}
+
+/// Inbound headers that claim an identity or a tenant: never trusted, always removed.
+const IDENTITY_HEADERS: [&str; 18] = [
+    "x-identity-status",
+    "x-service-identity-status",
+    "x-user-id",
+    "x-user-name",
+    "x-user-domain-id",
+    "x-user-domain-name",
+    "x-project-id",
+    "x-project-name",
+    "x-project-domain-id",
+    "x-project-domain-name",
+    "x-domain-id",
+    "x-domain-name",
+    "x-roles",
+    "x-tenant-id",
+    "x-tenant",
+    "x-scope-orgid",
+    "thanos-tenant",
+    "x-service-roles",
+];
 
 /// Per-request state.
 pub struct Flow {
     shared: Rc<Shared>,
+    /// This request's host context, to be woken by others.
+    context_id: u32,
+    request_id: String,
     route: Route,
+    method: String,
+    path: String,
     credential: Option<Credential>,
+    digest: [u8; 32],
+    /// This flow runs the exchange for its credential (others may wait on it).
+    owner: bool,
+    waiting: Waiting,
+    callout: Option<(u32, Pending, u64)>,
+    retried_service_login: bool,
+    /// The token to look sub-projects up with (the user's, or the one just issued).
+    issued_token: Option<String>,
     scope: Option<Scope>,
-    /// The tenant, kept for filtering the answer.
+    /// The tenant, once decided; `None` with a decision means unrestricted.
     tenant: Option<Tenant>,
+    decided: bool,
     /// A body follows the headers and must be enforced.
     expect_body: bool,
     /// The whole body, once it has arrived, until it is enforced.
     body: Option<Vec<u8>>,
     /// How many PromQL parameters the query string had, once it is enforced.
     url_params: Option<usize>,
-    callout: Option<u32>,
+    body_seen: bool,
     /// A response was sent: nothing else happens for this request.
     done: bool,
     /// The upstream answer is filtered (rules, alerts), and how it is encoded.
@@ -109,25 +212,29 @@ enum ResponseFilter {
     Drop,
 }
 
-fn append(params: &mut String, param: &str) {
-    if !params.is_empty() {
-        params.push('&');
-    }
-    params.push_str(param);
-}
-
 impl Flow {
-    pub fn new(shared: Rc<Shared>) -> Flow {
+    pub fn new(shared: Rc<Shared>, context_id: u32) -> Flow {
         Flow {
             shared,
+            context_id,
+            request_id: String::new(),
             route: Route::Denied,
+            method: String::new(),
+            path: String::new(),
             credential: None,
+            digest: [0; 32],
+            owner: false,
+            waiting: Waiting::No,
+            callout: None,
+            retried_service_login: false,
+            issued_token: None,
             scope: None,
             tenant: None,
+            decided: false,
             expect_body: false,
             body: None,
             url_params: None,
-            callout: None,
+            body_seen: false,
             done: false,
             filter_response: None,
         }
@@ -137,24 +244,43 @@ impl Flow {
         &self.shared.config
     }
 
+    fn log(&self, host: &dyn Host, level: Level, msg: &str) {
+        host.log(level, &format!("[{}] {msg}", self.request_id));
+    }
+
     fn refuse(&mut self, host: &mut dyn Host, e: ApiError) -> Action {
-        host.log(Level::Info, &format!("refused with {}: {}", e.status, e.message));
+        self.log(host, Level::Info, &format!("refused with {}: {}", e.status, e.message));
+        host.count(Metric::for_status(e.status));
         host.send_response(e.status, &e.response_headers(), &e.body());
         self.done = true;
+        self.release(host, Some(e));
         Action::Pause
     }
 
     pub fn on_request_headers(&mut self, host: &mut dyn Host) -> Action {
+        self.request_id = host
+            .request_header("x-request-id")
+            .map(|r| r.chars().filter(|c| c.is_ascii_graphic()).take(64).collect())
+            .unwrap_or_else(|| format!("ctx-{}", self.context_id));
         let full_path = host.request_header(":path").unwrap_or_default();
-        let method = host.request_header(":method").unwrap_or_default();
+        self.method = host.request_header(":method").unwrap_or_default();
         let (path, _) = routes::split_path(&full_path);
+        self.path = path.to_string();
         let route = routes::classify(path, &self.cfg().path_prefix, &self.cfg().unsafe_passthrough);
-        if let MethodCheck::NotAllowed(allow) = routes::check_method(route, &method) {
+        if let MethodCheck::NotAllowed(allow) = routes::check_method(route, &self.method) {
             return self.refuse(host, ApiError::method_not_allowed(allow));
         }
-        // The token is the user's secret: it never goes upstream, whatever the route.
-        let credential = Credential::from_headers(|n| host.request_header(n));
-        host.set_request_header("x-auth-token", None);
+        // Credentials never go upstream, and neither does any identity the client claims.
+        let found = Credential::from_headers(|n| host.request_header(n));
+        for h in CREDENTIAL_HEADERS.iter().chain(IDENTITY_HEADERS.iter()) {
+            host.set_request_header(h, None);
+        }
+        if let Some(h) = self.cfg().policy.tenant_header.clone() {
+            host.set_request_header(&h, None);
+        }
+        if matches!(&found, Ok(f) if f.from_authorization) {
+            host.set_request_header("authorization", None);
+        }
         match route {
             Route::Open => return Action::Continue,
             Route::Denied => {
@@ -173,13 +299,14 @@ impl Flow {
             Route::Enforced(_) | Route::Authenticated => {}
         }
         self.route = route;
-        let credential = match credential {
-            Ok(c) => c,
+        let credential = match found {
+            Ok(f) => f.credential,
             Err(CredentialError::Missing) => {
                 return self.refuse(
                     host,
                     ApiError::unauthorized(
-                        "authentication required: send a Keystone token in the X-Auth-Token header",
+                        "authentication required: send a Keystone token in X-Auth-Token, or Basic auth \
+                         as user@domain|project@domain",
                         &self.cfg().keystone.url,
                     ),
                 )
@@ -190,7 +317,7 @@ impl Flow {
         };
 
         // Only enforced endpoints need the body; passthrough bodies go as they are.
-        if method == "POST" && matches!(route, Route::Enforced(_)) {
+        if self.method == "POST" && matches!(route, Route::Enforced(_)) {
             let length = host.request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
             let chunked = host.request_header("transfer-encoding").is_some();
             self.expect_body = chunked || length.is_some_and(|n| n > 0);
@@ -211,21 +338,299 @@ impl Flow {
                 host.set_request_header("content-length", None);
             }
         }
+        self.digest = credential.digest();
+        self.credential = Some(credential);
+        self.authenticate(host)
+    }
 
-        let digest = credential.digest();
-        let key = cache::slot_key(&self.shared.namespace, &digest, self.cfg().cache.max_entries);
-        let now = host.now();
-        if let (Some(bytes), _) = host.shared_get(&key) {
-            if let Some(scope) = cache::decode(&bytes, &digest, now) {
-                host.log(Level::Debug, "scope cache hit");
+    fn slot_key(&self) -> String {
+        cache::slot_key(&self.shared.namespace, &self.digest, self.cfg().cache.max_entries)
+    }
+
+    /// Cache, then (on a miss) the Keystone exchange, unless another request of this worker
+    /// runs it already.
+    fn authenticate(&mut self, host: &mut dyn Host) -> Action {
+        let now = host.now_ms() / 1000;
+        let lookup = match host.shared_get(&self.slot_key()) {
+            (Some(bytes), _) => cache::decode(&bytes, &self.digest, now),
+            _ => Lookup::Miss,
+        };
+        match lookup {
+            Lookup::Valid(scope) => {
+                host.count(Metric::CacheHits);
                 self.scope = Some(scope);
+                self.finish(host)
+            }
+            Lookup::Invalid => {
+                host.count(Metric::CacheHits);
+                let e = self.invalid_credentials("the credentials were refused by Keystone a moment ago");
+                self.refuse(host, e)
+            }
+            Lookup::Miss => {
+                host.count(Metric::CacheMisses);
+                let mut inflight = self.shared.inflight.borrow_mut();
+                if let Some(waiters) = inflight.get_mut(&self.digest) {
+                    waiters.push(self.context_id);
+                    drop(inflight);
+                    self.waiting = Waiting::Credential;
+                    self.log(host, Level::Debug, "waiting for the same credential's Keystone answer");
+                    return Action::Pause;
+                }
+                inflight.insert(self.digest, Vec::new());
+                drop(inflight);
+                self.owner = true;
+                self.exchange(host)
             }
         }
-        self.credential = Some(credential);
-        if self.scope.is_none() {
-            return self.start_callout(host);
+    }
+
+    fn invalid_credentials(&self, why: &str) -> ApiError {
+        ApiError::unauthorized(why, &self.cfg().keystone.url)
+    }
+
+    /// The first callout of the exchange: a token request, or a validation (after a
+    /// service login when service credentials are configured).
+    fn exchange(&mut self, host: &mut dyn Host) -> Action {
+        let cfg = &self.shared.config.keystone;
+        let call = match &self.credential {
+            Some(Credential::Token(token)) => {
+                let service_token = match (&cfg.service_token, &cfg.service_credentials) {
+                    (Some(t), _) => Some(t.clone()),
+                    (None, Some(_)) => match self.service_token(host) {
+                        Some(t) => Some(t),
+                        None => return self.service_login(host),
+                    },
+                    (None, None) => None,
+                };
+                self.issued_token = Some(token.clone());
+                let with_service_token = service_token.is_some();
+                let call = keystone::validation_request(cfg, token, service_token.as_deref());
+                return self.send(host, call, Pending::Token { ok: 200, with_service_token });
+            }
+            Some(c) => keystone::auth_request(cfg, c),
+            None => None,
+        };
+        match call {
+            Some(call) => self.send(host, call, Pending::Token { ok: 201, with_service_token: false }),
+            None => self.refuse(host, ApiError::unavailable("no credential to validate")),
         }
+    }
+
+    fn service_token(&self, host: &dyn Host) -> Option<String> {
+        let (bytes, _) = host.shared_get(&cache::service_key(&self.shared.namespace));
+        cache::decode_service_token(&bytes?, host.now_ms() / 1000)
+    }
+
+    fn service_login(&mut self, host: &mut dyn Host) -> Action {
+        let mut login = self.shared.service_login.borrow_mut();
+        if let Some(waiters) = login.as_mut() {
+            waiters.push(self.context_id);
+            drop(login);
+            self.waiting = Waiting::ServiceLogin;
+            return Action::Pause;
+        }
+        *login = Some(Vec::new());
+        drop(login);
+        let Some(creds) = self.cfg().keystone.service_credentials.clone() else {
+            return self.refuse(host, ApiError::unavailable("no service credentials"));
+        };
+        let call = keystone::service_auth_request(&self.cfg().keystone, &creds);
+        self.send(host, call, Pending::ServiceLogin)
+    }
+
+    fn send(&mut self, host: &mut dyn Host, call: Callout, pending: Pending) -> Action {
+        let headers: Vec<(&str, &str)> = call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        host.count(Metric::KeystoneCallouts);
+        match host.dispatch(&call.upstream, &headers, call.body.as_deref(), call.timeout_ms) {
+            Ok(id) => {
+                self.callout = Some((id, pending, host.now_ms()));
+                Action::Pause
+            }
+            Err(e) => {
+                self.log(host, Level::Warn, &format!("callout to {} failed: {e}", call.upstream));
+                self.refuse(host, ApiError::unavailable("Keystone could not be reached; try again later"))
+            }
+        }
+    }
+
+    /// A Keystone answer for this flow.
+    pub fn on_callout(&mut self, host: &mut dyn Host, id: u32, answer: &CalloutAnswer) {
+        let Some((expected, pending, started)) = self.callout else { return };
+        if self.done || expected != id {
+            return;
+        }
+        self.callout = None;
+        let now_ms = host.now_ms();
+        let elapsed = now_ms.saturating_sub(started);
+        host.record(Metric::KeystoneCalloutMs, elapsed);
+        let a = Answer {
+            status: answer.status,
+            dispatch_status: answer.dispatch_status.as_deref(),
+            timed_out: answer.status.is_none() && elapsed + 50 >= self.cfg().keystone.timeout_ms,
+            body: &answer.body,
+        };
+        let now = now_ms / 1000;
+        let action = match pending {
+            Pending::ServiceLogin => self.on_service_login(host, &a, answer.subject_token.as_deref(), now),
+            Pending::Token { ok, with_service_token } => {
+                if with_service_token && a.status == Some(401) && !self.retried_service_login {
+                    // 401 is about the X-Auth-Token: the service token went stale. Log in again, once.
+                    self.retried_service_login = true;
+                    let key = cache::service_key(&self.shared.namespace);
+                    host.shared_set(&key, b"", None);
+                    self.service_login(host)
+                } else {
+                    match keystone::parse_token_answer(&a, ok, now) {
+                        Ok(scope) => {
+                            if ok == 201 {
+                                self.issued_token = answer.subject_token.clone();
+                            }
+                            self.on_scope(host, scope)
+                        }
+                        Err(f) => self.fail(host, f),
+                    }
+                }
+            }
+            Pending::Subtree => match (keystone::parse_subtree(&a), self.scope.take()) {
+                (Ok(ids), Some(mut scope)) => {
+                    scope.subprojects = ids;
+                    self.store(host, scope)
+                }
+                (Err(f), _) => self.fail(host, f),
+                (Ok(_), None) => self.fail(host, AuthFailure::Unavailable("internal state error".into())),
+            },
+        };
+        if action == Action::Continue {
+            host.resume();
+        }
+    }
+
+    fn on_service_login(&mut self, host: &mut dyn Host, a: &Answer, subject: Option<&str>, now: u64) -> Action {
+        let waiters = self.shared.service_login.borrow_mut().take().unwrap_or_default();
+        match keystone::parse_service_token(a, subject, now) {
+            Ok((token, expires_at)) => {
+                let key = cache::service_key(&self.shared.namespace);
+                let (_, cas) = host.shared_get(&key);
+                host.shared_set(&key, &cache::encode_service_token(&token, expires_at), cas);
+                host.wake(&waiters, &Wake::Retry);
+                self.exchange(host)
+            }
+            Err(f) => {
+                let e = self.failure_error(host, f);
+                host.wake(&waiters, &Wake::Fail(e.clone()));
+                self.refuse(host, e)
+            }
+        }
+    }
+
+    /// A scope from Keystone: look the sub-projects up if asked to, then store it.
+    fn on_scope(&mut self, host: &mut dyn Host, scope: Scope) -> Action {
+        if self.cfg().policy.include_subprojects && !scope.domain_scoped {
+            if let (Some(project), Some(token)) = (scope.project_id.clone(), self.issued_token.clone()) {
+                let call = keystone::subtree_request(&self.cfg().keystone, &project, &token);
+                self.scope = Some(scope);
+                return self.send(host, call, Pending::Subtree);
+            }
+        }
+        self.store(host, scope)
+    }
+
+    fn store(&mut self, host: &mut dyn Host, scope: Scope) -> Action {
+        let now = host.now_ms() / 1000;
+        let key = self.slot_key();
+        let value = cache::encode(&self.digest, &scope, now, self.cfg().cache.ttl_seconds);
+        let (_, cas) = host.shared_get(&key);
+        if !host.shared_set(&key, &value, cas) {
+            self.log(host, Level::Debug, "scope cache slot changed under us; not stored");
+        }
+        self.scope = Some(scope);
+        self.release(host, None);
         self.finish(host)
+    }
+
+    fn failure_error(&self, host: &dyn Host, f: AuthFailure) -> ApiError {
+        match f {
+            AuthFailure::Invalid(m) => self.invalid_credentials(&m),
+            AuthFailure::Forbidden(m) => ApiError::forbidden(m),
+            AuthFailure::Unavailable(m) => {
+                self.log(host, Level::Warn, &m);
+                ApiError::unavailable(m)
+            }
+            AuthFailure::Timeout(m) => {
+                self.log(host, Level::Warn, &m);
+                ApiError::timeout(m)
+            }
+        }
+    }
+
+    fn fail(&mut self, host: &mut dyn Host, f: AuthFailure) -> Action {
+        let negative_ttl = self.cfg().cache.negative_ttl_seconds;
+        if matches!(f, AuthFailure::Invalid(_)) && negative_ttl > 0 {
+            // A client in a retry loop must not hammer Keystone.
+            let key = self.slot_key();
+            let (_, cas) = host.shared_get(&key);
+            host.shared_set(&key, &cache::encode_invalid(&self.digest, host.now_ms() / 1000, negative_ttl), cas);
+        }
+        let e = self.failure_error(host, f);
+        self.refuse(host, e)
+    }
+
+    /// Ends this flow's ownership of the exchange: waiters look again (the answer is in
+    /// the cache) or get the same error.
+    fn release(&mut self, host: &mut dyn Host, error: Option<ApiError>) {
+        if !self.owner {
+            return;
+        }
+        self.owner = false;
+        let waiters = self.shared.inflight.borrow_mut().remove(&self.digest).unwrap_or_default();
+        if !waiters.is_empty() {
+            let wake = error.map_or(Wake::Retry, Wake::Fail);
+            host.wake(&waiters, &wake);
+        }
+    }
+
+    /// Another request's exchange ended (see [`Wake`]).
+    pub fn on_wake(&mut self, host: &mut dyn Host, wake: &Wake) {
+        if self.done || self.waiting == Waiting::No {
+            return;
+        }
+        let waited = std::mem::replace(&mut self.waiting, Waiting::No);
+        let action = match wake {
+            Wake::Fail(e) => {
+                self.refuse(host, e.clone());
+                return;
+            }
+            Wake::Retry if waited == Waiting::ServiceLogin => self.exchange(host),
+            Wake::Retry => self.authenticate(host),
+        };
+        if action == Action::Continue {
+            host.resume();
+        }
+    }
+
+    /// The request is over (or abandoned): an exchange it owned must not strand waiters.
+    pub fn on_done(&mut self, host: &mut dyn Host) {
+        if self.owner {
+            self.owner = false;
+            let waiters = self.shared.inflight.borrow_mut().remove(&self.digest).unwrap_or_default();
+            host.wake(&waiters, &Wake::Retry);
+        }
+        if matches!(self.callout, Some((_, Pending::ServiceLogin, _))) {
+            let waiters = self.shared.service_login.borrow_mut().take().unwrap_or_default();
+            host.wake(&waiters, &Wake::Retry);
+        }
+        if self.waiting == Waiting::Credential {
+            if let Some(w) = self.shared.inflight.borrow_mut().get_mut(&self.digest) {
+                w.retain(|c| *c != self.context_id);
+            }
+        }
+        if self.waiting == Waiting::ServiceLogin {
+            if let Some(w) = self.shared.service_login.borrow_mut().as_mut() {
+                w.retain(|c| *c != self.context_id);
+            }
+        }
+        self.waiting = Waiting::No;
+        self.callout = None;
     }
 
     pub fn on_request_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
@@ -243,9 +648,10 @@ impl Flow {
             return Action::Pause;
         }
         self.body = Some(host.request_body(body_size).unwrap_or_default());
-        if self.scope.is_none() {
-            // The callout is still out (a host that delivers the body while the headers
-            // wait); the callout's answer finishes the request and resumes it.
+        self.body_seen = true;
+        if !self.decided {
+            // Keystone is still being asked (a host that delivers the body while the
+            // headers wait); the answer finishes the request and resumes it.
             return Action::Pause;
         }
         self.finish(host)
@@ -258,94 +664,66 @@ impl Flow {
         ))
     }
 
-    fn start_callout(&mut self, host: &mut dyn Host) -> Action {
-        let Some(Credential::Token(token)) = &self.credential else {
-            return self.refuse(host, ApiError::unavailable("no credential to validate"));
-        };
-        let call = keystone::validation_request(&self.cfg().keystone, token);
-        let headers: Vec<(&str, &str)> = call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        match host.dispatch(&call.upstream, &headers, call.timeout_ms) {
-            Ok(id) => {
-                self.callout = Some(id);
-                Action::Pause
-            }
-            Err(e) => {
-                host.log(Level::Warn, &format!("callout to {} failed: {e}", call.upstream));
-                self.refuse(host, ApiError::unavailable("Keystone could not be reached; try again later"))
-            }
-        }
-    }
-
-    /// The Keystone answer: `status` is `None` when the callout failed.
-    pub fn on_callout(
-        &mut self,
-        host: &mut dyn Host,
-        id: u32,
-        status: Option<u16>,
-        dispatch_status: Option<&str>,
-        body: &[u8],
-    ) {
-        if self.done || self.callout != Some(id) {
-            return;
-        }
-        self.callout = None;
-        let now = host.now();
-        let scope = match keystone::parse_validation(status, dispatch_status, body, now) {
-            Ok(s) => s,
-            Err(failure) => {
-                let url = self.cfg().keystone.url.clone();
-                let e = match failure {
-                    AuthFailure::Invalid(m) => ApiError::unauthorized(m, &url),
-                    AuthFailure::Forbidden(m) => ApiError::forbidden(m),
-                    AuthFailure::Unavailable(m) => {
-                        host.log(Level::Warn, &m);
-                        ApiError::unavailable(m)
-                    }
-                };
-                self.refuse(host, e);
-                return;
-            }
-        };
-        if let Some(c) = &self.credential {
-            let digest = c.digest();
-            let key = cache::slot_key(&self.shared.namespace, &digest, self.cfg().cache.max_entries);
-            let value = cache::encode(&digest, &scope, now, self.cfg().cache.ttl_seconds);
-            let (_, cas) = host.shared_get(&key);
-            if !host.shared_set(&key, &value, cas) {
-                host.log(Level::Debug, "scope cache slot changed under us; not stored");
-            }
-        }
-        self.scope = Some(scope);
-        if self.finish(host) == Action::Continue {
-            host.resume();
-        }
-    }
-
-    /// Scope known: enforce what has arrived and let it go. The query string is enforced
-    /// at once; the body when it is complete. Envoy holds the body back while the headers
-    /// are paused, so headers go on first and the body follows through its own callback.
+    /// Scope known: decide, then enforce what has arrived and let it go. The query string
+    /// is enforced at once; the body when it is complete. Envoy holds the body back while
+    /// the headers are paused, so headers go on first and the body follows through its own
+    /// callback.
     fn finish(&mut self, host: &mut dyn Host) -> Action {
         match self.enforce(host) {
-            Ok(()) => Action::Continue,
+            Ok(()) => {
+                // Counted once the whole request has passed (a body may still be refused).
+                if !self.expect_body || self.body_seen {
+                    host.count(Metric::RequestsAllowed);
+                }
+                Action::Continue
+            }
             Err(e) => self.refuse(host, e),
         }
     }
 
+    /// The policy decision, once per request: identity and tenant headers go upstream.
+    fn decide(&mut self, host: &mut dyn Host) -> Result<(), ApiError> {
+        if self.decided {
+            return Ok(());
+        }
+        let scope = self.scope.as_ref().ok_or_else(|| ApiError::unavailable("internal state error"))?;
+        let decision = policy::decide(self.cfg(), scope, &self.method, &self.path)?;
+        let policy = &self.shared.config.policy;
+        if policy.forward_identity_headers {
+            let domain = if scope.domain_scoped { scope.domain_id.as_deref() } else { None };
+            let forward = [
+                ("x-identity-status", Some("Confirmed")),
+                ("x-user-id", Some(scope.user_id.as_str())),
+                ("x-project-id", scope.project_id.as_deref()),
+                ("x-domain-id", domain),
+            ];
+            for (h, v) in forward {
+                if let Some(v) = v {
+                    host.set_request_header(h, Some(v));
+                }
+            }
+            host.set_request_header("x-roles", Some(&scope.roles.join(",")));
+        }
+        if let (Some(h), Decision::Enforce(t)) = (&policy.tenant_header, &decision) {
+            host.set_request_header(h, Some(&t.values().join("|")));
+        }
+        self.tenant = match decision {
+            Decision::Enforce(t) if policy.label_enforcement => Some(t),
+            _ => None,
+        };
+        self.decided = true;
+        Ok(())
+    }
+
     fn enforce(&mut self, host: &mut dyn Host) -> Result<(), ApiError> {
+        self.decide(host)?;
         let endpoint = match self.route {
             Route::Enforced(ep) => ep,
             Route::Authenticated => return Ok(()),
             Route::Open | Route::Denied => return Err(ApiError::forbidden("not allowed")),
         };
-        let tenant = match self.tenant.take() {
-            Some(t) => t,
-            None => {
-                let scope = self.scope.as_ref().ok_or_else(|| ApiError::unavailable("internal state error"))?;
-                let project = scope.project_id.clone().ok_or_else(|| {
-                    ApiError::forbidden("the token is not project-scoped; get a project-scoped token")
-                })?;
-                Tenant::new(&self.cfg().project_label, vec![project])
-            }
+        let Some(tenant) = self.tenant.take() else {
+            return Ok(()); // unrestricted, or the tenant header does the job
         };
         let result = self.enforce_params(host, endpoint, &tenant);
         self.tenant = Some(tenant);
@@ -448,548 +826,5 @@ impl Flow {
 }
 
 #[cfg(test)]
-pub mod mock {
-    //! An in-memory host that behaves like Envoy or, with `nginx = true`, like NGINX's
-    //! ngx_wasm_module (shared-data keys matched by CRC32 only).
-    use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    pub struct Store {
-        /// key -> (value, cas)
-        pub data: HashMap<String, (Vec<u8>, u32)>,
-    }
-
-    pub type Headers = Vec<(String, String)>;
-
-    pub struct MockHost {
-        pub headers: Vec<(String, String)>,
-        pub body: Vec<u8>,
-        pub upstream_headers: Vec<(String, String)>,
-        pub upstream_body: Vec<u8>,
-        pub response: Option<(u32, Headers, Vec<u8>)>,
-        pub callouts: Vec<(String, Headers, u64)>,
-        pub dispatch_fails: bool,
-        pub store: Rc<RefCell<Store>>,
-        pub now: u64,
-        pub resumed: bool,
-        pub nginx: bool,
-    }
-
-    impl MockHost {
-        pub fn new(store: Rc<RefCell<Store>>, headers: &[(&str, &str)]) -> MockHost {
-            MockHost {
-                headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                body: Vec::new(),
-                upstream_headers: Vec::new(),
-                upstream_body: Vec::new(),
-                response: None,
-                callouts: Vec::new(),
-                dispatch_fails: false,
-                store,
-                now: 1_000_000,
-                resumed: false,
-                nginx: false,
-            }
-        }
-
-        pub fn header(&self, name: &str) -> Option<&str> {
-            self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-        }
-
-        fn store_key(&self, key: &str) -> String {
-            if self.nginx {
-                // NGINX matches keys by CRC32 only: model the worst case, every key collides.
-                "crc".to_string()
-            } else {
-                key.to_string()
-            }
-        }
-    }
-
-    fn find(headers: &Headers, name: &str) -> Option<String> {
-        headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }
-
-    fn replace(headers: &mut Headers, name: &str, value: Option<&str>) {
-        headers.retain(|(k, _)| k != name);
-        if let Some(v) = value {
-            headers.push((name.to_string(), v.to_string()));
-        }
-    }
-
-    fn prefix(buf: &[u8], size: usize) -> Option<Vec<u8>> {
-        Some(buf[..size.min(buf.len())].to_vec())
-    }
-
-    fn splice(buf: &mut Vec<u8>, size: usize, body: &[u8]) {
-        let n = size.min(buf.len());
-        buf.splice(..n, body.iter().copied());
-    }
-
-    impl Host for MockHost {
-        fn request_header(&self, name: &str) -> Option<String> {
-            find(&self.headers, name)
-        }
-        fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-            replace(&mut self.headers, name, value)
-        }
-        fn request_body(&self, size: usize) -> Option<Vec<u8>> {
-            prefix(&self.body, size)
-        }
-        fn set_request_body(&mut self, size: usize, body: &[u8]) {
-            splice(&mut self.body, size, body)
-        }
-        fn response_header(&self, name: &str) -> Option<String> {
-            find(&self.upstream_headers, name)
-        }
-        fn set_response_header(&mut self, name: &str, value: Option<&str>) {
-            replace(&mut self.upstream_headers, name, value)
-        }
-        fn response_body(&self, size: usize) -> Option<Vec<u8>> {
-            prefix(&self.upstream_body, size)
-        }
-        fn set_response_body(&mut self, size: usize, body: &[u8]) {
-            splice(&mut self.upstream_body, size, body)
-        }
-        fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-            assert!(self.response.is_none(), "two responses");
-            let h = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            self.response = Some((status, h, body.to_vec()));
-        }
-        fn dispatch(&mut self, upstream: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u32, String> {
-            if self.dispatch_fails {
-                return Err("unknown cluster".into());
-            }
-            let h = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            self.callouts.push((upstream.to_string(), h, timeout_ms));
-            Ok(self.callouts.len() as u32)
-        }
-        fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-            match self.store.borrow().data.get(&self.store_key(key)) {
-                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-                None => (None, None),
-            }
-        }
-        fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-            let key = self.store_key(key);
-            let mut store = self.store.borrow_mut();
-            let current = store.data.get(&key).map(|(_, c)| *c);
-            if cas.is_some() && cas != current {
-                return false;
-            }
-            store.data.insert(key, (value.to_vec(), current.unwrap_or(0) + 1));
-            true
-        }
-        fn now(&self) -> u64 {
-            self.now
-        }
-        fn resume(&mut self) {
-            self.resumed = true;
-        }
-        fn log(&self, _level: Level, _msg: &str) {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mock::*;
-    use super::*;
-    use std::cell::RefCell;
-
-    const KS_OK: &str = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u1"},
-        "project":{"id":"p1","domain":{"id":"d1"}},"roles":[{"id":"r","name":"reader"}]}}"#;
-
-    fn shared() -> Rc<Shared> {
-        let cfg = Config::from_json(br#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone"}}"#).unwrap();
-        Rc::new(Shared::new(cfg))
-    }
-
-    fn get(path: &str, token: Option<&str>) -> Vec<(&'static str, String)> {
-        let mut h = vec![(":method", "GET".to_string()), (":path", path.to_string())];
-        if let Some(t) = token {
-            h.push(("x-auth-token", t.to_string()));
-        }
-        h
-    }
-
-    fn host(store: &Rc<RefCell<Store>>, h: &[(&'static str, String)]) -> MockHost {
-        let pairs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        MockHost::new(store.clone(), &pairs)
-    }
-
-    fn status(h: &MockHost) -> Option<u32> {
-        h.response.as_ref().map(|r| r.0)
-    }
-
-    fn decoded_query(h: &MockHost) -> Vec<crate::form::Param> {
-        let path = h.header(":path").unwrap();
-        crate::form::parse(path.split_once('?').unwrap().1).unwrap()
-    }
-
-    #[test]
-    fn get_query_validates_then_rewrites_and_resumes() {
-        let store = Rc::default();
-        let sh = shared();
-        let mut h = host(&store, &get("/api/v1/query?query=up&time=5", Some("tok")));
-        let mut f = Flow::new(sh.clone());
-        assert_eq!(f.on_request_headers(&mut h), Action::Pause);
-        assert_eq!(h.header("x-auth-token"), None, "token stripped");
-        let (up, headers, timeout) = &h.callouts[0];
-        assert_eq!((up.as_str(), *timeout), ("keystone", 2000));
-        assert!(headers.contains(&(":path".into(), "/v3/auth/tokens?nocatalog".into())));
-        assert!(headers.contains(&("x-subject-token".into(), "tok".into())));
-        f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
-        assert!(h.resumed);
-        assert_eq!(status(&h), None);
-        assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
-
-        // Second request, same token: served from the cache, no callout.
-        let mut h2 = host(&store, &get("/api/v1/query_range?query=rate(x[5m])", Some("tok")));
-        let mut f2 = Flow::new(sh);
-        assert_eq!(f2.on_request_headers(&mut h2), Action::Continue);
-        assert!(h2.callouts.is_empty());
-        assert_eq!(decoded_query(&h2)[0].value, r#"rate(x{project_id="p1"}[5m])"#);
-    }
-
-    #[test]
-    fn cache_entry_expires() {
-        let store = Rc::default();
-        let sh = shared();
-        let mut h = host(&store, &get("/api/v1/query?query=up", Some("tok")));
-        let mut f = Flow::new(sh.clone());
-        f.on_request_headers(&mut h);
-        f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
-        let mut h2 = host(&store, &get("/api/v1/query?query=up", Some("tok")));
-        h2.now = h.now + 300;
-        assert_eq!(Flow::new(sh).on_request_headers(&mut h2), Action::Pause);
-        assert_eq!(h2.callouts.len(), 1, "stale entry revalidated");
-    }
-
-    #[test]
-    fn nginx_key_collisions_never_mix_tokens() {
-        let store = Rc::default();
-        let sh = shared();
-        let mut h = host(&store, &get("/api/v1/query?query=up", Some("alice")));
-        h.nginx = true;
-        let mut f = Flow::new(sh.clone());
-        f.on_request_headers(&mut h);
-        f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
-        let mut h2 = host(&store, &get("/api/v1/query?query=up", Some("mallory")));
-        h2.nginx = true;
-        assert_eq!(Flow::new(sh).on_request_headers(&mut h2), Action::Pause);
-        assert_eq!(h2.callouts.len(), 1, "another token's entry was not reused");
-    }
-
-    #[test]
-    fn refusals() {
-        let store = Rc::default();
-        let cases: [(Vec<(&'static str, String)>, u32); 5] = [
-            (get("/api/v1/query?query=up", None), 401),
-            (get("/api/v1/status/config", Some("t")), 403),
-            (get("/api/v1/admin/tsdb/snapshot", None), 403),
-            (vec![(":method", "PUT".into()), (":path", "/api/v1/query".into()), ("x-auth-token", "t".into())], 405),
-            (get("/api/v1/query?query=up", Some("bad token")), 401),
-        ];
-        for (headers, want) in cases {
-            let mut h = host(&store, &headers);
-            assert_eq!(Flow::new(shared()).on_request_headers(&mut h), Action::Pause);
-            assert_eq!(status(&h), Some(want), "{headers:?}");
-            assert!(h.callouts.is_empty());
-            let (_, rh, body) = h.response.unwrap();
-            assert!(rh.contains(&("content-type".into(), "application/json".into())));
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(v["status"], "error");
-        }
-    }
-
-    #[test]
-    fn no_token_names_keystone() {
-        let mut h = host(&Rc::default(), &get("/api/v1/query?query=up", None));
-        Flow::new(shared()).on_request_headers(&mut h);
-        let (_, rh, _) = h.response.unwrap();
-        assert!(rh.contains(&("www-authenticate".into(), "Keystone uri=\"http://ks:5000/v3\"".into())));
-    }
-
-    #[test]
-    fn open_paths_pass_without_token() {
-        for p in ["/-/healthy", "/-/ready", "/api/v1/status/buildinfo"] {
-            let mut h = host(&Rc::default(), &get(p, Some("t")));
-            assert_eq!(Flow::new(shared()).on_request_headers(&mut h), Action::Continue);
-            assert_eq!(h.header("x-auth-token"), None);
-        }
-    }
-
-    #[test]
-    fn keystone_failures() {
-        let cases: [(Option<u16>, Option<&str>, u32); 5] = [
-            (Some(404), None, 401),
-            (Some(401), None, 401),
-            (Some(500), None, 503),
-            (None, None, 503),
-            (None, Some("timeout"), 503),
-        ];
-        for (st, ds, want) in cases {
-            let store = Rc::default();
-            let mut h = host(&store, &get("/api/v1/query?query=up", Some("tok")));
-            let mut f = Flow::new(shared());
-            f.on_request_headers(&mut h);
-            f.on_callout(&mut h, 1, st, ds, b"");
-            assert_eq!(status(&h), Some(want));
-            assert!(!h.resumed);
-            assert!(store.borrow().data.is_empty(), "failures are not cached as valid");
-        }
-        let mut h = host(&Rc::default(), &get("/api/v1/query?query=up", Some("tok")));
-        h.dispatch_fails = true;
-        Flow::new(shared()).on_request_headers(&mut h);
-        assert_eq!(status(&h), Some(503));
-    }
-
-    fn post(query_string: &str, body: &str) -> Vec<(&'static str, String)> {
-        vec![
-            (":method", "POST".into()),
-            (":path", format!("/api/v1/query{query_string}")),
-            ("x-auth-token", "tok".into()),
-            ("content-type", "application/x-www-form-urlencoded".into()),
-            ("content-length", body.len().to_string()),
-        ]
-    }
-
-    #[test]
-    fn post_body_and_url_are_both_enforced_whichever_arrives_first() {
-        for callout_first in [true, false] {
-            let store = Rc::default();
-            let body = "query=a&time=1";
-            let mut h = host(&store, &post("?query=b", body));
-            h.body = body.as_bytes().to_vec();
-            let mut f = Flow::new(shared());
-            assert_eq!(f.on_request_headers(&mut h), Action::Pause);
-            assert_eq!(h.header("content-length"), None, "length dropped in headers phase");
-            if callout_first {
-                // Envoy: the body is held back until the headers go on.
-                f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
-                assert!(h.resumed, "headers go on; the body follows");
-                assert_eq!(f.on_request_body(&mut h, body.len(), false), Action::Pause);
-                assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
-            } else {
-                assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Pause);
-                f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
-                assert!(h.resumed);
-            }
-            assert_eq!(status(&h), None);
-            assert_eq!(decoded_query(&h)[0].value, r#"b{project_id="p1"}"#);
-            let body = crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
-            assert_eq!(body[0].value, r#"a{project_id="p1"}"#);
-        }
-    }
-
-    #[test]
-    fn post_without_body_needs_no_content_type() {
-        let mut headers = post("?query=b", "");
-        headers.retain(|(k, _)| *k != "content-type");
-        let mut h = host(&Rc::default(), &headers);
-        let mut f = Flow::new(shared());
-        f.on_request_headers(&mut h);
-        f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
-        assert_eq!(status(&h), None);
-        assert!(h.resumed);
-    }
-
-    #[test]
-    fn post_without_body_does_not_wait_nginx_style() {
-        // NGINX: no body callback when there is no body.
-        let store = Rc::default();
-        let mut h = host(&store, &post("?query=b", ""));
-        let mut f = Flow::new(shared());
-        f.on_request_headers(&mut h);
-        f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
-        assert!(h.resumed);
-        assert_eq!(decoded_query(&h)[0].value, r#"b{project_id="p1"}"#);
-    }
-
-    #[test]
-    fn post_refusals() {
-        let mut headers = post("", "query=up");
-        headers[3].1 = "multipart/form-data; boundary=x".into();
-        let mut h = host(&Rc::default(), &headers);
-        Flow::new(shared()).on_request_headers(&mut h);
-        assert_eq!(status(&h), Some(415));
-
-        let mut headers = post("", "query=up");
-        headers[4].1 = "999999999".into();
-        let mut h = host(&Rc::default(), &headers);
-        Flow::new(shared()).on_request_headers(&mut h);
-        assert_eq!(status(&h), Some(413));
-
-        // Chunked body that grows past the limit.
-        let mut headers = post("", "");
-        headers.push(("transfer-encoding", "chunked".into()));
-        let mut h = host(&Rc::default(), &headers);
-        let mut f = Flow::new(shared());
-        f.on_request_headers(&mut h);
-        assert_eq!(f.on_request_body(&mut h, 1 << 30, false), Action::Pause);
-        assert_eq!(status(&h), Some(413));
-    }
-
-    #[test]
-    fn bad_promql_is_400_after_validation() {
-        let store = Rc::default();
-        let mut h = host(&store, &get("/api/v1/query?query=sum(", Some("tok")));
-        let mut f = Flow::new(shared());
-        f.on_request_headers(&mut h);
-        f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
-        assert_eq!(status(&h), Some(400));
-        assert!(!h.resumed);
-    }
-
-    #[test]
-    fn domain_scoped_token_is_refused() {
-        let store = Rc::default();
-        let mut h = host(&store, &get("/api/v1/query?query=up", Some("tok")));
-        let mut f = Flow::new(shared());
-        f.on_request_headers(&mut h);
-        let dom = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"domain":{"id":"d"},"roles":[]}}"#;
-        f.on_callout(&mut h, 1, Some(200), None, dom.as_bytes());
-        assert_eq!(status(&h), Some(403));
-    }
-
-    fn validated(path: &str, cfg: &str) -> (MockHost, Flow) {
-        let cfg = Config::from_json(cfg.as_bytes()).unwrap();
-        let mut h = host(&Rc::default(), &get(path, Some("tok")));
-        let mut f = Flow::new(Rc::new(Shared::new(cfg)));
-        assert_eq!(f.on_request_headers(&mut h), Action::Pause);
-        f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
-        (h, f)
-    }
-
-    const CFG: &str = r#"{"keystone":{"url":"http://ks:5000/v3"}}"#;
-
-    #[test]
-    fn series_without_match_gets_the_tenant_selector() {
-        for path in ["/api/v1/series?start=1", "/api/v1/labels", "/api/v1/label/__name__/values", "/federate"] {
-            let (h, _) = validated(path, CFG);
-            assert_eq!(status(&h), None, "{path}");
-            let q = decoded_query(&h);
-            let m: Vec<&str> = q.iter().filter(|p| p.key == "match[]").map(|p| p.value.as_str()).collect();
-            assert_eq!(m, [r#"{project_id="p1"}"#], "{path}");
-        }
-        let (h, _) = validated("/federate?match[]=up&match[]={job=%22x%22}", CFG);
-        let m: Vec<String> = decoded_query(&h).into_iter().map(|p| p.value).collect();
-        assert_eq!(m, [r#"up{project_id="p1"}"#, r#"{job="x",project_id="p1"}"#]);
-    }
-
-    #[test]
-    fn prefix_and_passthrough() {
-        let cfg = r#"{"keystone":{"url":"http://ks:5000/v3"},"path_prefix":"/prometheus",
-            "unsafe_passthrough":["/api/v1/metadata"]}"#;
-        let (h, _) = validated("/prometheus/api/v1/query?query=up", cfg);
-        assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
-        assert!(h.header(":path").unwrap().starts_with("/prometheus/api/v1/query?"));
-        let (h, _) = validated("/prometheus/api/v1/metadata?metric=up", cfg);
-        assert_eq!((status(&h), h.header(":path")), (None, Some("/prometheus/api/v1/metadata?metric=up")));
-        let mut h = host(&Rc::default(), &get("/api/v1/query?query=up", Some("tok")));
-        let cfg = Config::from_json(cfg.as_bytes()).unwrap();
-        Flow::new(Rc::new(Shared::new(cfg))).on_request_headers(&mut h);
-        assert_eq!(status(&h), Some(403), "outside the prefix");
-    }
-
-    const RULES: &str = r#"{"status":"success","data":{"groups":[{"name":"g","rules":[
-        {"name":"mine","labels":{"project_id":"p1"}},{"name":"theirs","labels":{"project_id":"p2"}}]}]}}"#;
-
-    fn rule_names(body: &[u8]) -> Vec<String> {
-        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-        v["data"]["groups"][0]["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
-    }
-
-    #[test]
-    fn rules_answer_is_filtered() {
-        let (mut h, mut f) = validated("/api/v1/rules", CFG);
-        assert!(h.resumed);
-        h.upstream_headers = vec![(":status".into(), "200".into()), ("content-length".into(), "999".into())];
-        h.upstream_body = RULES.as_bytes().to_vec();
-        assert_eq!(f.on_response_headers(&mut h), Action::Continue);
-        assert_eq!(h.response_header("content-length"), None);
-        assert_eq!(f.on_response_body(&mut h, 10, false), Action::Pause);
-        assert_eq!(f.on_response_body(&mut h, RULES.len(), true), Action::Continue);
-        assert_eq!(rule_names(&h.upstream_body), ["mine"]);
-    }
-
-    #[test]
-    fn gzip_rules_answer_is_inflated_and_filtered() {
-        let (mut h, mut f) = validated("/api/v1/rules", CFG);
-        assert_eq!(h.header("accept-encoding"), None);
-        let gz = {
-            // A stored (uncompressed) deflate block inside a gzip member.
-            let data = RULES.as_bytes();
-            let mut g = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1];
-            let n = data.len() as u16;
-            g.extend_from_slice(&n.to_le_bytes());
-            g.extend_from_slice(&(!n).to_le_bytes());
-            g.extend_from_slice(data);
-            g.extend_from_slice(&[0; 8]);
-            g
-        };
-        h.upstream_headers = vec![(":status".into(), "200".into()), ("content-encoding".into(), "gzip".into())];
-        h.upstream_body = gz.clone();
-        f.on_response_headers(&mut h);
-        assert_eq!(h.response_header("content-encoding"), None);
-        f.on_response_body(&mut h, gz.len(), true);
-        assert_eq!(rule_names(&h.upstream_body), ["mine"]);
-    }
-
-    #[test]
-    fn unreadable_answers_are_replaced_by_an_error() {
-        for (encoding, body) in [("br", RULES), ("identity", "not json")] {
-            let (mut h, mut f) = validated("/api/v1/alerts", CFG);
-            h.upstream_headers = vec![(":status".into(), "200".into()), ("content-encoding".into(), encoding.into())];
-            h.upstream_body = body.as_bytes().to_vec();
-            f.on_response_headers(&mut h);
-            f.on_response_body(&mut h, body.len(), true);
-            let v: serde_json::Value = serde_json::from_slice(&h.upstream_body).unwrap();
-            assert_eq!(v["status"], "error", "{encoding}");
-            // Later chunks are dropped.
-            h.upstream_body.extend_from_slice(b"more");
-            let n = h.upstream_body.len();
-            f.on_response_body(&mut h, n, true);
-            assert!(h.upstream_body.is_empty());
-        }
-    }
-
-    #[test]
-    fn cached_post_lets_headers_go_and_enforces_the_body() {
-        let store = Rc::default();
-        let sh = shared();
-        let mut h = host(&store, &get("/api/v1/query?query=up", Some("tok")));
-        let mut f = Flow::new(sh.clone());
-        f.on_request_headers(&mut h);
-        f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
-
-        let body = "query=a";
-        let mut h = host(&store, &post("", body));
-        h.body = body.as_bytes().to_vec();
-        let mut f = Flow::new(sh);
-        assert_eq!(f.on_request_headers(&mut h), Action::Continue);
-        assert_eq!(h.header(":path"), Some("/api/v1/query?"), "path always carries its ?");
-        assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
-        assert_eq!(crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap()[0].value, r#"a{project_id="p1"}"#);
-    }
-
-    #[test]
-    fn post_match_default_goes_where_prometheus_reads_it() {
-        for (body, want_body_matches) in [("match[]=up", vec![r#"up{project_id="p1"}"#]), ("start=1", vec![r#"{project_id="p1"}"#])] {
-            let mut headers = post("", body);
-            headers[1].1 = "/api/v1/series".into();
-            let mut h = host(&Rc::default(), &headers);
-            h.body = body.as_bytes().to_vec();
-            let mut f = Flow::new(shared());
-            f.on_request_headers(&mut h);
-            f.on_callout(&mut h, 1, Some(200), None, KS_OK.as_bytes());
-            f.on_request_body(&mut h, body.len(), true);
-            assert!(decoded_query(&h).is_empty(), "nothing added to the URL");
-            let b = crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
-            let got: Vec<&str> = b.iter().filter(|p| p.key == "match[]").map(|p| p.value.as_str()).collect();
-            assert_eq!(got, want_body_matches);
-        }
-    }
-}
+#[path = "filter_tests.rs"]
+mod tests;

@@ -2,14 +2,22 @@
 //! HTTP contexts and implements [`Host`] with `proxy_wasm::hostcalls`, whose errors it
 //! handles instead of unwrapping (the SDK's trait helpers panic on a host error, and a
 //! panic kills the VM for every request on the worker).
+//!
+//! Requests of one worker wait for each other's Keystone exchange (see `filter`), so the
+//! adapter keeps a registry of this worker's flows: a callout's answer goes to the flow
+//! that dispatched it, and a finished exchange wakes the flows that wait for it, each
+//! run as its own context (`set_effective_context`).
 
 use crate::config::Config;
-use crate::filter::{Action, Flow, Host, Level, Shared};
+use crate::filter::{Action, CalloutAnswer, Flow, Host, Level, Shared, Wake};
 use crate::keystone::MAX_RESPONSE_BYTES;
+use crate::metrics::{self, Metric};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{self, BufferType, ContextType, LogLevel, MapType};
-use std::rc::Rc;
+use proxy_wasm::types::{self, BufferType, ContextType, LogLevel, MapType, MetricType};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
 proxy_wasm::main! {{
@@ -17,11 +25,38 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { shared: None }) });
 }}
 
+thread_local! {
+    /// This worker's live flows, by context id.
+    static FLOWS: RefCell<HashMap<u32, Weak<RefCell<Flow>>>> = RefCell::new(HashMap::new());
+    /// Which context dispatched each callout (the SDK routes answers to the context whose
+    /// callback was running, which is not the waiter that dispatched after a wake-up).
+    static CALLOUTS: RefCell<HashMap<u32, u32>> = RefCell::new(HashMap::new());
+    static METRICS: RefCell<HashMap<Metric, u32>> = RefCell::new(HashMap::new());
+}
+
 struct Root {
     shared: Option<Rc<Shared>>,
 }
 
 impl Context for Root {}
+
+fn define_metrics() {
+    METRICS.with(|m| {
+        let mut m = m.borrow_mut();
+        for metric in Metric::ALL {
+            if m.contains_key(&metric) {
+                continue;
+            }
+            let kind = match metric.kind() {
+                metrics::Kind::Counter => MetricType::Counter,
+                metrics::Kind::Histogram => MetricType::Histogram,
+            };
+            if let Ok(id) = hostcalls::define_metric(kind, metric.name()) {
+                m.insert(metric, id);
+            }
+        }
+    });
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -35,6 +70,7 @@ impl RootContext for Root {
                     "keystone-prom-wasm configured: keystone {} via {}, label {}",
                     config.keystone.url, config.keystone.upstream, config.project_label
                 ));
+                define_metrics();
                 self.shared = Some(Rc::new(Shared::new(config)));
                 true
             }
@@ -45,9 +81,11 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
-        Some(Box::new(Http { flow: Flow::new(shared) }))
+        let flow = Rc::new(RefCell::new(Flow::new(shared, context_id)));
+        FLOWS.with(|f| f.borrow_mut().insert(context_id, Rc::downgrade(&flow)));
+        Some(Box::new(Http { id: context_id, flow }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -56,7 +94,14 @@ impl RootContext for Root {
 }
 
 struct Http {
-    flow: Flow,
+    id: u32,
+    flow: Rc<RefCell<Flow>>,
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        FLOWS.with(|f| f.borrow_mut().remove(&self.id));
+    }
 }
 
 fn action(a: Action) -> types::Action {
@@ -66,34 +111,73 @@ fn action(a: Action) -> types::Action {
     }
 }
 
+/// Runs `f` on another context's flow, as that context.
+fn as_context(own: u32, target: u32, f: impl FnOnce(&mut Flow, &mut Adapter)) {
+    let Some(flow) = FLOWS.with(|flows| flows.borrow().get(&target).and_then(Weak::upgrade)) else {
+        return; // that request is gone
+    };
+    let Ok(mut flow) = flow.try_borrow_mut() else { return };
+    if hostcalls::set_effective_context(target).is_ok() {
+        f(&mut flow, &mut Adapter { context: target });
+    }
+    let _ = hostcalls::set_effective_context(own);
+}
+
 impl Context for Http {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
         let header = |n: &str| hostcalls::get_map_value(MapType::HttpCallResponseHeaders, n).ok().flatten();
-        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
-        let dispatch_status = header(":dispatch_status");
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_RESPONSE_BYTES + 1))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        self.flow.on_callout(&mut Adapter, token_id, status, dispatch_status.as_deref(), &body);
+        let answer = CalloutAnswer {
+            status: header(":status").and_then(|s| s.parse::<u16>().ok()),
+            dispatch_status: header(":dispatch_status"),
+            subject_token: header("x-subject-token"),
+            body: hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_RESPONSE_BYTES + 1))
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        };
+        let target = CALLOUTS.with(|c| c.borrow_mut().remove(&token_id)).unwrap_or(self.id);
+        if target == self.id {
+            if let Ok(mut flow) = self.flow.try_borrow_mut() {
+                flow.on_callout(&mut Adapter { context: self.id }, token_id, &answer);
+            }
+        } else {
+            as_context(self.id, target, |flow, host| flow.on_callout(host, token_id, &answer));
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        if let Ok(mut flow) = self.flow.try_borrow_mut() {
+            flow.on_done(&mut Adapter { context: self.id });
+        }
+        true
     }
 }
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> types::Action {
-        action(self.flow.on_request_headers(&mut Adapter))
+        self.with_flow(|f, h| f.on_request_headers(h))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> types::Action {
-        action(self.flow.on_request_body(&mut Adapter, body_size, end_of_stream))
+        self.with_flow(|f, h| f.on_request_body(h, body_size, end_of_stream))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> types::Action {
-        action(self.flow.on_response_headers(&mut Adapter))
+        self.with_flow(|f, h| f.on_response_headers(h))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> types::Action {
-        action(self.flow.on_response_body(&mut Adapter, body_size, end_of_stream))
+        self.with_flow(|f, h| f.on_response_body(h, body_size, end_of_stream))
+    }
+}
+
+impl Http {
+    fn with_flow(&mut self, f: impl FnOnce(&mut Flow, &mut Adapter) -> Action) -> types::Action {
+        match self.flow.try_borrow_mut() {
+            Ok(mut flow) => action(f(&mut flow, &mut Adapter { context: self.id })),
+            // Cannot happen (callbacks of one context do not nest); pausing fails closed.
+            Err(_) => types::Action::Pause,
+        }
     }
 }
 
@@ -101,8 +185,10 @@ fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
 }
 
-/// [`Host`] over the current context's host calls.
-struct Adapter;
+/// [`Host`] over host calls, for the context `context`.
+struct Adapter {
+    context: u32,
+}
 
 impl Host for Adapter {
     fn request_header(&self, name: &str) -> Option<String> {
@@ -141,9 +227,11 @@ impl Host for Adapter {
         let _ = hostcalls::send_http_response(status, headers.to_vec(), Some(body));
     }
 
-    fn dispatch(&mut self, upstream: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u32, String> {
-        hostcalls::dispatch_http_call(upstream, headers.to_vec(), None, vec![], Duration::from_millis(timeout_ms))
-            .map_err(|s| format!("{s:?}"))
+    fn dispatch(&mut self, upstream: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout_ms: u64) -> Result<u32, String> {
+        let token = hostcalls::dispatch_http_call(upstream, headers.to_vec(), body, vec![], Duration::from_millis(timeout_ms))
+            .map_err(|s| format!("{s:?}"))?;
+        CALLOUTS.with(|c| c.borrow_mut().insert(token, self.context));
+        Ok(token)
     }
 
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
@@ -154,15 +242,35 @@ impl Host for Adapter {
         hostcalls::set_shared_data(key, Some(value), cas).is_ok()
     }
 
-    fn now(&self) -> u64 {
+    fn now_ms(&self) -> u64 {
         hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     fn resume(&mut self) {
         let _ = hostcalls::resume_http_request();
+    }
+
+    fn wake(&mut self, contexts: &[u32], wake: &Wake) {
+        for &target in contexts {
+            if target != self.context {
+                as_context(self.context, target, |flow, host| flow.on_wake(host, wake));
+            }
+        }
+    }
+
+    fn count(&mut self, metric: Metric) {
+        if let Some(id) = METRICS.with(|m| m.borrow().get(&metric).copied()) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    fn record(&mut self, metric: Metric, value: u64) {
+        if let Some(id) = METRICS.with(|m| m.borrow().get(&metric).copied()) {
+            let _ = hostcalls::record_metric(id, value);
+        }
     }
 
     fn log(&self, level: Level, msg: &str) {

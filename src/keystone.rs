@@ -1,36 +1,120 @@
 //! The Keystone callout: the validation request, and the mapping of Keystone's answer
 //! to a [`Scope`] or a refusal. Plain data in, plain data out.
 
-use crate::config::KeystoneConfig;
-use crate::scope::Scope;
+use crate::config::{KeystoneConfig, ProjectSpec, ServiceCredentials, UserSpec};
+use crate::credentials::{AppCredRef, Credential, ScopeRef, UserRef};
+use crate::scope::{AccessRule, Scope};
 use serde::Deserialize;
+use serde_json::{json, Value};
 
 /// Keystone's validation response without the catalog is a few KiB; more is refused.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// The access-rules version this filter enforces (keystonemiddleware sends the same).
+pub const ACCESS_RULES_VERSION: &str = "1";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callout {
     pub upstream: String,
     pub headers: Vec<(&'static str, String)>,
+    pub body: Option<Vec<u8>>,
     pub timeout_ms: u64,
 }
 
-/// `GET <keystone.url>/auth/tokens?nocatalog` for a user token. A user may validate its
-/// own token, so the token goes in both headers unless a service token is configured.
-pub fn validation_request(cfg: &KeystoneConfig, token: &str) -> Callout {
-    let auth = cfg.service_token.as_deref().unwrap_or(token);
+fn callout(cfg: &KeystoneConfig, method: &str, path: String, mut headers: Vec<(&'static str, String)>, body: Option<Value>) -> Callout {
+    let mut all = vec![
+        (":method", method.to_string()),
+        (":path", format!("{}{path}", cfg.path_prefix)),
+        (":authority", cfg.authority.clone()),
+        ("accept", "application/json".to_string()),
+    ];
+    if body.is_some() {
+        all.push(("content-type", "application/json".to_string()));
+    }
+    all.append(&mut headers);
     Callout {
         upstream: cfg.upstream.clone(),
-        headers: vec![
-            (":method", "GET".to_string()),
-            (":path", format!("{}/auth/tokens?nocatalog", cfg.path_prefix)),
-            (":authority", cfg.authority.clone()),
-            ("accept", "application/json".to_string()),
-            ("x-auth-token", auth.to_string()),
-            ("x-subject-token", token.to_string()),
-        ],
+        headers: all,
+        body: body.map(|b| b.to_string().into_bytes()),
         timeout_ms: cfg.timeout_ms,
     }
+}
+
+/// `GET <keystone.url>/auth/tokens?nocatalog` for a user token. A user may validate its
+/// own token, so the token goes in both headers unless a service token is given; with a
+/// service token the filter also enforces access rules, so it says it supports them.
+pub fn validation_request(cfg: &KeystoneConfig, token: &str, service_token: Option<&str>) -> Callout {
+    let mut headers = vec![("x-subject-token", token.to_string())];
+    match service_token {
+        Some(svc) => {
+            headers.push(("x-auth-token", svc.to_string()));
+            headers.push(("openstack-identity-access-rules", ACCESS_RULES_VERSION.to_string()));
+        }
+        None => headers.push(("x-auth-token", token.to_string())),
+    }
+    callout(cfg, "GET", "/auth/tokens?nocatalog".into(), headers, None)
+}
+
+fn user_json(u: &UserRef) -> Value {
+    match u {
+        UserRef::Id(id) => json!({ "id": id }),
+        UserRef::Name { name, domain } => json!({ "name": name, "domain": { "name": domain } }),
+    }
+}
+
+/// `POST <keystone.url>/auth/tokens?nocatalog`: a password or application credential
+/// exchanged for a token; its scope is the answer. `None` for a token credential.
+pub fn auth_request(cfg: &KeystoneConfig, credential: &Credential) -> Option<Callout> {
+    let auth = match credential {
+        Credential::Token(_) => return None,
+        Credential::Password { user, password, scope } => {
+            let mut user = user_json(user);
+            user["password"] = json!(password);
+            let scope = match scope {
+                ScopeRef::ProjectId(id) => json!({ "project": { "id": id } }),
+                ScopeRef::ProjectName { name, domain } => json!({ "project": { "name": name, "domain": { "name": domain } } }),
+                ScopeRef::Domain(name) => json!({ "domain": { "name": name } }),
+            };
+            json!({ "identity": { "methods": ["password"], "password": { "user": user } }, "scope": scope })
+        }
+        Credential::AppCredential { cred, secret } => {
+            let mut app = match cred {
+                AppCredRef::Id(id) => json!({ "id": id }),
+                AppCredRef::Name { name, user } => json!({ "name": name, "user": user_json(user) }),
+            };
+            app["secret"] = json!(secret);
+            json!({ "identity": { "methods": ["application_credential"], "application_credential": app } })
+        }
+    };
+    Some(callout(cfg, "POST", "/auth/tokens?nocatalog".into(), vec![], Some(json!({ "auth": auth }))))
+}
+
+/// The filter's own login, for a service token.
+pub fn service_auth_request(cfg: &KeystoneConfig, creds: &ServiceCredentials) -> Callout {
+    let auth = match creds {
+        ServiceCredentials::ApplicationCredential { id, secret } => json!({
+            "identity": { "methods": ["application_credential"], "application_credential": { "id": id, "secret": secret } }
+        }),
+        ServiceCredentials::Password { user, password, project } => {
+            let mut user = match user {
+                UserSpec::Id(id) => json!({ "id": id }),
+                UserSpec::Name { name, domain_name } => json!({ "name": name, "domain": { "name": domain_name } }),
+            };
+            user["password"] = json!(password);
+            let project = match project {
+                ProjectSpec::Id(id) => json!({ "id": id }),
+                ProjectSpec::Name { name, domain_name } => json!({ "name": name, "domain": { "name": domain_name } }),
+            };
+            json!({ "identity": { "methods": ["password"], "password": { "user": user } }, "scope": { "project": project } })
+        }
+    };
+    callout(cfg, "POST", "/auth/tokens?nocatalog".into(), vec![], Some(json!({ "auth": auth })))
+}
+
+/// `GET <keystone.url>/projects/<id>?subtree_as_ids`: the project's descendants.
+pub fn subtree_request(cfg: &KeystoneConfig, project_id: &str, token: &str) -> Callout {
+    let id: String = project_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+    callout(cfg, "GET", format!("/projects/{id}?subtree_as_ids"), vec![("x-auth-token", token.to_string())], None)
 }
 
 /// Why a credential did not yield a scope.
@@ -42,6 +126,20 @@ pub enum AuthFailure {
     Forbidden(String),
     /// Keystone could not answer (503): nothing may go upstream.
     Unavailable(String),
+    /// Keystone did not answer within `keystone.timeout_ms` (504).
+    Timeout(String),
+}
+
+/// How a callout ended, as the host saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer<'a> {
+    /// `None` when the host got no response at all.
+    pub status: Option<u16>,
+    /// NGINX's reason for a failed callout (`timeout`, `broken connection`, …).
+    pub dispatch_status: Option<&'a str>,
+    /// The failed callout took at least the timeout (Envoy says no more than that).
+    pub timed_out: bool,
+    pub body: &'a [u8],
 }
 
 #[derive(Deserialize)]
@@ -58,6 +156,7 @@ struct Token {
     system: Option<serde_json::Value>,
     #[serde(default)]
     roles: Vec<Named>,
+    application_credential: Option<AppCred>,
 }
 
 #[derive(Deserialize)]
@@ -73,40 +172,42 @@ struct Project {
     domain: Option<Named>,
 }
 
-/// Maps the callout's outcome. `status` is `None` when the host got no response at all
-/// (timeout, refused connection; NGINX then says why in `dispatch_status`).
-pub fn parse_validation(
-    status: Option<u16>,
-    dispatch_status: Option<&str>,
-    body: &[u8],
-    now: u64,
-) -> Result<Scope, AuthFailure> {
-    let status = match status {
+#[derive(Deserialize)]
+struct AppCred {
+    #[serde(default)]
+    access_rules: Option<Vec<AccessRule>>,
+}
+
+/// Maps a failed or refused callout; `ok` is the status that means success.
+fn failure(answer: &Answer, ok: u16) -> Option<AuthFailure> {
+    let status = match answer.status {
         Some(s) => s,
         None => {
-            let why = dispatch_status.unwrap_or("no response");
-            return Err(AuthFailure::Unavailable(format!(
-                "Keystone could not be reached ({why}); try again later"
-            )));
+            let why = answer.dispatch_status.unwrap_or("no response");
+            if answer.timed_out || why.contains("timeout") {
+                return Some(AuthFailure::Timeout("Keystone did not answer in time; try again later".into()));
+            }
+            return Some(AuthFailure::Unavailable(format!("Keystone could not be reached ({why}); try again later")));
         }
     };
     match status {
-        200 => {}
-        401 | 404 => {
-            return Err(AuthFailure::Invalid(
-                "the token is invalid or expired; get a new one with `openstack token issue`".into(),
-            ))
-        }
-        s => {
-            return Err(AuthFailure::Unavailable(format!(
-                "Keystone answered HTTP {s} while validating the token; try again later"
-            )))
-        }
+        s if s == ok => None,
+        401 | 404 => Some(AuthFailure::Invalid(
+            "the credentials are invalid or expired; get a new token with `openstack token issue`".into(),
+        )),
+        s => Some(AuthFailure::Unavailable(format!("Keystone answered HTTP {s}; try again later"))),
     }
-    if body.len() > MAX_RESPONSE_BYTES {
+}
+
+/// Maps the answer to a validation (200) or a token request (201) to a scope.
+pub fn parse_token_answer(answer: &Answer, ok: u16, now: u64) -> Result<Scope, AuthFailure> {
+    if let Some(f) = failure(answer, ok) {
+        return Err(f);
+    }
+    if answer.body.len() > MAX_RESPONSE_BYTES {
         return Err(AuthFailure::Unavailable("Keystone's answer was too large".into()));
     }
-    let env: Envelope = serde_json::from_slice(body)
+    let env: Envelope = serde_json::from_slice(answer.body)
         .map_err(|e| AuthFailure::Unavailable(format!("Keystone's answer was not understood: {e}")))?;
     let t = env.token;
     let expires_at = parse_rfc3339(&t.expires_at).ok_or_else(|| {
@@ -116,21 +217,81 @@ pub fn parse_validation(
         return Err(AuthFailure::Invalid("the token has expired; get a new one".into()));
     }
     let roles: Vec<String> = t.roles.into_iter().filter_map(|r| r.name.or(Some(r.id))).collect();
-    let (project_id, domain_id) = match (t.project, t.domain, t.system) {
-        (Some(p), _, _) => (Some(p.id), p.domain.map(|d| d.id)),
-        (None, Some(d), _) => (None, Some(d.id)),
-        (None, None, Some(_)) => {
-            return Err(AuthFailure::Forbidden(
-                "system-scoped tokens cannot read tenant metrics; use a project-scoped token".into(),
-            ))
+    let mut scope = Scope {
+        user_id: t.user.id,
+        project_id: None,
+        domain_id: None,
+        domain_scoped: false,
+        system: false,
+        roles,
+        expires_at,
+        subprojects: Vec::new(),
+        access_rules: t.application_credential.and_then(|a| a.access_rules),
+    };
+    match (t.project, t.domain, t.system) {
+        (Some(p), _, _) => {
+            scope.project_id = Some(p.id);
+            scope.domain_id = p.domain.map(|d| d.id);
         }
+        (None, Some(d), _) => {
+            scope.domain_id = Some(d.id);
+            scope.domain_scoped = true;
+        }
+        (None, None, Some(_)) => scope.system = true,
         (None, None, None) => {
             return Err(AuthFailure::Forbidden(
                 "the token is unscoped; get a project-scoped token (e.g. set OS_PROJECT_NAME)".into(),
             ))
         }
-    };
-    Ok(Scope { user_id: t.user.id, project_id, domain_id, roles, expires_at })
+    }
+    Ok(scope)
+}
+
+/// The filter's service token from a token request: `X-Subject-Token` and its expiry.
+pub fn parse_service_token(answer: &Answer, subject_token: Option<&str>, now: u64) -> Result<(String, u64), AuthFailure> {
+    let scope = parse_token_answer(answer, 201, now).map_err(|f| match f {
+        // The service's own credentials being refused is the operator's problem, not the user's.
+        AuthFailure::Invalid(_) | AuthFailure::Forbidden(_) => {
+            AuthFailure::Unavailable("the filter's service credentials were refused by Keystone".into())
+        }
+        other => other,
+    })?;
+    match subject_token {
+        Some(t) if !t.is_empty() => Ok((t.to_string(), scope.expires_at)),
+        _ => Err(AuthFailure::Unavailable("Keystone issued no service token".into())),
+    }
+}
+
+/// The descendants of a project, flattened from `subtree_as_ids`' nested map.
+pub fn parse_subtree(answer: &Answer) -> Result<Vec<String>, AuthFailure> {
+    if answer.status == Some(403) {
+        return Err(AuthFailure::Forbidden("Keystone does not let this token list the project's sub-projects".into()));
+    }
+    if let Some(f) = failure(answer, 200) {
+        return Err(match f {
+            AuthFailure::Invalid(_) => AuthFailure::Forbidden(
+                "the project's sub-projects could not be looked up with this token".into(),
+            ),
+            other => other,
+        });
+    }
+    let v: Value = serde_json::from_slice(answer.body)
+        .map_err(|e| AuthFailure::Unavailable(format!("Keystone's project answer was not understood: {e}")))?;
+    let mut out = Vec::new();
+    let mut stack: Vec<&Value> = vec![&v["project"]["subtree"]];
+    while let Some(node) = stack.pop() {
+        if let Some(map) = node.as_object() {
+            for (id, children) in map {
+                if out.len() >= 1024 {
+                    return Err(AuthFailure::Forbidden("the project has more than 1024 sub-projects".into()));
+                }
+                out.push(id.clone());
+                stack.push(children);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Parses Keystone's `2026-11-21T14:12:13.000000Z` (any fraction, `Z` or `±hh:mm`) to Unix seconds.
@@ -205,68 +366,148 @@ mod tests {
         "project":{"domain":{"id":"d1","name":"tenants"},"id":"p1","name":"team-a"},"is_domain":false,
         "roles":[{"id":"r1","name":"member"},{"id":"r2","name":"reader"}]}}"#;
 
-    #[test]
-    fn request_uses_user_token_twice() {
-        let c = validation_request(&ks(), "tok");
-        assert_eq!(c.upstream, "keystone");
-        assert_eq!(c.timeout_ms, 2000);
-        let h = |n: &str| c.headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str());
-        assert_eq!(h(":method"), Some("GET"));
-        assert_eq!(h(":path"), Some("/v3/auth/tokens?nocatalog"));
-        assert_eq!(h(":authority"), Some("ks:5000"));
-        assert_eq!(h("x-auth-token"), Some("tok"));
-        assert_eq!(h("x-subject-token"), Some("tok"));
+    fn ok(body: &str) -> Answer<'_> {
+        Answer { status: Some(200), dispatch_status: None, timed_out: false, body: body.as_bytes() }
+    }
+
+    fn status(s: Option<u16>) -> Answer<'static> {
+        Answer { status: s, dispatch_status: None, timed_out: false, body: b"" }
+    }
+
+    fn h<'a>(c: &'a Callout, n: &str) -> Option<&'a str> {
+        c.headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str())
     }
 
     #[test]
-    fn request_prefers_service_token() {
-        let mut cfg = ks();
-        cfg.service_token = Some("svc".into());
-        let c = validation_request(&cfg, "tok");
-        assert!(c.headers.contains(&("x-auth-token", "svc".to_string())));
-        assert!(c.headers.contains(&("x-subject-token", "tok".to_string())));
+    fn validation_uses_user_token_twice() {
+        let c = validation_request(&ks(), "tok", None);
+        assert_eq!((c.upstream.as_str(), c.timeout_ms, c.body.as_ref()), ("keystone", 2000, None));
+        assert_eq!(h(&c, ":method"), Some("GET"));
+        assert_eq!(h(&c, ":path"), Some("/v3/auth/tokens?nocatalog"));
+        assert_eq!(h(&c, ":authority"), Some("ks:5000"));
+        assert_eq!(h(&c, "x-auth-token"), Some("tok"));
+        assert_eq!(h(&c, "x-subject-token"), Some("tok"));
+        assert_eq!(h(&c, "openstack-identity-access-rules"), None);
+    }
+
+    #[test]
+    fn validation_with_service_token_supports_access_rules() {
+        let c = validation_request(&ks(), "tok", Some("svc"));
+        assert_eq!(h(&c, "x-auth-token"), Some("svc"));
+        assert_eq!(h(&c, "x-subject-token"), Some("tok"));
+        assert_eq!(h(&c, "openstack-identity-access-rules"), Some("1"));
+    }
+
+    fn body(c: &Callout) -> Value {
+        serde_json::from_slice(c.body.as_ref().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn password_and_appcred_requests() {
+        let cred = Credential::Password {
+            user: UserRef::Name { name: "alice".into(), domain: "tenants".into() },
+            password: "pw".into(),
+            scope: ScopeRef::ProjectName { name: "team-a".into(), domain: "tenants".into() },
+        };
+        let c = auth_request(&ks(), &cred).unwrap();
+        assert_eq!((h(&c, ":method"), h(&c, ":path")), (Some("POST"), Some("/v3/auth/tokens?nocatalog")));
+        assert_eq!(h(&c, "content-type"), Some("application/json"));
+        assert_eq!(
+            body(&c),
+            json!({"auth": {"identity": {"methods": ["password"], "password": {"user":
+                {"name": "alice", "domain": {"name": "tenants"}, "password": "pw"}}},
+                "scope": {"project": {"name": "team-a", "domain": {"name": "tenants"}}}}})
+        );
+        let cred = Credential::Password { user: UserRef::Id("u".into()), password: "p".into(), scope: ScopeRef::Domain("d".into()) };
+        assert_eq!(body(&auth_request(&ks(), &cred).unwrap())["auth"]["scope"], json!({"domain": {"name": "d"}}));
+        let cred = Credential::AppCredential {
+            cred: AppCredRef::Name { name: "ci".into(), user: UserRef::Id("u1".into()) },
+            secret: "s".into(),
+        };
+        assert_eq!(
+            body(&auth_request(&ks(), &cred).unwrap())["auth"]["identity"],
+            json!({"methods": ["application_credential"], "application_credential": {"name": "ci", "user": {"id": "u1"}, "secret": "s"}})
+        );
+        assert!(auth_request(&ks(), &Credential::Token("t".into())).is_none());
+    }
+
+    #[test]
+    fn service_login() {
+        let creds = ServiceCredentials::ApplicationCredential { id: "a".into(), secret: "s".into() };
+        let c = service_auth_request(&ks(), &creds);
+        assert_eq!(body(&c)["auth"]["identity"]["application_credential"], json!({"id": "a", "secret": "s"}));
+        let issued = Answer { status: Some(201), ..ok(BODY) };
+        let now = parse_rfc3339("2026-11-21T13:30:00Z").unwrap();
+        assert_eq!(parse_service_token(&issued, Some("svc-tok"), now).unwrap().0, "svc-tok");
+        assert!(matches!(parse_service_token(&issued, None, now), Err(AuthFailure::Unavailable(_))));
+        assert!(matches!(parse_service_token(&status(Some(401)), Some("x"), now), Err(AuthFailure::Unavailable(_))));
     }
 
     #[test]
     fn project_scope() {
         let now = parse_rfc3339("2026-11-21T13:30:00Z").unwrap();
-        let s = parse_validation(Some(200), None, BODY.as_bytes(), now).unwrap();
+        let s = parse_token_answer(&ok(BODY), 200, now).unwrap();
         assert_eq!(s.user_id, "u1");
         assert_eq!(s.project_id.as_deref(), Some("p1"));
         assert_eq!(s.domain_id.as_deref(), Some("d1"));
+        assert!(!s.domain_scoped && !s.system);
         assert_eq!(s.roles, vec!["member", "reader"]);
         assert_eq!(s.expires_at, parse_rfc3339("2026-11-21T14:12:13Z").unwrap());
+        assert_eq!(s.access_rules, None);
+        // A token request answers 201; 200 is then not success.
+        assert!(parse_token_answer(&ok(BODY), 201, now).is_err());
     }
 
     #[test]
-    fn domain_and_system_scope() {
+    fn domain_system_and_appcred_scope() {
         let dom = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"domain":{"id":"d"},"roles":[]}}"#;
-        let s = parse_validation(Some(200), None, dom.as_bytes(), 0).unwrap();
-        assert_eq!((s.project_id, s.domain_id.as_deref()), (None, Some("d")));
-        let sys = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"system":{"all":true},"roles":[]}}"#;
-        assert!(matches!(parse_validation(Some(200), None, sys.as_bytes(), 0), Err(AuthFailure::Forbidden(_))));
+        let s = parse_token_answer(&ok(dom), 200, 0).unwrap();
+        assert_eq!((s.project_id, s.domain_id.as_deref(), s.domain_scoped), (None, Some("d"), true));
+        let sys = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"system":{"all":true},"roles":[{"id":"r","name":"admin"}]}}"#;
+        let s = parse_token_answer(&ok(sys), 200, 0).unwrap();
+        assert!(s.system && s.project_id.is_none());
         let unscoped = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"}}}"#;
-        assert!(matches!(parse_validation(Some(200), None, unscoped.as_bytes(), 0), Err(AuthFailure::Forbidden(_))));
+        assert!(matches!(parse_token_answer(&ok(unscoped), 200, 0), Err(AuthFailure::Forbidden(_))));
+        let app = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"project":{"id":"p"},"roles":[],
+            "application_credential":{"id":"a","name":"n","restricted":true,
+            "access_rules":[{"id":"x","service":"metric-storage","method":"GET","path":"/api/v1/query"}]}}}"#;
+        let s = parse_token_answer(&ok(app), 200, 0).unwrap();
+        assert_eq!(s.access_rules.unwrap()[0].path, "/api/v1/query");
     }
 
     #[test]
     fn statuses() {
-        assert!(matches!(parse_validation(Some(404), None, b"", 0), Err(AuthFailure::Invalid(_))));
-        assert!(matches!(parse_validation(Some(401), None, b"", 0), Err(AuthFailure::Invalid(_))));
+        assert!(matches!(parse_token_answer(&status(Some(404)), 200, 0), Err(AuthFailure::Invalid(_))));
+        assert!(matches!(parse_token_answer(&status(Some(401)), 200, 0), Err(AuthFailure::Invalid(_))));
         for s in [500, 502, 503, 403, 301] {
-            assert!(matches!(parse_validation(Some(s), None, b"", 0), Err(AuthFailure::Unavailable(_))));
+            assert!(matches!(parse_token_answer(&status(Some(s)), 200, 0), Err(AuthFailure::Unavailable(_))));
         }
-        match parse_validation(None, Some("timeout"), b"", 0) {
-            Err(AuthFailure::Unavailable(m)) => assert!(m.contains("timeout")),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(parse_validation(Some(200), None, b"{", 0), Err(AuthFailure::Unavailable(_))));
+        let a = Answer { dispatch_status: Some("broken connection"), ..status(None) };
+        assert!(matches!(parse_token_answer(&a, 200, 0), Err(AuthFailure::Unavailable(m)) if m.contains("broken")));
+        let a = Answer { dispatch_status: Some("timeout"), ..status(None) };
+        assert!(matches!(parse_token_answer(&a, 200, 0), Err(AuthFailure::Timeout(_))));
+        let a = Answer { timed_out: true, ..status(None) };
+        assert!(matches!(parse_token_answer(&a, 200, 0), Err(AuthFailure::Timeout(_))));
+        assert!(matches!(parse_token_answer(&ok("{"), 200, 0), Err(AuthFailure::Unavailable(_))));
     }
 
     #[test]
     fn expired_token_is_invalid() {
         let now = parse_rfc3339("2026-11-21T15:00:00Z").unwrap();
-        assert!(matches!(parse_validation(Some(200), None, BODY.as_bytes(), now), Err(AuthFailure::Invalid(_))));
+        assert!(matches!(parse_token_answer(&ok(BODY), 200, now), Err(AuthFailure::Invalid(_))));
+    }
+
+    #[test]
+    fn subtree() {
+        let c = subtree_request(&ks(), "p1", "tok");
+        assert_eq!(h(&c, ":path"), Some("/v3/projects/p1?subtree_as_ids"));
+        assert_eq!(subtree_request(&ks(), "../x?y", "t").headers[1].1, "/v3/projects/xy?subtree_as_ids");
+        let body = r#"{"project":{"id":"p1","subtree":{"c1":{"g1":null},"c2":null}}}"#;
+        assert_eq!(parse_subtree(&ok(body)).unwrap(), ["c1", "c2", "g1"]);
+        assert_eq!(parse_subtree(&ok(r#"{"project":{"id":"p1","subtree":null}}"#)).unwrap(), Vec::<String>::new());
+        assert!(matches!(parse_subtree(&status(Some(403))), Err(AuthFailure::Forbidden(_))));
+        assert!(matches!(parse_subtree(&status(Some(500))), Err(AuthFailure::Unavailable(_))));
+        assert!(matches!(parse_subtree(&status(Some(404))), Err(AuthFailure::Forbidden(_))));
     }
 
     #[test]

@@ -9,6 +9,10 @@ pub mod error;
 pub mod filter;
 pub mod form;
 pub mod keystone;
+pub mod metrics;
+#[cfg(test)]
+pub mod mock_host;
+pub mod policy;
 pub mod promql;
 pub mod request;
 pub mod response;

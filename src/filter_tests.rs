@@ -1,0 +1,661 @@
+//! The request flow against the mock host: Envoy's and NGINX's behaviours, every
+//! authentication path, coalescing, and the response filter.
+
+use super::*;
+use crate::mock_host::{MockHost, World};
+use std::rc::Rc;
+
+const KS_OK: &str = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u1"},
+    "project":{"id":"p1","domain":{"id":"d1"}},"roles":[{"id":"r","name":"reader"}]}}"#;
+const CFG: &str = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone"}}"#;
+
+fn shared_with(cfg: &str) -> Rc<Shared> {
+    Rc::new(Shared::new(Config::from_json(cfg.as_bytes()).unwrap()))
+}
+
+fn shared() -> Rc<Shared> {
+    shared_with(CFG)
+}
+
+fn get(path: &str, token: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut h = vec![(":method", "GET".to_string()), (":path", path.to_string())];
+    if let Some(t) = token {
+        h.push(("x-auth-token", t.to_string()));
+    }
+    h
+}
+
+fn host(world: &Rc<World>, ctx: u32, h: &[(&'static str, String)]) -> MockHost {
+    let pairs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    MockHost::new(world, ctx, &pairs)
+}
+
+fn ok(body: &str) -> CalloutAnswer {
+    CalloutAnswer { status: Some(200), body: body.as_bytes().to_vec(), ..Default::default() }
+}
+
+fn answer(status: Option<u16>) -> CalloutAnswer {
+    CalloutAnswer { status, ..Default::default() }
+}
+
+fn decoded_query(h: &MockHost) -> Vec<crate::form::Param> {
+    let path = h.header(":path").unwrap();
+    crate::form::parse(path.split_once('?').unwrap().1).unwrap()
+}
+
+/// A flow that got through the headers and a 200 validation.
+fn validated(world: &Rc<World>, shared: &Rc<Shared>, path: &str) -> (MockHost, Flow) {
+    let mut h = host(world, 1, &get(path, Some("tok")));
+    let mut f = Flow::new(shared.clone(), 1);
+    assert_eq!(f.on_request_headers(&mut h), Action::Pause);
+    let id = world.callouts.borrow().len() as u32;
+    f.on_callout(&mut h, id, &ok(KS_OK));
+    (h, f)
+}
+
+#[test]
+fn get_query_validates_then_rewrites_and_resumes() {
+    let world = World::new();
+    let sh = shared();
+    let mut h = host(&world, 1, &get("/api/v1/query?query=up&time=5", Some("tok")));
+    let mut f = Flow::new(sh.clone(), 1);
+    assert_eq!(f.on_request_headers(&mut h), Action::Pause);
+    assert_eq!(h.header("x-auth-token"), None, "token stripped");
+    {
+        let c = &world.callouts.borrow()[0];
+        assert_eq!((c.upstream.as_str(), c.timeout_ms, c.context), ("keystone", 2000, 1));
+        assert_eq!(c.header(":path"), Some("/v3/auth/tokens?nocatalog"));
+        assert_eq!(c.header("x-subject-token"), Some("tok"));
+    }
+    f.on_callout(&mut h, 1, &ok(KS_OK));
+    assert!(h.resumed);
+    assert_eq!(h.status(), None);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
+    assert_eq!(world.metric(Metric::RequestsAllowed), 1);
+
+    // Second request, same token: served from the cache, no callout.
+    let mut h2 = host(&world, 2, &get("/api/v1/query_range?query=rate(x[5m])", Some("tok")));
+    let mut f2 = Flow::new(sh, 2);
+    assert_eq!(f2.on_request_headers(&mut h2), Action::Continue);
+    assert_eq!(world.callouts.borrow().len(), 1);
+    assert_eq!(decoded_query(&h2)[0].value, r#"rate(x{project_id="p1"}[5m])"#);
+    assert_eq!((world.metric(Metric::CacheHits), world.metric(Metric::CacheMisses)), (1, 1));
+}
+
+#[test]
+fn cache_entry_expires() {
+    let world = World::new();
+    let sh = shared();
+    validated(&world, &sh, "/api/v1/query?query=up");
+    world.now_ms.set(world.now_ms.get() + 300_000);
+    let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
+    assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h2), Action::Pause);
+    assert_eq!(world.callouts.borrow().len(), 2, "stale entry revalidated");
+}
+
+#[test]
+fn nginx_key_collisions_never_mix_credentials() {
+    let world = World::new();
+    world.nginx.set(true);
+    let sh = shared();
+    validated(&world, &sh, "/api/v1/query?query=up");
+    let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("mallory")));
+    assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h2), Action::Pause);
+    assert_eq!(world.callouts.borrow().len(), 2, "another token's entry was not reused");
+}
+
+#[test]
+fn refusals() {
+    let world = World::new();
+    let cases: [(Vec<(&'static str, String)>, u32); 5] = [
+        (get("/api/v1/query?query=up", None), 401),
+        (get("/api/v1/status/config", Some("t")), 403),
+        (get("/api/v1/admin/tsdb/snapshot", None), 403),
+        (vec![(":method", "PUT".into()), (":path", "/api/v1/query".into()), ("x-auth-token", "t".into())], 405),
+        (get("/api/v1/query?query=up", Some("bad token")), 401),
+    ];
+    for (headers, want) in cases {
+        let mut h = host(&world, 1, &headers);
+        assert_eq!(Flow::new(shared(), 1).on_request_headers(&mut h), Action::Pause);
+        assert_eq!(h.status(), Some(want), "{headers:?}");
+        let (_, rh, body) = h.response.unwrap();
+        assert!(rh.contains(&("content-type".into(), "application/json".into())));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["status"], "error");
+    }
+    assert!(world.callouts.borrow().is_empty());
+    assert_eq!(world.metric(Metric::Denied401), 2);
+    assert_eq!(world.metric(Metric::Denied403), 2);
+}
+
+#[test]
+fn no_credential_names_keystone() {
+    let mut h = host(&World::new(), 1, &get("/api/v1/query?query=up", None));
+    Flow::new(shared(), 1).on_request_headers(&mut h);
+    let (_, rh, _) = h.response.unwrap();
+    assert!(rh.contains(&("www-authenticate".into(), "Keystone uri=\"http://ks:5000/v3\"".into())));
+}
+
+#[test]
+fn open_paths_pass_without_credential_and_strip_it() {
+    for p in ["/-/healthy", "/-/ready", "/api/v1/status/buildinfo"] {
+        let mut h = host(&World::new(), 1, &get(p, Some("t")));
+        assert_eq!(Flow::new(shared(), 1).on_request_headers(&mut h), Action::Continue);
+        assert_eq!(h.header("x-auth-token"), None);
+    }
+}
+
+#[test]
+fn keystone_failures() {
+    let cases: [(CalloutAnswer, u32); 6] = [
+        (answer(Some(404)), 401),
+        (answer(Some(401)), 401),
+        (answer(Some(500)), 503),
+        (answer(None), 503),
+        (CalloutAnswer { dispatch_status: Some("timeout".into()), ..answer(None) }, 504),
+        (CalloutAnswer { dispatch_status: Some("broken connection".into()), ..answer(None) }, 503),
+    ];
+    for (a, want) in cases {
+        let world = World::new();
+        let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
+        let mut f = Flow::new(shared(), 1);
+        f.on_request_headers(&mut h);
+        f.on_callout(&mut h, 1, &a);
+        assert_eq!(h.status(), Some(want), "{a:?}");
+        assert!(!h.resumed);
+        if want >= 500 {
+            let (_, rh, _) = h.response.unwrap();
+            assert!(rh.contains(&("retry-after".into(), "5".into())));
+        }
+    }
+    let world = World::new();
+    world.dispatch_fails.set(true);
+    let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
+    Flow::new(shared(), 1).on_request_headers(&mut h);
+    assert_eq!(h.status(), Some(503));
+}
+
+#[test]
+fn envoy_timeout_has_no_reason_but_took_the_timeout() {
+    let world = World::new();
+    let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
+    let mut f = Flow::new(shared(), 1);
+    f.on_request_headers(&mut h);
+    world.now_ms.set(world.now_ms.get() + 2000);
+    f.on_callout(&mut h, 1, &answer(None));
+    assert_eq!(h.status(), Some(504));
+    assert_eq!(world.metric(Metric::Timeout504), 1);
+}
+
+#[test]
+fn invalid_credentials_are_remembered_briefly() {
+    let world = World::new();
+    let sh = shared();
+    let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("bad")));
+    let mut f = Flow::new(sh.clone(), 1);
+    f.on_request_headers(&mut h);
+    f.on_callout(&mut h, 1, &answer(Some(404)));
+    assert_eq!(h.status(), Some(401));
+    for ctx in 2..12 {
+        let mut h = host(&world, ctx, &get("/api/v1/query?query=up", Some("bad")));
+        Flow::new(sh.clone(), ctx).on_request_headers(&mut h);
+        assert_eq!(h.status(), Some(401));
+    }
+    assert_eq!(world.callouts.borrow().len(), 1, "retries did not reach Keystone");
+    world.now_ms.set(world.now_ms.get() + 10_000);
+    let mut h = host(&world, 20, &get("/api/v1/query?query=up", Some("bad")));
+    Flow::new(sh, 20).on_request_headers(&mut h);
+    assert_eq!(world.callouts.borrow().len(), 2, "asked again after negative_ttl_seconds");
+}
+
+#[test]
+fn concurrent_first_requests_make_one_callout() {
+    let world = World::new();
+    let sh = shared();
+    let mut owner_host = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
+    let mut owner = Flow::new(sh.clone(), 1);
+    owner.on_request_headers(&mut owner_host);
+    let mut waiters: Vec<(MockHost, Flow)> = (2..=100)
+        .map(|ctx| {
+            let mut h = host(&world, ctx, &get("/api/v1/query?query=a", Some("tok")));
+            let mut f = Flow::new(sh.clone(), ctx);
+            assert_eq!(f.on_request_headers(&mut h), Action::Pause);
+            (h, f)
+        })
+        .collect();
+    assert_eq!(world.callouts.borrow().len(), 1);
+    owner.on_callout(&mut owner_host, 1, &ok(KS_OK));
+    let wakes = std::mem::take(&mut *world.wakes.borrow_mut());
+    assert_eq!(wakes.len(), 99);
+    for (ctx, wake) in wakes {
+        let (h, f) = &mut waiters[ctx as usize - 2];
+        f.on_wake(h, &wake);
+        assert!(h.resumed, "woken request resumed");
+        assert_eq!(decoded_query(h)[0].value, r#"a{project_id="p1"}"#);
+    }
+    assert_eq!(world.callouts.borrow().len(), 1);
+}
+
+#[test]
+fn waiters_get_the_owners_failure() {
+    let world = World::new();
+    let sh = shared();
+    let mut h1 = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
+    let mut f1 = Flow::new(sh.clone(), 1);
+    f1.on_request_headers(&mut h1);
+    let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
+    let mut f2 = Flow::new(sh.clone(), 2);
+    f2.on_request_headers(&mut h2);
+    f1.on_callout(&mut h1, 1, &answer(Some(503)));
+    let (ctx, wake) = world.wakes.borrow_mut().pop().unwrap();
+    assert_eq!(ctx, 2);
+    f2.on_wake(&mut h2, &wake);
+    assert_eq!((h1.status(), h2.status()), (Some(503), Some(503)));
+    // The next request asks Keystone again (failures other than 401 are not cached).
+    let mut h3 = host(&world, 3, &get("/api/v1/query?query=up", Some("tok")));
+    Flow::new(sh, 3).on_request_headers(&mut h3);
+    assert_eq!(world.callouts.borrow().len(), 2);
+}
+
+#[test]
+fn an_abandoned_owner_hands_over() {
+    let world = World::new();
+    let sh = shared();
+    let mut h1 = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
+    let mut f1 = Flow::new(sh.clone(), 1);
+    f1.on_request_headers(&mut h1);
+    let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
+    let mut f2 = Flow::new(sh.clone(), 2);
+    f2.on_request_headers(&mut h2);
+    f1.on_done(&mut h1); // the client went away
+    let (ctx, wake) = world.wakes.borrow_mut().pop().unwrap();
+    assert_eq!((ctx, &wake), (2, &Wake::Retry));
+    f2.on_wake(&mut h2, &wake);
+    assert_eq!(world.callouts.borrow().len(), 2, "the waiter asks Keystone itself");
+    f2.on_callout(&mut h2, 2, &ok(KS_OK));
+    assert!(h2.resumed);
+}
+
+fn post(path: &str, body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (":method", "POST".into()),
+        (":path", path.to_string()),
+        ("x-auth-token", "tok".into()),
+        ("content-type", "application/x-www-form-urlencoded".into()),
+        ("content-length", body.len().to_string()),
+    ]
+}
+
+#[test]
+fn post_body_and_url_are_both_enforced_whichever_arrives_first() {
+    for callout_first in [true, false] {
+        let world = World::new();
+        let body = "query=a&time=1";
+        let mut h = host(&world, 1, &post("/api/v1/query?query=b", body));
+        h.body = body.as_bytes().to_vec();
+        let mut f = Flow::new(shared(), 1);
+        assert_eq!(f.on_request_headers(&mut h), Action::Pause);
+        assert_eq!(h.header("content-length"), None, "length dropped in headers phase");
+        if callout_first {
+            // Envoy: the body is held back until the headers go on.
+            f.on_callout(&mut h, 1, &ok(KS_OK));
+            assert!(h.resumed, "headers go on; the body follows");
+            assert_eq!(world.metric(Metric::RequestsAllowed), 0, "not counted before the body passed");
+            assert_eq!(f.on_request_body(&mut h, body.len(), false), Action::Pause);
+            assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
+        } else {
+            assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Pause);
+            f.on_callout(&mut h, 1, &ok(KS_OK));
+            assert!(h.resumed);
+        }
+        assert_eq!(world.metric(Metric::RequestsAllowed), 1);
+        assert_eq!(h.status(), None);
+        assert_eq!(decoded_query(&h)[0].value, r#"b{project_id="p1"}"#);
+        let body = crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
+        assert_eq!(body[0].value, r#"a{project_id="p1"}"#);
+    }
+}
+
+#[test]
+fn post_without_body_needs_no_content_type_and_does_not_wait() {
+    // NGINX: no body callback when there is no body.
+    let world = World::new();
+    let mut headers = post("/api/v1/query?query=b", "");
+    headers.retain(|(k, _)| *k != "content-type");
+    let mut h = host(&world, 1, &headers);
+    let mut f = Flow::new(shared(), 1);
+    f.on_request_headers(&mut h);
+    f.on_callout(&mut h, 1, &ok(KS_OK));
+    assert_eq!(h.status(), None);
+    assert!(h.resumed);
+    assert_eq!(decoded_query(&h)[0].value, r#"b{project_id="p1"}"#);
+}
+
+#[test]
+fn cached_post_lets_headers_go_and_enforces_the_body() {
+    let world = World::new();
+    let sh = shared();
+    validated(&world, &sh, "/api/v1/query?query=up");
+    let body = "query=a";
+    let mut h = host(&world, 2, &post("/api/v1/query", body));
+    h.body = body.as_bytes().to_vec();
+    let mut f = Flow::new(sh, 2);
+    assert_eq!(f.on_request_headers(&mut h), Action::Continue);
+    assert_eq!(h.header(":path"), Some("/api/v1/query?"), "path always carries its ?");
+    assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
+    assert_eq!(crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap()[0].value, r#"a{project_id="p1"}"#);
+}
+
+#[test]
+fn post_match_default_goes_where_prometheus_reads_it() {
+    for (body, want) in [("match[]=up", vec![r#"up{project_id="p1"}"#]), ("start=1", vec![r#"{project_id="p1"}"#])] {
+        let world = World::new();
+        let mut h = host(&world, 1, &post("/api/v1/series", body));
+        h.body = body.as_bytes().to_vec();
+        let mut f = Flow::new(shared(), 1);
+        f.on_request_headers(&mut h);
+        f.on_callout(&mut h, 1, &ok(KS_OK));
+        f.on_request_body(&mut h, body.len(), true);
+        assert!(decoded_query(&h).is_empty(), "nothing added to the URL");
+        let b = crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
+        let got: Vec<&str> = b.iter().filter(|p| p.key == "match[]").map(|p| p.value.as_str()).collect();
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn post_refusals() {
+    let world = World::new();
+    let mut headers = post("/api/v1/query", "query=up");
+    headers[3].1 = "multipart/form-data; boundary=x".into();
+    let mut h = host(&world, 1, &headers);
+    Flow::new(shared(), 1).on_request_headers(&mut h);
+    assert_eq!(h.status(), Some(415));
+
+    let mut headers = post("/api/v1/query", "query=up");
+    headers[4].1 = "999999999".into();
+    let mut h = host(&world, 1, &headers);
+    Flow::new(shared(), 1).on_request_headers(&mut h);
+    assert_eq!(h.status(), Some(413));
+
+    // Chunked body that grows past the limit.
+    let mut headers = post("/api/v1/query", "");
+    headers.push(("transfer-encoding", "chunked".into()));
+    let mut h = host(&world, 1, &headers);
+    let mut f = Flow::new(shared(), 1);
+    f.on_request_headers(&mut h);
+    assert_eq!(f.on_request_body(&mut h, 1 << 30, false), Action::Pause);
+    assert_eq!(h.status(), Some(413));
+}
+
+#[test]
+fn bad_promql_is_400_after_validation() {
+    let world = World::new();
+    let (h, _) = validated(&world, &shared(), "/api/v1/query?query=sum(");
+    assert_eq!(h.status(), Some(400));
+    assert!(!h.resumed);
+}
+
+const DOMAIN_OK: &str =
+    r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"domain":{"id":"d9"},"roles":[{"id":"r","name":"reader"}]}}"#;
+
+#[test]
+fn domain_scope_uses_the_domain_label() {
+    let world = World::new();
+    let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
+    let mut f = Flow::new(shared(), 1);
+    f.on_request_headers(&mut h);
+    f.on_callout(&mut h, 1, &ok(DOMAIN_OK));
+    assert_eq!(decoded_query(&h)[0].value, r#"up{domain_id="d9"}"#);
+}
+
+fn b64(s: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in s.as_bytes().chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+#[test]
+fn basic_auth_asks_for_a_token_and_consumes_the_header() {
+    let world = World::new();
+    let auth = format!("Basic {}", b64("alice@tenants|team-a@tenants:s3cret"));
+    let headers = vec![(":method", "GET".into()), (":path", "/api/v1/query?query=up".into()), ("authorization", auth)];
+    let mut h = host(&world, 1, &headers);
+    let mut f = Flow::new(shared(), 1);
+    assert_eq!(f.on_request_headers(&mut h), Action::Pause);
+    assert_eq!(h.header("authorization"), None, "consumed");
+    {
+        let c = &world.callouts.borrow()[0];
+        assert_eq!((c.header(":method"), c.header(":path")), (Some("POST"), Some("/v3/auth/tokens?nocatalog")));
+        let body: serde_json::Value = serde_json::from_slice(c.body.as_ref().unwrap()).unwrap();
+        assert_eq!(body["auth"]["identity"]["password"]["user"]["password"], "s3cret");
+    }
+    // A token request answers 201.
+    f.on_callout(&mut h, 1, &CalloutAnswer { status: Some(201), subject_token: Some("issued".into()), ..ok(KS_OK) });
+    assert!(h.resumed);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
+    // Wrong password: 401.
+    let world = World::new();
+    let mut h = host(&world, 1, &headers);
+    let mut f = Flow::new(shared(), 1);
+    f.on_request_headers(&mut h);
+    f.on_callout(&mut h, 1, &answer(Some(401)));
+    assert_eq!(h.status(), Some(401));
+}
+
+#[test]
+fn foreign_authorization_headers_go_upstream() {
+    let world = World::new();
+    let mut headers = get("/api/v1/query?query=up", Some("tok"));
+    headers.push(("authorization", "Negotiate abc".into()));
+    let mut h = host(&world, 1, &headers);
+    Flow::new(shared(), 1).on_request_headers(&mut h);
+    assert_eq!(h.header("authorization"), Some("Negotiate abc"));
+}
+
+#[test]
+fn service_credentials_log_in_once_and_validate_with_the_service_token() {
+    let cfg = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone",
+        "service_credentials":{"application_credential_id":"svc-ac","application_credential_secret":"svc-s"}}}"#;
+    let world = World::new();
+    let sh = shared_with(cfg);
+    let mut h1 = host(&world, 1, &get("/api/v1/query?query=up", Some("tok1")));
+    let mut f1 = Flow::new(sh.clone(), 1);
+    f1.on_request_headers(&mut h1);
+    let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok2")));
+    let mut f2 = Flow::new(sh.clone(), 2);
+    f2.on_request_headers(&mut h2);
+    assert_eq!(world.callouts.borrow().len(), 1, "one service login for both");
+    assert_eq!(world.callouts.borrow()[0].header(":method"), Some("POST"));
+    f1.on_callout(&mut h1, 1, &CalloutAnswer { status: Some(201), subject_token: Some("svc-token".into()), ..ok(KS_OK) });
+    let (ctx, wake) = world.wakes.borrow_mut().pop().unwrap();
+    assert_eq!(ctx, 2);
+    f2.on_wake(&mut h2, &wake);
+    let callouts = world.callouts.borrow().clone();
+    assert_eq!(callouts.len(), 3);
+    for (c, subject) in callouts[1..].iter().zip(["tok1", "tok2"]) {
+        assert_eq!(c.header("x-auth-token"), Some("svc-token"));
+        assert_eq!(c.header("x-subject-token"), Some(subject));
+        assert_eq!(c.header("openstack-identity-access-rules"), Some("1"));
+    }
+    f1.on_callout(&mut h1, 2, &ok(KS_OK));
+    assert!(h1.resumed);
+    // A stale service token (401) means one fresh login, not a 401 for the user.
+    f2.on_callout(&mut h2, 3, &answer(Some(401)));
+    assert_eq!(h2.status(), None);
+    assert_eq!(world.callouts.borrow().len(), 4);
+}
+
+#[test]
+fn subprojects_are_looked_up_and_cached() {
+    let cfg = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone"},"include_subprojects":true}"#;
+    let world = World::new();
+    let sh = shared_with(cfg);
+    let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
+    let mut f = Flow::new(sh.clone(), 1);
+    f.on_request_headers(&mut h);
+    f.on_callout(&mut h, 1, &ok(KS_OK));
+    assert!(!h.resumed);
+    {
+        let c = &world.callouts.borrow()[1];
+        assert_eq!(c.header(":path"), Some("/v3/projects/p1?subtree_as_ids"));
+        assert_eq!(c.header("x-auth-token"), Some("tok"));
+    }
+    f.on_callout(&mut h, 2, &ok(r#"{"project":{"id":"p1","subtree":{"c1":{"g1":null}}}}"#));
+    assert!(h.resumed);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id=~"p1|c1|g1"}"#);
+    let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
+    assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h2), Action::Continue);
+    assert_eq!(decoded_query(&h2)[0].value, r#"up{project_id=~"p1|c1|g1"}"#);
+}
+
+#[test]
+fn identity_and_tenant_headers() {
+    let cfg = r#"{"keystone":{"url":"http://ks:5000/v3"},"tenant_header":"X-Scope-OrgID","label_enforcement":false,
+        "forward_identity_headers":true}"#;
+    let world = World::new();
+    let mut headers = get("/api/v1/query?query=up", Some("tok"));
+    headers.extend([("x-project-id", "evil".to_string()), ("x-scope-orgid", "evil".into()), ("x-roles", "admin".into())]);
+    let mut h = host(&world, 1, &headers);
+    let mut f = Flow::new(shared_with(cfg), 1);
+    f.on_request_headers(&mut h);
+    assert_eq!((h.header("x-project-id"), h.header("x-scope-orgid")), (None, None), "inbound claims stripped");
+    f.on_callout(&mut h, 1, &ok(KS_OK));
+    assert_eq!(h.header("x-scope-orgid"), Some("p1"));
+    assert_eq!(h.header("x-project-id"), Some("p1"));
+    assert_eq!(h.header("x-user-id"), Some("u1"));
+    assert_eq!(h.header("x-roles"), Some("reader"));
+    assert_eq!(decoded_query(&h)[0].value, "up", "label enforcement off");
+
+    let mut headers = get("/api/v1/query?query=up", Some("tok"));
+    headers.push(("thanos-tenant", "evil".into()));
+    let mut h = host(&world, 2, &headers);
+    Flow::new(shared(), 2).on_request_headers(&mut h);
+    assert_eq!((h.header("thanos-tenant"), h.header("x-project-id")), (None, None));
+}
+
+#[test]
+fn roles_and_system_scope() {
+    let cfg = r#"{"keystone":{"url":"http://ks:5000/v3"},"required_roles":["monitoring_viewer"],"unrestricted_roles":["cloud_admin"]}"#;
+    let world = World::new();
+    let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
+    let mut f = Flow::new(shared_with(cfg), 1);
+    f.on_request_headers(&mut h);
+    f.on_callout(&mut h, 1, &ok(KS_OK));
+    assert_eq!(h.status(), Some(403));
+    let sys = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"system":{"all":true},
+        "roles":[{"id":"r","name":"cloud_admin"}]}}"#;
+    let mut h = host(&world, 2, &get("/api/v1/query?query=up", Some("sys")));
+    let mut f = Flow::new(shared_with(cfg), 2);
+    f.on_request_headers(&mut h);
+    f.on_callout(&mut h, 2, &ok(sys));
+    assert_eq!(h.status(), None);
+    assert_eq!(decoded_query(&h)[0].value, "up", "unrestricted");
+}
+
+#[test]
+fn series_without_match_gets_the_tenant_selector() {
+    for path in ["/api/v1/series?start=1", "/api/v1/labels", "/api/v1/label/__name__/values", "/federate"] {
+        let (h, _) = validated(&World::new(), &shared(), path);
+        assert_eq!(h.status(), None, "{path}");
+        let q = decoded_query(&h);
+        let m: Vec<&str> = q.iter().filter(|p| p.key == "match[]").map(|p| p.value.as_str()).collect();
+        assert_eq!(m, [r#"{project_id="p1"}"#], "{path}");
+    }
+    let (h, _) = validated(&World::new(), &shared(), "/federate?match[]=up&match[]={job=%22x%22}");
+    let m: Vec<String> = decoded_query(&h).into_iter().map(|p| p.value).collect();
+    assert_eq!(m, [r#"up{project_id="p1"}"#, r#"{job="x",project_id="p1"}"#]);
+}
+
+#[test]
+fn prefix_and_passthrough() {
+    let cfg = r#"{"keystone":{"url":"http://ks:5000/v3"},"path_prefix":"/prometheus",
+        "unsafe_passthrough":["/api/v1/metadata"]}"#;
+    let (h, _) = validated(&World::new(), &shared_with(cfg), "/prometheus/api/v1/query?query=up");
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
+    assert!(h.header(":path").unwrap().starts_with("/prometheus/api/v1/query?"));
+    let (h, _) = validated(&World::new(), &shared_with(cfg), "/prometheus/api/v1/metadata?metric=up");
+    assert_eq!((h.status(), h.header(":path")), (None, Some("/prometheus/api/v1/metadata?metric=up")));
+    let mut h = host(&World::new(), 1, &get("/api/v1/query?query=up", Some("tok")));
+    Flow::new(shared_with(cfg), 1).on_request_headers(&mut h);
+    assert_eq!(h.status(), Some(403), "outside the prefix");
+}
+
+const RULES: &str = r#"{"status":"success","data":{"groups":[{"name":"g","rules":[
+    {"name":"mine","labels":{"project_id":"p1"}},{"name":"theirs","labels":{"project_id":"p2"}}]}]}}"#;
+
+fn rule_names(body: &[u8]) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    v["data"]["groups"][0]["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn rules_answer_is_filtered() {
+    let (mut h, mut f) = validated(&World::new(), &shared(), "/api/v1/rules");
+    assert!(h.resumed);
+    h.upstream_headers = vec![(":status".into(), "200".into()), ("content-length".into(), "999".into())];
+    h.upstream_body = RULES.as_bytes().to_vec();
+    assert_eq!(f.on_response_headers(&mut h), Action::Continue);
+    assert_eq!(h.response_header("content-length"), None);
+    assert_eq!(f.on_response_body(&mut h, 10, false), Action::Pause);
+    assert_eq!(f.on_response_body(&mut h, RULES.len(), true), Action::Continue);
+    assert_eq!(rule_names(&h.upstream_body), ["mine"]);
+}
+
+#[test]
+fn gzip_rules_answer_is_inflated_and_filtered() {
+    let (mut h, mut f) = validated(&World::new(), &shared(), "/api/v1/rules");
+    assert_eq!(h.header("accept-encoding"), None);
+    let gz = {
+        // A stored (uncompressed) deflate block inside a gzip member.
+        let data = RULES.as_bytes();
+        let mut g = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1];
+        let n = data.len() as u16;
+        g.extend_from_slice(&n.to_le_bytes());
+        g.extend_from_slice(&(!n).to_le_bytes());
+        g.extend_from_slice(data);
+        g.extend_from_slice(&[0; 8]);
+        g
+    };
+    h.upstream_headers = vec![(":status".into(), "200".into()), ("content-encoding".into(), "gzip".into())];
+    h.upstream_body = gz.clone();
+    f.on_response_headers(&mut h);
+    assert_eq!(h.response_header("content-encoding"), None);
+    f.on_response_body(&mut h, gz.len(), true);
+    assert_eq!(rule_names(&h.upstream_body), ["mine"]);
+}
+
+#[test]
+fn unreadable_answers_are_replaced_by_an_error() {
+    for (encoding, body) in [("br", RULES), ("identity", "not json")] {
+        let (mut h, mut f) = validated(&World::new(), &shared(), "/api/v1/alerts");
+        h.upstream_headers = vec![(":status".into(), "200".into()), ("content-encoding".into(), encoding.into())];
+        h.upstream_body = body.as_bytes().to_vec();
+        f.on_response_headers(&mut h);
+        f.on_response_body(&mut h, body.len(), true);
+        let v: serde_json::Value = serde_json::from_slice(&h.upstream_body).unwrap();
+        assert_eq!(v["status"], "error", "{encoding}");
+        // Later chunks are dropped.
+        h.upstream_body.extend_from_slice(b"more");
+        let n = h.upstream_body.len();
+        f.on_response_body(&mut h, n, true);
+        assert!(h.upstream_body.is_empty());
+    }
+}
+
+#[test]
+fn unrestricted_rules_are_not_filtered() {
+    let cfg = r#"{"keystone":{"url":"http://ks:5000/v3"},"unrestricted_roles":["reader"]}"#;
+    let (mut h, mut f) = validated(&World::new(), &shared_with(cfg), "/api/v1/rules");
+    h.upstream_headers = vec![(":status".into(), "200".into())];
+    h.upstream_body = RULES.as_bytes().to_vec();
+    f.on_response_headers(&mut h);
+    f.on_response_body(&mut h, RULES.len(), true);
+    assert_eq!(rule_names(&h.upstream_body), ["mine", "theirs"]);
+}

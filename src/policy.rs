@@ -1,0 +1,141 @@
+//! What a scope may see: the tenant matcher, no enforcement at all, or a refusal.
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::promql::Tenant;
+use crate::scope::Scope;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Label enforcement with this tenant; `values` also go into the tenant header.
+    Enforce(Tenant),
+    /// An unrestricted role: no label enforcement (operators' cross-tenant view).
+    Unrestricted,
+}
+
+fn has_any(scope: &Scope, roles: &[String]) -> bool {
+    roles.iter().any(|r| scope.roles.contains(r))
+}
+
+/// Decides for one request. `method` and `path` are checked against the access rules
+/// of a restricted application credential.
+pub fn decide(cfg: &Config, scope: &Scope, method: &str, path: &str) -> Result<Decision, ApiError> {
+    if let Some(rules) = &scope.access_rules {
+        let service = &cfg.keystone.service_type;
+        if !rules.iter().any(|r| r.allows(service, method, path)) {
+            return Err(ApiError::forbidden(format!(
+                "the application credential's access rules do not allow {method} {path} on service type {service}"
+            )));
+        }
+    }
+    let policy = &cfg.policy;
+    if has_any(scope, &policy.unrestricted_roles) {
+        return Ok(Decision::Unrestricted);
+    }
+    if scope.system {
+        return Err(ApiError::forbidden(
+            "system-scoped tokens cannot read tenant metrics; use a project- or domain-scoped token",
+        ));
+    }
+    if !policy.required_roles.is_empty() && !has_any(scope, &policy.required_roles) {
+        return Err(ApiError::forbidden(format!(
+            "reading metrics needs one of the roles {} on the project",
+            policy.required_roles.join(", ")
+        )));
+    }
+    let tenant = match (&scope.project_id, &scope.domain_id) {
+        (Some(project), _) => {
+            let mut ids = vec![project.clone()];
+            ids.extend(scope.subprojects.iter().filter(|s| *s != project).cloned());
+            Tenant::new(&cfg.project_label, ids)
+        }
+        (None, Some(domain)) if scope.domain_scoped => Tenant::new(&policy.domain_label, vec![domain.clone()]),
+        _ => return Err(ApiError::forbidden("the token has no project or domain scope")),
+    };
+    Ok(Decision::Enforce(tenant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::AccessRule;
+
+    fn cfg(extra: &str) -> Config {
+        Config::from_json(format!(r#"{{"keystone":{{"url":"http://k/v3"}}{extra}}}"#).as_bytes()).unwrap()
+    }
+
+    fn scope() -> Scope {
+        Scope {
+            user_id: "u".into(),
+            project_id: Some("p1".into()),
+            domain_id: Some("d1".into()),
+            domain_scoped: false,
+            system: false,
+            roles: vec!["reader".into()],
+            expires_at: u64::MAX,
+            subprojects: vec![],
+            access_rules: None,
+        }
+    }
+
+    fn tenant(d: Result<Decision, ApiError>) -> String {
+        match d {
+            Ok(Decision::Enforce(t)) => t.selector(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn project_domain_and_subprojects() {
+        assert_eq!(tenant(decide(&cfg(""), &scope(), "GET", "/")), r#"{project_id="p1"}"#);
+        let mut s = scope();
+        s.subprojects = vec!["c1".into(), "c.2".into()];
+        assert_eq!(tenant(decide(&cfg(""), &s, "GET", "/")), r#"{project_id=~"p1|c1|c\\.2"}"#);
+        let mut s = scope();
+        s.project_id = None;
+        s.domain_scoped = true;
+        assert_eq!(tenant(decide(&cfg(""), &s, "GET", "/")), r#"{domain_id="d1"}"#);
+        assert_eq!(tenant(decide(&cfg(r#","domain_label":"domain""#), &s, "GET", "/")), r#"{domain="d1"}"#);
+    }
+
+    #[test]
+    fn roles() {
+        let c = cfg(r#","required_roles":["monitoring_viewer","admin"]"#);
+        let e = decide(&c, &scope(), "GET", "/").unwrap_err();
+        assert_eq!(e.status, 403);
+        assert!(e.message.contains("monitoring_viewer, admin"), "{}", e.message);
+        let mut s = scope();
+        s.roles.push("admin".into());
+        assert!(decide(&c, &s, "GET", "/").is_ok());
+        let c = cfg(r#","unrestricted_roles":["cloud_admin"]"#);
+        s.roles.push("cloud_admin".into());
+        assert_eq!(decide(&c, &s, "GET", "/"), Ok(Decision::Unrestricted));
+    }
+
+    #[test]
+    fn system_scope_needs_an_unrestricted_role() {
+        let mut s = scope();
+        s.project_id = None;
+        s.domain_id = None;
+        s.system = true;
+        assert_eq!(decide(&cfg(""), &s, "GET", "/").unwrap_err().status, 403);
+        s.roles = vec!["admin".into()];
+        assert_eq!(decide(&cfg(r#","unrestricted_roles":["admin"]"#), &s, "GET", "/"), Ok(Decision::Unrestricted));
+    }
+
+    #[test]
+    fn access_rules() {
+        let mut s = scope();
+        s.access_rules = Some(vec![AccessRule {
+            service: "metric-storage".into(),
+            method: "GET".into(),
+            path: "/api/v1/query".into(),
+        }]);
+        assert!(decide(&cfg(""), &s, "GET", "/api/v1/query").is_ok());
+        let e = decide(&cfg(""), &s, "GET", "/api/v1/query_range").unwrap_err();
+        assert!(e.status == 403 && e.message.contains("access rules"));
+        assert!(decide(&cfg(""), &s, "POST", "/api/v1/query").is_err());
+        s.access_rules = Some(vec![]);
+        assert!(decide(&cfg(""), &s, "GET", "/api/v1/query").is_err(), "no rule, no access");
+    }
+}
