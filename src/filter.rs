@@ -76,7 +76,11 @@ pub enum Action {
 /// What a waiting request is told when the exchange it waited for ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wake {
-    /// The answer is in the cache (or the exchange was abandoned): look again.
+    /// The exchange succeeded: this is the credential's scope.
+    Scope(Scope),
+    /// Look again and ask Keystone if need be (a service login ended, or the request
+    /// running the exchange went away). This may dispatch a callout, so the adapter
+    /// runs it from a callback of the waiter's own or of the root context.
     Retry,
     /// The exchange failed; answer with this.
     Fail(ApiError),
@@ -253,7 +257,7 @@ impl Flow {
         host.count(Metric::for_status(e.status));
         host.send_response(e.status, &e.response_headers(), &e.body());
         self.done = true;
-        self.release(host, Some(e));
+        self.release(host, Wake::Fail(e));
         Action::Pause
     }
 
@@ -543,8 +547,8 @@ impl Flow {
         if !host.shared_set(&key, &value, cas) {
             self.log(host, Level::Debug, "scope cache slot changed under us; not stored");
         }
+        self.release(host, Wake::Scope(scope.clone()));
         self.scope = Some(scope);
-        self.release(host, None);
         self.finish(host)
     }
 
@@ -577,14 +581,13 @@ impl Flow {
 
     /// Ends this flow's ownership of the exchange: waiters look again (the answer is in
     /// the cache) or get the same error.
-    fn release(&mut self, host: &mut dyn Host, error: Option<ApiError>) {
+    fn release(&mut self, host: &mut dyn Host, wake: Wake) {
         if !self.owner {
             return;
         }
         self.owner = false;
         let waiters = self.shared.inflight.borrow_mut().remove(&self.digest).unwrap_or_default();
         if !waiters.is_empty() {
-            let wake = error.map_or(Wake::Retry, Wake::Fail);
             host.wake(&waiters, &wake);
         }
     }
@@ -599,6 +602,10 @@ impl Flow {
             Wake::Fail(e) => {
                 self.refuse(host, e.clone());
                 return;
+            }
+            Wake::Scope(scope) => {
+                self.scope = Some(scope.clone());
+                self.finish(host)
             }
             Wake::Retry if waited == Waiting::ServiceLogin => self.exchange(host),
             Wake::Retry => self.authenticate(host),

@@ -227,6 +227,7 @@ fn concurrent_first_requests_make_one_callout() {
     owner.on_callout(&mut owner_host, 1, &ok(KS_OK));
     let wakes = std::mem::take(&mut *world.wakes.borrow_mut());
     assert_eq!(wakes.len(), 99);
+    assert!(matches!(wakes[0].1, Wake::Scope(_)), "the scope is handed over: no callout from another context");
     for (ctx, wake) in wakes {
         let (h, f) = &mut waiters[ctx as usize - 2];
         f.on_wake(h, &wake);

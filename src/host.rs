@@ -22,7 +22,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { shared: None }) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root { id, shared: None }) });
 }}
 
 thread_local! {
@@ -32,13 +32,27 @@ thread_local! {
     /// callback was running, which is not the waiter that dispatched after a wake-up).
     static CALLOUTS: RefCell<HashMap<u32, u32>> = RefCell::new(HashMap::new());
     static METRICS: RefCell<HashMap<Metric, u32>> = RefCell::new(HashMap::new());
+    /// Wake-ups that may dispatch a callout, run from the root's next tick (see `wake`).
+    static DEFERRED: RefCell<Vec<(u32, Wake)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// How often the root runs deferred wake-ups.
+const TICK: Duration = Duration::from_millis(20);
+
 struct Root {
+    id: u32,
     shared: Option<Rc<Shared>>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    /// Answers to callouts dispatched from the root's tick, for the flow that wanted them.
+    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let answer = read_answer(body_size);
+        if let Some(target) = CALLOUTS.with(|c| c.borrow_mut().remove(&token_id)) {
+            as_context(self.id, target, |flow, host| flow.on_callout(host, token_id, &answer));
+        }
+    }
+}
 
 fn define_metrics() {
     METRICS.with(|m| {
@@ -72,6 +86,7 @@ impl RootContext for Root {
                 ));
                 define_metrics();
                 self.shared = Some(Rc::new(Shared::new(config)));
+                let _ = hostcalls::set_tick_period(TICK);
                 true
             }
             Err(e) => {
@@ -90,6 +105,28 @@ impl RootContext for Root {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+
+    /// A callout dispatched here is the root's in the SDK's books, and the root outlives
+    /// every request: the answer always finds its way (see `on_http_call_response`).
+    fn on_tick(&mut self) {
+        let pending = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+        for (target, wake) in pending {
+            as_context(self.id, target, |flow, host| flow.on_wake(host, &wake));
+        }
+    }
+}
+
+fn read_answer(body_size: usize) -> CalloutAnswer {
+    let header = |n: &str| hostcalls::get_map_value(MapType::HttpCallResponseHeaders, n).ok().flatten();
+    CalloutAnswer {
+        status: header(":status").and_then(|s| s.parse::<u16>().ok()),
+        dispatch_status: header(":dispatch_status"),
+        subject_token: header("x-subject-token"),
+        body: hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_RESPONSE_BYTES + 1))
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
     }
 }
 
@@ -125,16 +162,7 @@ fn as_context(own: u32, target: u32, f: impl FnOnce(&mut Flow, &mut Adapter)) {
 
 impl Context for Http {
     fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
-        let header = |n: &str| hostcalls::get_map_value(MapType::HttpCallResponseHeaders, n).ok().flatten();
-        let answer = CalloutAnswer {
-            status: header(":status").and_then(|s| s.parse::<u16>().ok()),
-            dispatch_status: header(":dispatch_status"),
-            subject_token: header("x-subject-token"),
-            body: hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_RESPONSE_BYTES + 1))
-                .ok()
-                .flatten()
-                .unwrap_or_default(),
-        };
+        let answer = read_answer(body_size);
         let target = CALLOUTS.with(|c| c.borrow_mut().remove(&token_id)).unwrap_or(self.id);
         if target == self.id {
             if let Ok(mut flow) = self.flow.try_borrow_mut() {
@@ -253,10 +281,14 @@ impl Host for Adapter {
         let _ = hostcalls::resume_http_request();
     }
 
+    /// A scope or an error is delivered at once. A retry may dispatch a callout, which the
+    /// SDK would book to the context whose callback is running; that request may be gone
+    /// before the answer comes (and the SDK then drops it), so retries run from the root.
     fn wake(&mut self, contexts: &[u32], wake: &Wake) {
-        for &target in contexts {
-            if target != self.context {
-                as_context(self.context, target, |flow, host| flow.on_wake(host, wake));
+        for &target in contexts.iter().filter(|c| **c != self.context) {
+            match wake {
+                Wake::Retry => DEFERRED.with(|d| d.borrow_mut().push((target, Wake::Retry))),
+                _ => as_context(self.context, target, |flow, host| flow.on_wake(host, wake)),
             }
         }
     }
