@@ -175,6 +175,18 @@ mod tests {
     }
 
     #[test]
+    fn keys_stay_bounded_with_100k_credentials() {
+        use crate::credentials::Credential;
+        let mut keys = std::collections::HashSet::new();
+        for i in 0..100_000 {
+            let d = Credential::Token(format!("token-{i}")).digest();
+            keys.insert(slot_key("ns", &d, 16384));
+        }
+        assert!(keys.len() <= 16384, "never more keys than slots");
+        assert!(keys.len() > 16_000, "the slots are spread evenly: {}", keys.len());
+    }
+
+    #[test]
     fn garbage_is_a_miss() {
         assert_eq!(decode(b"", &[0; 32], 0), Lookup::Miss);
         assert_eq!(decode(b"{\"v\":9}", &[0; 32], 0), Lookup::Miss);

@@ -660,3 +660,38 @@ fn unrestricted_rules_are_not_filtered() {
     f.on_response_body(&mut h, RULES.len(), true);
     assert_eq!(rule_names(&h.upstream_body), ["mine", "theirs"]);
 }
+
+#[test]
+fn logs_carry_the_request_id_and_no_secret() {
+    let world = World::new();
+    let secrets = ["tok-SECRET-1", "pw-SECRET-2", "ac-SECRET-3"];
+    let mut headers = get("/api/v1/query?query=sum(", Some(secrets[0]));
+    headers.push(("x-request-id", "req-42".into()));
+    let mut h = host(&world, 1, &headers);
+    let mut f = Flow::new(shared(), 1);
+    f.on_request_headers(&mut h);
+    f.on_callout(&mut h, 1, &answer(Some(500)));
+    let auth = format!("Basic {}", b64(&format!("alice@tenants|team-a@tenants:{}", secrets[1])));
+    let mut h = host(&world, 2, &[(":method", "GET".into()), (":path", "/api/v1/query?query=up".into()), ("authorization", auth)]);
+    let mut f = Flow::new(shared(), 2);
+    f.on_request_headers(&mut h);
+    f.on_callout(&mut h, 2, &answer(Some(401)));
+    let headers = vec![
+        (":method", "GET".into()),
+        (":path", "/api/v1/query?query=up".into()),
+        ("x-application-credential-id", "ac".into()),
+        ("x-application-credential-secret", secrets[2].into()),
+    ];
+    let mut h = host(&world, 3, &headers);
+    assert_eq!(h.header("x-application-credential-secret"), Some(secrets[2]));
+    let mut f = Flow::new(shared(), 3);
+    f.on_request_headers(&mut h);
+    assert_eq!(h.header("x-application-credential-secret"), None, "not forwarded");
+    f.on_callout(&mut h, 3, &answer(None));
+    let logs = world.logs.borrow();
+    assert!(logs.iter().any(|l| l.starts_with("[req-42] ")), "{logs:?}");
+    assert!(logs.iter().all(|l| l.starts_with('[')), "every line carries a request id: {logs:?}");
+    for secret in secrets {
+        assert!(logs.iter().all(|l| !l.contains(secret)), "{secret} logged: {logs:?}");
+    }
+}

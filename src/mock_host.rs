@@ -37,6 +37,7 @@ pub struct World {
     /// Wake-ups asked for, for the test to deliver.
     pub wakes: RefCell<Vec<(u32, Wake)>>,
     pub metrics: RefCell<HashMap<Metric, u64>>,
+    pub logs: RefCell<Vec<String>>,
 }
 
 impl World {
@@ -188,5 +189,7 @@ impl Host for MockHost {
     fn record(&mut self, metric: Metric, _value: u64) {
         *self.world.metrics.borrow_mut().entry(metric).or_default() += 1;
     }
-    fn log(&self, _level: Level, _msg: &str) {}
+    fn log(&self, _level: Level, msg: &str) {
+        self.world.logs.borrow_mut().push(msg.to_string());
+    }
 }
