@@ -219,8 +219,8 @@ struct Adapter {
 }
 
 impl Host for Adapter {
-    fn request_header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+    fn request_headers(&self) -> Vec<(String, String)> {
+        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {

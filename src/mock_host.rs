@@ -115,8 +115,8 @@ impl MockHost {
 }
 
 impl Host for MockHost {
-    fn request_header(&self, name: &str) -> Option<String> {
-        find(&self.headers, name)
+    fn request_headers(&self) -> Vec<(String, String)> {
+        self.headers.clone()
     }
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
         replace(&mut self.headers, name, value)
