@@ -4,7 +4,7 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/keystone_prom_wasm.wasm
 VENV := .venv
 
-.PHONY: build test unit wasm-test e2e demo demo-down deps lint clean fuzz
+.PHONY: build test unit wasm-test e2e demo demo-down deps lint clean fuzz bench
 
 build: $(WASM)
 
@@ -19,7 +19,7 @@ deps:
 
 # Native unit and property tests of the core and the host adapter (mock host).
 unit:
-	cargo test --lib --test properties
+	cargo test --lib --test properties --test schema
 
 # The core compiled to Wasm, run under node by wasm-bindgen-test.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/[^0-9.]/,""); print}' Cargo.lock)
@@ -57,3 +57,8 @@ fuzz:
 	  mkdir -p fuzz/corpus/$$t && \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; \
 	done
+
+# Throughput and latency against plain Envoy, a no-op Wasm filter and Aetos; writes
+# docs/benchmark.md and docs/benchmark.svg. Not a test: takes several minutes.
+bench: build deps
+	bash bench/run.sh

@@ -308,7 +308,12 @@ impl Config {
             return Err(err("label_enforcement", "may be false only when tenant_header is set"));
         }
 
-        let path_prefix = root.string("path_prefix")?.unwrap_or_default();
+        // `""` (the default, spelled out) means the root.
+        let path_prefix = match root.take("path_prefix") {
+            None => String::new(),
+            Some(Value::String(p)) => p,
+            Some(_) => return Err(err("path_prefix", "must be a string such as /prometheus")),
+        };
         if !path_prefix.is_empty()
             && (!path_prefix.starts_with('/') || path_prefix.ends_with('/') || path_prefix.contains(['?', '#']))
         {
