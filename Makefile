@@ -4,7 +4,7 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/keystone_prom_wasm.wasm
 VENV := .venv
 
-.PHONY: build test unit wasm-test e2e demo demo-down deps lint clean fuzz bench
+.PHONY: build test unit wasm-test manifests e2e demo demo-down deps lint clean fuzz bench
 
 build: $(WASM)
 
@@ -33,7 +33,11 @@ wasm-test:
 e2e: build deps
 	$(VENV)/bin/python -m pytest -v tests/e2e
 
-test: unit wasm-test e2e
+# Deployment files (Envoy, Istio, NGINX) against the schema, the parser and `envoy --mode validate`.
+manifests: build deps
+	$(VENV)/bin/python -m pytest -v tests/examples
+
+test: unit wasm-test manifests e2e
 
 lint:
 	cargo clippy --all-targets -- -D warnings

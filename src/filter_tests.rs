@@ -695,3 +695,69 @@ fn logs_carry_the_request_id_and_no_secret() {
         assert!(logs.iter().all(|l| !l.contains(secret)), "{secret} logged: {logs:?}");
     }
 }
+
+/// ngx_wasm_module's differences (README, "Hosts"), each in one place.
+mod nginx {
+    use super::*;
+
+    #[test]
+    fn the_requests_authority_is_never_used() {
+        // NGINX's :authority is its own server name and port, not the client's Host.
+        let world = World::new();
+        let mut headers = get("/api/v1/query?query=up", Some("tok"));
+        headers.push((":authority", "nginx-server:10000".into()));
+        let mut h = host(&world, 1, &headers);
+        Flow::new(shared(), 1).on_request_headers(&mut h);
+        assert_eq!(world.callouts.borrow()[0].header(":authority"), Some("ks:5000"), "from keystone.url");
+    }
+
+    #[test]
+    fn callouts_go_to_host_port() {
+        let cfg = r#"{"keystone":{"url":"http://keystone.example:5000/v3"}}"#;
+        let world = World::new();
+        let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
+        Flow::new(shared_with(cfg), 1).on_request_headers(&mut h);
+        assert_eq!(world.callouts.borrow()[0].upstream, "keystone.example:5000");
+    }
+
+    #[test]
+    fn a_get_never_waits_for_a_body() {
+        // eos is always false in NGINX's headers phase: the flow does not even see it.
+        let world = World::new();
+        let sh = shared();
+        validated(&world, &sh, "/api/v1/query?query=up");
+        let mut h = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
+        assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h), Action::Continue);
+    }
+
+    #[test]
+    fn dispatch_status_explains_a_failed_callout() {
+        let world = World::new();
+        let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
+        let mut f = Flow::new(shared(), 1);
+        f.on_request_headers(&mut h);
+        f.on_callout(&mut h, 1, &CalloutAnswer { dispatch_status: Some("broken connection".into()), ..answer(None) });
+        let (status, _, body) = h.response.unwrap();
+        assert_eq!(status, 503);
+        assert!(String::from_utf8(body).unwrap().contains("broken connection"));
+    }
+
+    #[test]
+    fn crc32_key_collisions_are_harmless() {
+        // Every key collides in the mock's NGINX mode: two credentials, one slot.
+        let world = World::new();
+        world.nginx.set(true);
+        let sh = shared();
+        validated(&world, &sh, "/api/v1/query?query=up");
+        let mut h = host(&world, 2, &get("/api/v1/query?query=up", Some("other")));
+        let mut f = Flow::new(sh.clone(), 2);
+        f.on_request_headers(&mut h);
+        assert_eq!(world.callouts.borrow().len(), 2, "no reuse of another credential's entry");
+        let other = KS_OK.replace("p1", "p2");
+        f.on_callout(&mut h, 2, &ok(&other));
+        assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p2"}"#);
+        // The slot now holds the other credential: the first one is asked again, never mixed up.
+        let mut h = host(&world, 3, &get("/api/v1/query?query=up", Some("tok")));
+        assert_eq!(Flow::new(sh, 3).on_request_headers(&mut h), Action::Pause);
+    }
+}

@@ -1,0 +1,168 @@
+"""Deployment files for every host, checked as far as possible without a cluster or NGINX:
+they parse, every key is one the host knows, the filter configuration in each validates against
+config.schema.json and the filter's own parser (kpw-check-config), and the Envoy files pass
+`envoy --mode validate`."""
+import json
+import os
+import re
+import subprocess
+import tempfile
+
+import jsonschema
+import pytest
+import yaml
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SCHEMA = json.load(open(os.path.join(REPO, "config.schema.json")))
+ENVOY = os.path.join(REPO, ".venv", "bin", "envoy")
+WASM = os.path.join(REPO, "target", "wasm32-wasip1", "release", "keystone_prom_wasm.wasm")
+
+
+def check_config(cfg):
+    """The configuration is valid for the schema and for the filter's parser."""
+    jsonschema.validate(cfg, SCHEMA)
+    r = subprocess.run(["cargo", "run", "--quiet", "--bin", "kpw-check-config", "--", "-"], cwd=REPO,
+                       input=json.dumps(cfg), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+
+
+def test_schema_refuses_what_the_parser_refuses():
+    for bad in ({}, {"keystone": {"url": "ftp://x"}}, {"keystone": {"url": "http://k/v3"}, "nope": 1},
+                {"keystone": {"url": "http://k/v3"}, "cache": {"ttl_seconds": 0}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, SCHEMA)
+        r = subprocess.run(["cargo", "run", "--quiet", "--bin", "kpw-check-config", "--", "-"], cwd=REPO,
+                           input=json.dumps(bad), capture_output=True, text=True, timeout=600)
+        assert r.returncode == 1 and "configuration key" in r.stderr, (bad, r.stderr)
+
+
+# Fields of the Istio resources, from their API references (extensions.istio.io/v1alpha1 WasmPlugin,
+# networking.istio.io ServiceEntry and DestinationRule).
+WASMPLUGIN_SPEC = {"selector", "targetRef", "targetRefs", "url", "sha256", "imagePullPolicy", "imagePullSecret",
+                   "pluginConfig", "pluginName", "phase", "priority", "failStrategy", "vmConfig", "match", "type"}
+SERVICEENTRY_SPEC = {"hosts", "addresses", "ports", "location", "resolution", "endpoints", "workloadSelector",
+                     "exportTo", "subjectAltNames"}
+DESTINATIONRULE_SPEC = {"host", "trafficPolicy", "subsets", "exportTo", "workloadSelector"}
+
+
+def istio_docs():
+    docs = []
+    for name in ("wasmplugin.yaml", "keystone.yaml"):
+        with open(os.path.join(REPO, "examples", "istio", name)) as f:
+            docs += [d for d in yaml.safe_load_all(f) if d]
+    return {d["kind"]: d for d in docs}
+
+
+def test_istio_manifests_use_known_fields():
+    docs = istio_docs()
+    assert set(docs) == {"WasmPlugin", "ServiceEntry", "DestinationRule"}
+    for kind, known in (("WasmPlugin", WASMPLUGIN_SPEC), ("ServiceEntry", SERVICEENTRY_SPEC),
+                        ("DestinationRule", DESTINATIONRULE_SPEC)):
+        unknown = set(docs[kind]["spec"]) - known
+        assert not unknown, "%s: unknown fields %s" % (kind, unknown)
+        assert docs[kind]["apiVersion"].split("/")[0] in ("extensions.istio.io", "networking.istio.io")
+    wp = docs["WasmPlugin"]["spec"]
+    assert wp["failStrategy"] == "FAIL_CLOSE" and wp["phase"] == "AUTHN"
+    assert wp["url"].startswith(("oci://", "file://", "https://"))
+    host = docs["ServiceEntry"]["spec"]["hosts"][0]
+    port = docs["ServiceEntry"]["spec"]["ports"][0]["number"]
+    assert wp["pluginConfig"]["keystone"]["upstream"] == "outbound|%d||%s" % (port, host)
+    assert docs["DestinationRule"]["spec"]["host"] == host
+
+
+def test_istio_plugin_config_is_valid():
+    check_config(istio_docs()["WasmPlugin"]["spec"]["pluginConfig"])
+
+
+def test_istio_image_is_scratch_with_plugin_wasm():
+    lines = [l.strip() for l in open(os.path.join(REPO, "examples", "istio", "Dockerfile"))
+             if l.strip() and not l.startswith("#")]
+    assert lines == ["FROM scratch", "COPY plugin.wasm ./"]
+
+
+def nginx_conf():
+    return open(os.path.join(REPO, "examples", "nginx", "nginx.conf")).read()
+
+
+def block(text, name):
+    """The body of the first `name { ... }` block (balanced braces)."""
+    start = re.search(r"(?m)^\s*%s\s*\{" % re.escape(name), text).end()
+    depth, i = 1, start
+    while depth:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    return text[start:i - 1]
+
+
+def test_nginx_conf_follows_the_host_facts():
+    conf = re.sub(r"(?m)#.*$", "", nginx_conf())
+    wasm, http = block(conf, "wasm"), block(conf, "http")
+    assert re.search(r"\bresolver\s+\S+", wasm) and re.search(r"\bresolver\s+\S+", http), "resolver in wasm{} and http{}"
+    assert re.search(r"\bshm_kv\s+\*\s+\d+[km];", wasm)
+    assert re.search(r"\bmodule\s+keystone_prom\s+\S+\.wasm;", wasm)
+    assert "proxy_pass http://prometheus$uri$is_args$args;" in http
+    size = re.search(r"client_body_buffer_size\s+(\d+)k;", http)
+    assert size and int(size.group(1)) * 1024 >= SCHEMA["properties"]["limits"]["properties"]["max_body_bytes"]["default"]
+    cfg = json.loads(re.search(r"proxy_wasm\s+keystone_prom\s+'([^']*)';", http).group(1))
+    assert re.fullmatch(r"[\w.-]+:\d+", cfg["keystone"]["upstream"]), "NGINX callouts go to host:port"
+    check_config(cfg)
+
+
+def render(path, mapping):
+    text = open(path).read()
+    for k, v in mapping.items():
+        text = text.replace(k, v)
+    return text
+
+
+def wasm_configs(doc):
+    out = []
+    for l in doc["static_resources"]["listeners"]:
+        for chain in l["filter_chains"]:
+            for f in chain["filters"]:
+                for hf in f["typed_config"].get("http_filters", []):
+                    if hf["name"] == "envoy.filters.http.wasm":
+                        out.append(hf["typed_config"]["config"])
+    return out
+
+
+def envoy_validate(text):
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    try:
+        r = subprocess.run([ENVOY, "--mode", "validate", "-c", f.name, "--log-level", "warn"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    finally:
+        os.unlink(f.name)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(d / "server.key"), "-out", str(d / "server.crt")], check=True, capture_output=True)
+    return d
+
+
+def test_envoy_production_config(certs):
+    assert os.path.exists(WASM), "run make build first"
+    text = render(os.path.join(REPO, "envoy", "envoy-production.yaml"), {
+        "/etc/envoy/tls/": str(certs) + "/", "/etc/envoy/wasm/keystone_prom_wasm.wasm": WASM})
+    doc = yaml.safe_load(text)
+    for c in wasm_configs(doc):
+        assert c["fail_open"] is False
+        check_config(json.loads(c["configuration"]["value"]))
+    clusters = {c["name"]: c for c in doc["static_resources"]["clusters"]}
+    assert clusters["keystone"]["transport_socket"]["name"] == "envoy.transport_sockets.tls"
+    envoy_validate(text)
+
+
+def test_envoy_demo_config():
+    text = render(os.path.join(REPO, "envoy", "envoy.yaml"), {
+        "${ENVOY_PORT}": "10000", "${ENVOY_ADMIN_PORT}": "9901", "${KEYSTONE_PORT}": "5000",
+        "${PROM_PORT}": "9090", "${WASM_PATH}": WASM})
+    doc = yaml.safe_load(text)
+    for c in wasm_configs(doc):
+        check_config(json.loads(c["configuration"]["value"]))
+    envoy_validate(text)
