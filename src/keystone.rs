@@ -192,6 +192,8 @@ fn failure(answer: &Answer, ok: u16) -> Option<AuthFailure> {
     };
     match status {
         s if s == ok => None,
+        // Envoy answers a callout that ran out of time with its own 504.
+        504 => Some(AuthFailure::Timeout("Keystone did not answer in time; try again later".into())),
         401 | 404 => Some(AuthFailure::Invalid(
             "the credentials are invalid or expired; get a new token with `openstack token issue`".into(),
         )),
@@ -479,6 +481,7 @@ mod tests {
     fn statuses() {
         assert!(matches!(parse_token_answer(&status(Some(404)), 200, 0), Err(AuthFailure::Invalid(_))));
         assert!(matches!(parse_token_answer(&status(Some(401)), 200, 0), Err(AuthFailure::Invalid(_))));
+        assert!(matches!(parse_token_answer(&status(Some(504)), 200, 0), Err(AuthFailure::Timeout(_))));
         for s in [500, 502, 503, 403, 301] {
             assert!(matches!(parse_token_answer(&status(Some(s)), 200, 0), Err(AuthFailure::Unavailable(_))));
         }

@@ -35,28 +35,82 @@ pub struct AccessRule {
 }
 
 impl AccessRule {
-    /// Keystone's matching: `*` is one path segment, `**` any number of them.
+    /// keystonemiddleware's matching: the service type and the method exactly, and the
+    /// path against the pattern anchored at both ends, where `*` and `{tag}` stand for
+    /// one or more characters other than `/`, and `**` for anything.
     pub fn allows(&self, service_type: &str, method: &str, path: &str) -> bool {
-        self.service == service_type && self.method.eq_ignore_ascii_case(method) && glob(&self.path, path)
+        self.service == service_type && self.method == method && glob(&tokens(&self.path), path.as_bytes())
     }
 }
 
-fn glob(pattern: &str, path: &str) -> bool {
-    fn segs(s: &str) -> Vec<&str> {
-        s.trim_matches('/').split('/').filter(|x| !x.is_empty()).collect()
-    }
-    fn m(p: &[&str], s: &[&str]) -> bool {
-        match p.split_first() {
-            None => s.is_empty(),
-            Some((&"**", rest)) => (0..=s.len()).any(|i| m(rest, &s[i..])),
-            Some((&"*", rest)) => !s.is_empty() && m(rest, &s[1..]),
-            Some((seg, rest)) => s.first() == Some(seg) && m(rest, &s[1..]),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token {
+    Literal(u8),
+    /// `*` or `{tag}`: `[^/]+`.
+    Segment,
+    /// `**`: `.*`.
+    Any,
+}
+
+fn tokens(pattern: &str) -> Vec<Token> {
+    let b = pattern.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'*' if b.get(i + 1) == Some(&b'*') => {
+                out.push(Token::Any);
+                i += 2;
+            }
+            b'*' => {
+                out.push(Token::Segment);
+                i += 1;
+            }
+            b'{' => match b[i..].iter().position(|&c| c == b'}') {
+                Some(end) => {
+                    out.push(Token::Segment);
+                    i += end + 1;
+                }
+                None => {
+                    out.push(Token::Literal(b'{'));
+                    i += 1;
+                }
+            },
+            c => {
+                out.push(Token::Literal(c));
+                i += 1;
+            }
         }
     }
-    // Paths have a handful of segments, so the backtracking is bounded in practice;
-    // still, refuse pathological inputs outright.
-    let (p, s) = (segs(pattern), segs(path));
-    p.len() <= 32 && s.len() <= 64 && m(&p, &s)
+    out
+}
+
+/// Matches with memoisation over (token, byte) positions, so no pattern can make it
+/// take more than tokens × bytes steps.
+fn glob(p: &[Token], s: &[u8]) -> bool {
+    if p.len() > 256 || s.len() > 4096 {
+        return false;
+    }
+    // memo[i][j]: p[i..] matches s[j..]; None = not computed yet.
+    let mut memo = vec![None; (p.len() + 1) * (s.len() + 1)];
+    fn m(p: &[Token], s: &[u8], i: usize, j: usize, memo: &mut Vec<Option<bool>>) -> bool {
+        let idx = i * (s.len() + 1) + j;
+        if let Some(r) = memo[idx] {
+            return r;
+        }
+        let r = match p.get(i) {
+            None => j == s.len(),
+            Some(Token::Literal(c)) => s.get(j) == Some(c) && m(p, s, i + 1, j + 1, memo),
+            Some(Token::Any) => (j..=s.len()).any(|k| m(p, s, i + 1, k, memo)),
+            Some(Token::Segment) => {
+                let run = s[j..].iter().take_while(|&&c| c != b'/').count();
+                (1..=run).any(|n| m(p, s, i + 1, j + n, memo))
+            }
+        };
+        memo[idx] = Some(r);
+        r
+    }
+    m(p, s, 0, 0, &mut memo)
 }
 
 #[cfg(test)]
@@ -68,14 +122,37 @@ mod tests {
     }
 
     #[test]
-    fn access_rule_paths() {
-        assert!(rule("/api/v1/query").allows("metric-storage", "GET", "/api/v1/query"));
-        assert!(rule("/api/v1/*").allows("metric-storage", "get", "/api/v1/query"));
-        assert!(!rule("/api/v1/*").allows("metric-storage", "GET", "/api/v1/label/x/values"));
-        assert!(rule("/api/**").allows("metric-storage", "GET", "/api/v1/label/x/values"));
-        assert!(rule("/**").allows("metric-storage", "GET", "/federate"));
+    fn access_rule_paths_as_keystonemiddleware_matches_them() {
+        let yes = [
+            ("/api/v1/query", "/api/v1/query"),
+            ("/api/v1/*", "/api/v1/query"),
+            ("/api/**", "/api/v1/label/x/values"),
+            ("/**", "/federate"),
+            ("/api/v1/query**", "/api/v1/query"),
+            ("/api/v1/query**", "/api/v1/query_range"),
+            ("/api/v1/lab*", "/api/v1/labels"),
+            ("/api/v1/label/*/values", "/api/v1/label/job/values"),
+            ("/api/v1/label/{name}/values", "/api/v1/label/job/values"),
+        ];
+        for (pattern, path) in yes {
+            assert!(rule(pattern).allows("metric-storage", "GET", path), "{pattern} {path}");
+        }
+        let no = [
+            ("/api/v1/*", "/api/v1/label/x/values"),
+            ("/api/v1/query", "/api/v1/query_range"),
+            ("/api/v1/query", "/api/v1/query/"),
+            ("/api/v1/lab*", "/api/v1/lab"),
+            ("/api/v1/label/*/values", "/api/v1/label//values"),
+            ("/api/v1/label/*/values", "/api/v1/label/a/b/values"),
+        ];
+        for (pattern, path) in no {
+            assert!(!rule(pattern).allows("metric-storage", "GET", path), "{pattern} {path}");
+        }
         assert!(!rule("/api/v1/query").allows("metric-storage", "POST", "/api/v1/query"));
+        assert!(!rule("/api/v1/query").allows("metric-storage", "get", "/api/v1/query"), "method is exact");
         assert!(!rule("/api/v1/query").allows("compute", "GET", "/api/v1/query"));
-        assert!(!rule("/api/v1/query").allows("metric-storage", "GET", "/api/v1/query_range"));
+        // Pathological patterns stay cheap.
+        let evil = rule(&"**a".repeat(80));
+        assert!(!evil.allows("metric-storage", "GET", &"a".repeat(79)));
     }
 }
