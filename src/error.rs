@@ -18,6 +18,16 @@ struct Body<'a> {
     #[serde(rename = "errorType")]
     error_type: &'a str,
     error: &'a str,
+    /// The same error in the OpenStack API-SIG form, which keystoneauth (and so the
+    /// `openstack` CLI) shows; Prometheus clients ignore it.
+    errors: [SigError<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct SigError<'a> {
+    status: u32,
+    title: &'a str,
+    detail: &'a str,
 }
 
 impl ApiError {
@@ -66,7 +76,8 @@ impl ApiError {
 
     /// The JSON body, `{"status":"error","errorType":…,"error":…}`.
     pub fn body(&self) -> Vec<u8> {
-        let body = Body { status: "error", error_type: self.error_type, error: &self.message };
+        let sig = SigError { status: self.status, title: &self.message, detail: &self.message };
+        let body = Body { status: "error", error_type: self.error_type, error: &self.message, errors: [sig] };
         // Serializing three strings cannot fail; fall back to a fixed body all the same.
         serde_json::to_vec(&body).unwrap_or_else(|_| {
             br#"{"status":"error","errorType":"internal","error":"error"}"#.to_vec()
@@ -92,6 +103,9 @@ mod tests {
         assert_eq!(v["status"], "error");
         assert_eq!(v["errorType"], "bad_data");
         assert_eq!(v["error"], "parse error: \"x\"");
+        // keystoneauth reads the API-SIG form.
+        assert_eq!(v["errors"][0]["title"], "parse error: \"x\"");
+        assert_eq!(v["errors"][0]["status"], 400);
     }
 
     #[test]
