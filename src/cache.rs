@@ -22,12 +22,12 @@ struct Entry {
     scope: Option<Scope>,
 }
 
-/// What the cache knows of a credential.
+/// What the cache knows of a credential, and until when (Unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    Valid(Scope),
+    Valid(Scope, u64),
     /// Refused by Keystone a moment ago.
-    Invalid,
+    Invalid(u64),
     Miss,
 }
 
@@ -50,16 +50,20 @@ pub fn slot_key(namespace: &str, digest: &[u8; 32], max_entries: u32) -> String 
     format!("kpw/{namespace}/scope/{slot}")
 }
 
-/// The entry for a fresh validation: valid until min(now + ttl, token expiry).
-pub fn encode(digest: &[u8; 32], scope: &Scope, now: u64, ttl_seconds: u64) -> Vec<u8> {
-    let until = now.saturating_add(ttl_seconds).min(scope.expires_at);
+/// How long a fresh validation is trusted: min(now + ttl, token expiry).
+pub fn until(scope: &Scope, now: u64, ttl_seconds: u64) -> u64 {
+    now.saturating_add(ttl_seconds).min(scope.expires_at)
+}
+
+/// The entry for a fresh validation, trusted until `until`.
+pub fn encode(digest: &[u8; 32], scope: &Scope, until: u64) -> Vec<u8> {
     let entry = Entry { v: VERSION, h: hex(digest), until, scope: Some(scope.clone()) };
     serde_json::to_vec(&entry).unwrap_or_default()
 }
 
-/// The entry for a credential Keystone refused, remembered for `ttl_seconds`.
-pub fn encode_invalid(digest: &[u8; 32], now: u64, ttl_seconds: u64) -> Vec<u8> {
-    let entry = Entry { v: VERSION, h: hex(digest), until: now.saturating_add(ttl_seconds), scope: None };
+/// The entry for a credential Keystone refused, remembered until `until`.
+pub fn encode_invalid(digest: &[u8; 32], until: u64) -> Vec<u8> {
+    let entry = Entry { v: VERSION, h: hex(digest), until, scope: None };
     serde_json::to_vec(&entry).unwrap_or_default()
 }
 
@@ -72,9 +76,12 @@ pub fn decode(bytes: &[u8], digest: &[u8; 32], now: u64) -> Lookup {
         return Lookup::Miss;
     }
     match entry.scope {
-        Some(scope) if scope.expires_at > now => Lookup::Valid(scope),
+        Some(scope) if scope.expires_at > now => {
+            let until = entry.until.min(scope.expires_at);
+            Lookup::Valid(scope, until)
+        }
         Some(_) => Lookup::Miss,
-        None => Lookup::Invalid,
+        None => Lookup::Invalid(entry.until),
     }
 }
 
@@ -123,8 +130,8 @@ mod tests {
     #[test]
     fn negative_entries() {
         let d = [7u8; 32];
-        let e = encode_invalid(&d, 1000, 10);
-        assert_eq!(decode(&e, &d, 1009), Lookup::Invalid);
+        let e = encode_invalid(&d, 1010);
+        assert_eq!(decode(&e, &d, 1009), Lookup::Invalid(1010));
         assert_eq!(decode(&e, &d, 1010), Lookup::Miss);
         assert_eq!(decode(&e, &[8u8; 32], 1000), Lookup::Miss);
     }
@@ -140,17 +147,17 @@ mod tests {
     #[test]
     fn round_trip_until_ttl() {
         let d = [7u8; 32];
-        let e = encode(&d, &scope(10_000), 1000, 300);
-        assert_eq!(decode(&e, &d, 1000), Lookup::Valid(scope(10_000)));
-        assert_eq!(decode(&e, &d, 1299), Lookup::Valid(scope(10_000)));
+        let e = encode(&d, &scope(10_000), until(&scope(10_000), 1000, 300));
+        assert_eq!(decode(&e, &d, 1000), Lookup::Valid(scope(10_000), 1300));
+        assert_eq!(decode(&e, &d, 1299), Lookup::Valid(scope(10_000), 1300));
         assert_eq!(decode(&e, &d, 1300), Lookup::Miss);
     }
 
     #[test]
     fn token_expiry_caps_ttl() {
         let d = [7u8; 32];
-        let e = encode(&d, &scope(1100), 1000, 300);
-        assert!(matches!(decode(&e, &d, 1099), Lookup::Valid(_)));
+        let e = encode(&d, &scope(1100), until(&scope(1100), 1000, 300));
+        assert!(matches!(decode(&e, &d, 1099), Lookup::Valid(_, 1100)));
         assert_eq!(decode(&e, &d, 1100), Lookup::Miss);
     }
 
@@ -160,7 +167,7 @@ mod tests {
         let mut b = a;
         b[31] = 2;
         assert_eq!(slot_key("n", &a, 64), slot_key("n", &b, 64));
-        let e = encode(&a, &scope(10_000), 0, 300);
+        let e = encode(&a, &scope(10_000), 300);
         assert_eq!(decode(&e, &b, 1), Lookup::Miss);
     }
 

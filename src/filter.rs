@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::credentials::{Credential, CredentialError, CREDENTIAL_HEADERS};
 use crate::error::ApiError;
 use crate::keystone::{self, Answer, AuthFailure, Callout};
+use crate::local_cache::{Known, LocalCache};
 use crate::metrics::Metric;
 use crate::policy::{self, Decision};
 use crate::promql::Tenant;
@@ -78,7 +79,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wake {
     /// The exchange succeeded: this is the credential's scope.
-    Scope(Scope),
+    Scope(Rc<Scope>),
     /// Look again and ask Keystone if need be (a service login ended, or the request
     /// running the exchange went away). This may dispatch a callout, so the adapter
     /// runs it from a callback of the waiter's own or of the root context.
@@ -109,6 +110,8 @@ pub struct Shared {
     inflight: RefCell<HashMap<[u8; 32], Vec<u32>>>,
     /// A service login in flight: the contexts waiting for it.
     service_login: RefCell<Option<Vec<u32>>>,
+    /// This worker's copy of recent scope-cache entries.
+    local: RefCell<LocalCache>,
 }
 
 impl Shared {
@@ -117,12 +120,19 @@ impl Shared {
         let rewrites = RefCell::new(RewriteCache::new(config.cache.rewrite_bytes));
         Shared {
             namespace: cache::hex(&ns[..6]),
-            config,
             rewrites,
             inflight: RefCell::default(),
             service_login: RefCell::default(),
+            local: RefCell::new(LocalCache::new(config_local_capacity(&config))),
+            config,
         }
     }
+}
+
+/// Entries of the worker's local scope cache per generation: as many as the shared
+/// cache has slots, up to 4096.
+fn config_local_capacity(config: &Config) -> usize {
+    (config.cache.max_entries as usize).min(4096)
 }
 
 /// Which callout a flow waits for.
@@ -177,7 +187,8 @@ pub struct Flow {
     shared: Rc<Shared>,
     /// This request's host context, to be woken by others.
     context_id: u32,
-    request_id: String,
+    /// `x-request-id`, for logs (sanitized when a line is written).
+    request_id: Option<String>,
     route: Route,
     method: String,
     path: String,
@@ -192,9 +203,11 @@ pub struct Flow {
     retried_service_login: bool,
     /// The token to look sub-projects up with (the user's, or the one just issued).
     issued_token: Option<String>,
-    scope: Option<Scope>,
+    scope: Option<Rc<Scope>>,
     /// The tenant, once decided; `None` with a decision means unrestricted.
-    tenant: Option<Tenant>,
+    tenant: Option<Rc<Tenant>>,
+    /// The decision this worker already made for the credential (see `local_cache`).
+    known_decision: Option<Result<Decision, ApiError>>,
     decided: bool,
     /// A body follows the headers and must be enforced.
     expect_body: bool,
@@ -224,7 +237,7 @@ impl Flow {
         Flow {
             shared,
             context_id,
-            request_id: String::new(),
+            request_id: None,
             route: Route::Denied,
             method: String::new(),
             path: String::new(),
@@ -238,6 +251,7 @@ impl Flow {
             issued_token: None,
             scope: None,
             tenant: None,
+            known_decision: None,
             decided: false,
             expect_body: false,
             body: None,
@@ -253,7 +267,11 @@ impl Flow {
     }
 
     fn log(&self, host: &dyn Host, level: Level, msg: &str) {
-        host.log(level, &format!("[{}] {msg}", self.request_id));
+        let id: String = match &self.request_id {
+            Some(r) => r.chars().filter(char::is_ascii_graphic).take(64).collect(),
+            None => format!("ctx-{}", self.context_id),
+        };
+        host.log(level, &format!("[{id}] {msg}"));
     }
 
     fn refuse(&mut self, host: &mut dyn Host, e: ApiError) -> Action {
@@ -268,9 +286,7 @@ impl Flow {
     pub fn on_request_headers(&mut self, host: &mut dyn Host) -> Action {
         let headers = host.request_headers();
         let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        self.request_id = header("x-request-id")
-            .map(|r| r.chars().filter(|c| c.is_ascii_graphic()).take(64).collect())
-            .unwrap_or_else(|| format!("ctx-{}", self.context_id));
+        self.request_id = header("x-request-id");
         let full_path = header(":path").unwrap_or_default();
         self.method = header(":method").unwrap_or_default();
         let (path, query) = routes::split_path(&full_path);
@@ -361,20 +377,27 @@ impl Flow {
     /// runs it already.
     fn authenticate(&mut self, host: &mut dyn Host) -> Action {
         let now = host.now_ms() / 1000;
-        let lookup = match host.shared_get(&self.slot_key()) {
-            (Some(bytes), _) => cache::decode(&bytes, &self.digest, now),
-            _ => Lookup::Miss,
+        let local = self.shared.local.borrow_mut().get(&self.digest, now);
+        let lookup = match local {
+            Some(known) => {
+                host.count(Metric::CacheHits);
+                return self.use_known(host, &known);
+            }
+            None => match host.shared_get(&self.slot_key()) {
+                (Some(bytes), _) => cache::decode(&bytes, &self.digest, now),
+                _ => Lookup::Miss,
+            },
         };
         match lookup {
-            Lookup::Valid(scope) => {
+            Lookup::Valid(scope, until) => {
                 host.count(Metric::CacheHits);
-                self.scope = Some(scope);
-                self.finish(host)
+                let known = self.remember(Some(Rc::new(scope)), until);
+                self.use_known(host, &known)
             }
-            Lookup::Invalid => {
+            Lookup::Invalid(until) => {
                 host.count(Metric::CacheHits);
-                let e = self.invalid_credentials("the credentials were refused by Keystone a moment ago");
-                self.refuse(host, e)
+                let known = self.remember(None, until);
+                self.use_known(host, &known)
             }
             Lookup::Miss => {
                 host.count(Metric::CacheMisses);
@@ -390,6 +413,32 @@ impl Flow {
                 drop(inflight);
                 self.owner = true;
                 self.exchange(host)
+            }
+        }
+    }
+
+    /// Keeps what shared data (or Keystone) said in this worker's local cache, with the
+    /// decision when it does not depend on the request.
+    fn remember(&self, scope: Option<Rc<Scope>>, until: u64) -> Rc<Known> {
+        let decision = scope
+            .as_ref()
+            .filter(|s| s.access_rules.is_none())
+            .map(|s| policy::decide(self.cfg(), s, "", ""));
+        let known = Rc::new(Known { until, scope, decision });
+        self.shared.local.borrow_mut().insert(self.digest, known.clone());
+        known
+    }
+
+    fn use_known(&mut self, host: &mut dyn Host, known: &Known) -> Action {
+        match &known.scope {
+            Some(scope) => {
+                self.scope = Some(scope.clone());
+                self.known_decision = known.decision.clone();
+                self.finish(host)
+            }
+            None => {
+                let e = self.invalid_credentials("the credentials were refused by Keystone a moment ago");
+                self.refuse(host, e)
             }
         }
     }
@@ -502,7 +551,8 @@ impl Flow {
                 }
             }
             Pending::Subtree => match (keystone::parse_subtree(&a), self.scope.take()) {
-                (Ok(ids), Some(mut scope)) => {
+                (Ok(ids), Some(scope)) => {
+                    let mut scope = Rc::unwrap_or_clone(scope);
                     scope.subprojects = ids;
                     self.store(host, scope)
                 }
@@ -538,7 +588,7 @@ impl Flow {
         if self.cfg().policy.include_subprojects && !scope.domain_scoped {
             if let (Some(project), Some(token)) = (scope.project_id.clone(), self.issued_token.clone()) {
                 let call = keystone::subtree_request(&self.cfg().keystone, &project, &token);
-                self.scope = Some(scope);
+                self.scope = Some(Rc::new(scope));
                 return self.send(host, call, Pending::Subtree);
             }
         }
@@ -548,14 +598,17 @@ impl Flow {
     fn store(&mut self, host: &mut dyn Host, scope: Scope) -> Action {
         let now = host.now_ms() / 1000;
         let key = self.slot_key();
-        let value = cache::encode(&self.digest, &scope, now, self.cfg().cache.ttl_seconds);
+        let until = cache::until(&scope, now, self.cfg().cache.ttl_seconds);
+        let value = cache::encode(&self.digest, &scope, until);
         let (_, cas) = host.shared_get(&key);
         if !host.shared_set(&key, &value, cas) {
             self.log(host, Level::Debug, "scope cache slot changed under us; not stored");
         }
-        self.release(host, Wake::Scope(scope.clone()));
-        self.scope = Some(scope);
-        self.finish(host)
+        let known = self.remember(Some(Rc::new(scope)), until);
+        if let Some(scope) = &known.scope {
+            self.release(host, Wake::Scope(scope.clone()));
+        }
+        self.use_known(host, &known)
     }
 
     fn failure_error(&self, host: &dyn Host, f: AuthFailure) -> ApiError {
@@ -578,8 +631,10 @@ impl Flow {
         if matches!(f, AuthFailure::Invalid(_)) && negative_ttl > 0 {
             // A client in a retry loop must not hammer Keystone.
             let key = self.slot_key();
+            let until = host.now_ms() / 1000 + negative_ttl;
             let (_, cas) = host.shared_get(&key);
-            host.shared_set(&key, &cache::encode_invalid(&self.digest, host.now_ms() / 1000, negative_ttl), cas);
+            host.shared_set(&key, &cache::encode_invalid(&self.digest, until), cas);
+            self.remember(None, until);
         }
         let e = self.failure_error(host, f);
         self.refuse(host, e)
@@ -610,6 +665,11 @@ impl Flow {
                 return;
             }
             Wake::Scope(scope) => {
+                let now = host.now_ms() / 1000;
+                match self.shared.local.borrow_mut().get(&self.digest, now) {
+                    Some(known) => self.known_decision = known.decision.clone(),
+                    None => self.known_decision = None,
+                }
                 self.scope = Some(scope.clone());
                 self.finish(host)
             }
@@ -699,10 +759,15 @@ impl Flow {
         if self.decided {
             return Ok(());
         }
-        let scope = self.scope.as_ref().ok_or_else(|| ApiError::unavailable("internal state error"))?;
-        // Access rules name paths relative to the service's endpoint, which includes the prefix.
-        let path = self.path.strip_prefix(self.cfg().path_prefix.as_str()).unwrap_or(&self.path);
-        let decision = policy::decide(self.cfg(), scope, &self.method, path)?;
+        let scope = self.scope.clone().ok_or_else(|| ApiError::unavailable("internal state error"))?;
+        let decision = match self.known_decision.take() {
+            Some(d) => d?,
+            None => {
+                // Access rules name paths relative to the service's endpoint, which includes the prefix.
+                let path = self.path.strip_prefix(self.cfg().path_prefix.as_str()).unwrap_or(&self.path);
+                policy::decide(self.cfg(), &scope, &self.method, path)?
+            }
+        };
         let policy = &self.shared.config.policy;
         if policy.forward_identity_headers {
             let domain = if scope.domain_scoped { scope.domain_id.as_deref() } else { None };

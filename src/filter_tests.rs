@@ -756,8 +756,26 @@ mod nginx {
         let other = KS_OK.replace("p1", "p2");
         f.on_callout(&mut h, 2, &ok(&other));
         assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p2"}"#);
-        // The slot now holds the other credential: the first one is asked again, never mixed up.
+        // The slot now holds the other credential: another worker (its own local cache, the
+        // same shared data) asks again for the first one, never mixing them up.
         let mut h = host(&world, 3, &get("/api/v1/query?query=up", Some("tok")));
-        assert_eq!(Flow::new(sh, 3).on_request_headers(&mut h), Action::Pause);
+        assert_eq!(Flow::new(shared(), 3).on_request_headers(&mut h), Action::Pause);
+        // This worker still knows it, until the same expiry as the shared entry had.
+        let mut h = host(&world, 4, &get("/api/v1/query?query=up", Some("tok")));
+        assert_eq!(Flow::new(sh, 4).on_request_headers(&mut h), Action::Continue);
+        assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
     }
+}
+
+#[test]
+fn the_local_cache_expires_with_the_shared_entry() {
+    let world = World::new();
+    let sh = shared();
+    validated(&world, &sh, "/api/v1/query?query=up");
+    world.store.borrow_mut().clear(); // shared data gone: the local copy still answers
+    let mut h = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
+    assert_eq!(Flow::new(sh.clone(), 2).on_request_headers(&mut h), Action::Continue);
+    world.now_ms.set(world.now_ms.get() + 300_000);
+    let mut h = host(&world, 3, &get("/api/v1/query?query=up", Some("tok")));
+    assert_eq!(Flow::new(sh, 3).on_request_headers(&mut h), Action::Pause, "revalidated at the TTL");
 }

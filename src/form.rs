@@ -41,7 +41,8 @@ pub fn encode(params: &[Param]) -> String {
     out
 }
 
-fn decode(s: &str) -> Result<String, FormError> {
+/// Decodes one key or value: `+` is a space, `%XX` a byte; the result must be UTF-8.
+pub fn decode(s: &str) -> Result<String, FormError> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -62,6 +63,38 @@ fn decode(s: &str) -> Result<String, FormError> {
         i += 1;
     }
     String::from_utf8(out).map_err(|_| FormError("parameters must be UTF-8".into()))
+}
+
+/// Decodes a key, borrowing it when there is nothing to decode (the usual case).
+pub fn decode_key(s: &str) -> Result<std::borrow::Cow<'_, str>, FormError> {
+    if s.contains(['%', '+']) {
+        decode(s).map(std::borrow::Cow::Owned)
+    } else {
+        Ok(std::borrow::Cow::Borrowed(s))
+    }
+}
+
+/// Refuses what Go's `url.ParseQuery` refuses in a value the filter passes on unchanged:
+/// a `%` not followed by two hex digits.
+pub fn check_escapes(s: &str) -> Result<(), FormError> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(off) = b[i..].iter().position(|&c| c == b'%') {
+        let p = i + off;
+        let ok = b.get(p + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(p + 2).is_some_and(u8::is_ascii_hexdigit);
+        if !ok {
+            return Err(FormError(format!("invalid %-escape in {s:?}")));
+        }
+        i = p + 3;
+    }
+    Ok(())
+}
+
+/// Go's `url.QueryEscape`.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 4);
+    escape_into(&mut out, s);
+    out
 }
 
 fn escape_into(out: &mut String, s: &str) {
@@ -103,6 +136,17 @@ mod tests {
         assert!(parse("query=%zz").is_err());
         assert!(parse("query=%4").is_err());
         assert!(parse("query=%ff").is_err());
+    }
+
+    #[test]
+    fn keys_and_escapes() {
+        assert!(matches!(decode_key("query"), Ok(std::borrow::Cow::Borrowed("query"))));
+        assert_eq!(decode_key("match%5B%5D").unwrap(), "match[]");
+        assert!(check_escapes("a%20b%2Fc").is_ok());
+        for bad in ["%", "%2", "a%zz", "%%41"] {
+            assert!(check_escapes(bad).is_err(), "{bad}");
+        }
+        assert_eq!(escape("a b/c"), "a+b%2Fc");
     }
 
     #[test]

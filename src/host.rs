@@ -32,11 +32,14 @@ thread_local! {
     /// callback was running, which is not the waiter that dispatched after a wake-up).
     static CALLOUTS: RefCell<HashMap<u32, u32>> = RefCell::new(HashMap::new());
     static METRICS: RefCell<HashMap<Metric, u32>> = RefCell::new(HashMap::new());
+    /// Counter increments not yet handed to the host: flushed on the root's tick, so a
+    /// request makes no metric host calls.
+    static COUNTS: RefCell<HashMap<Metric, i64>> = RefCell::new(HashMap::new());
     /// Wake-ups that may dispatch a callout, run from the root's next tick (see `wake`).
     static DEFERRED: RefCell<Vec<(u32, Wake)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// How often the root runs deferred wake-ups.
+/// How often the root runs deferred wake-ups and flushes counters.
 const TICK: Duration = Duration::from_millis(20);
 
 struct Root {
@@ -110,9 +113,19 @@ impl RootContext for Root {
     /// A callout dispatched here is the root's in the SDK's books, and the root outlives
     /// every request: the answer always finds its way (see `on_http_call_response`).
     fn on_tick(&mut self) {
+        flush_counts();
         let pending = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
         for (target, wake) in pending {
             as_context(self.id, target, |flow, host| flow.on_wake(host, &wake));
+        }
+    }
+}
+
+fn flush_counts() {
+    let counts = COUNTS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    for (metric, n) in counts {
+        if let Some(id) = METRICS.with(|m| m.borrow().get(&metric).copied()) {
+            let _ = hostcalls::increment_metric(id, n);
         }
     }
 }
@@ -294,9 +307,7 @@ impl Host for Adapter {
     }
 
     fn count(&mut self, metric: Metric) {
-        if let Some(id) = METRICS.with(|m| m.borrow().get(&metric).copied()) {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
+        COUNTS.with(|c| *c.borrow_mut().entry(metric).or_default() += 1);
     }
 
     fn record(&mut self, metric: Metric, value: u64) {

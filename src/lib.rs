@@ -9,6 +9,7 @@ pub mod error;
 pub mod filter;
 pub mod form;
 pub mod keystone;
+pub mod local_cache;
 pub mod metrics;
 #[cfg(test)]
 pub mod mock_host;

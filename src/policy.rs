@@ -4,11 +4,12 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::promql::Tenant;
 use crate::scope::Scope;
+use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Label enforcement with this tenant; `values` also go into the tenant header.
-    Enforce(Tenant),
+    Enforce(Rc<Tenant>),
     /// An unrestricted role: no label enforcement (operators' cross-tenant view).
     Unrestricted,
 }
@@ -52,7 +53,7 @@ pub fn decide(cfg: &Config, scope: &Scope, method: &str, path: &str) -> Result<D
         (None, Some(domain)) if scope.domain_scoped => Tenant::new(&policy.domain_label, vec![domain.clone()]),
         _ => return Err(ApiError::forbidden("the token has no project or domain scope")),
     };
-    Ok(Decision::Enforce(tenant))
+    Ok(Decision::Enforce(Rc::new(tenant)))
 }
 
 #[cfg(test)]

@@ -13,10 +13,14 @@ use std::rc::Rc;
 
 type Outcome = Result<Rc<str>, EnforceError>;
 
+/// One generation: scope key -> (input text -> outcome). Two levels, so a lookup borrows
+/// both strings and allocates nothing.
+type Generation = HashMap<Box<str>, HashMap<Box<str>, Outcome>>;
+
 #[derive(Debug, Default)]
 pub struct RewriteCache {
-    young: HashMap<Box<str>, Outcome>,
-    old: HashMap<Box<str>, Outcome>,
+    young: Generation,
+    old: Generation,
     young_bytes: usize,
     /// Bytes of keys and values allowed in both generations together.
     budget: usize,
@@ -24,12 +28,12 @@ pub struct RewriteCache {
     pub misses: u64,
 }
 
-fn cost(key: &str, v: &Outcome) -> usize {
+fn cost(scope: &str, key: &str, v: &Outcome) -> usize {
     let value = match v {
         Ok(s) => s.len(),
         Err(EnforceError::BadData(m) | EnforceError::Forbidden(m)) => m.len(),
     };
-    key.len() + value + 64
+    scope.len() + key.len() + value + 96
 }
 
 impl RewriteCache {
@@ -37,22 +41,18 @@ impl RewriteCache {
         RewriteCache { budget, ..Default::default() }
     }
 
-    /// The cached outcome for `(scope_key, query)`, or `compute()` stored and returned.
+    /// The cached outcome for `(scope_key, input)`, or `compute()` stored and returned.
     pub fn get_or_compute(
         &mut self,
         scope_key: &str,
-        query: &str,
+        input: &str,
         compute: impl FnOnce() -> Result<String, EnforceError>,
     ) -> Outcome {
-        let mut key = String::with_capacity(scope_key.len() + 1 + query.len());
-        key.push_str(scope_key);
-        key.push('\0');
-        key.push_str(query);
-        if let Some(v) = self.young.get(key.as_str()) {
+        if let Some(v) = self.young.get(scope_key).and_then(|m| m.get(input)) {
             self.hits += 1;
             return v.clone();
         }
-        let outcome = match self.old.remove(key.as_str()) {
+        let outcome = match self.old.get_mut(scope_key).and_then(|m| m.remove(input)) {
             Some(v) => {
                 self.hits += 1;
                 v
@@ -62,24 +62,33 @@ impl RewriteCache {
                 compute().map(Rc::from)
             }
         };
-        let c = cost(&key, &outcome);
+        let c = cost(scope_key, input, &outcome);
         if c <= self.budget / 2 {
             if self.young_bytes + c > self.budget / 2 {
                 self.old = std::mem::take(&mut self.young);
                 self.young_bytes = 0;
             }
             self.young_bytes += c;
-            self.young.insert(key.into_boxed_str(), outcome.clone());
+            self.young.entry(scope_key.into()).or_default().insert(input.into(), outcome.clone());
         }
         outcome
     }
 
     pub fn len(&self) -> usize {
-        self.young.len() + self.old.len()
+        self.young.values().chain(self.old.values()).map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.young
+            .iter()
+            .chain(self.old.iter())
+            .flat_map(|(s, m)| m.iter().map(move |(k, v)| cost(s, k, v)))
+            .sum()
     }
 }
 
@@ -107,9 +116,8 @@ mod tests {
         let a = c.get_or_compute("a", "up", || Ok("A".into())).unwrap();
         let b = c.get_or_compute("b", "up", || Ok("B".into())).unwrap();
         assert_eq!((&*a, &*b), ("A", "B"));
-        // The separator keeps ("a\0x", "y") and ("a", "x\0y")-style keys apart.
-        assert!(c.get_or_compute("a", "x", || Ok("1".into())).is_ok());
-        assert_eq!(&*c.get_or_compute("a\0", "x", || Ok("2".into())).unwrap(), "2");
+        assert!(c.get_or_compute("a", "bx", || Ok("1".into())).is_ok());
+        assert_eq!(&*c.get_or_compute("ab", "x", || Ok("2".into())).unwrap(), "2");
     }
 
     #[test]
@@ -129,7 +137,7 @@ mod tests {
             let q = format!("metric_{i}");
             let _ = c.get_or_compute("t", &q, || Ok(format!("{q}{{t}}")));
         }
-        let bytes: usize = c.young.iter().chain(c.old.iter()).map(|(k, v)| cost(k, v)).sum();
+        let bytes = c.bytes();
         assert!(bytes <= budget, "{bytes}");
         assert!(c.len() > 100);
         // A recent entry survives the generation flip.
