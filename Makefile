@@ -4,7 +4,7 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/keystone_prom_wasm.wasm
 VENV := .venv
 
-.PHONY: build test unit wasm-test manifests e2e demo demo-down deps lint clean fuzz bench
+.PHONY: build test unit wasm-test manifests e2e demo demo-down deps lint clean fuzz bench bench-stages
 
 build: $(WASM)
 
@@ -66,3 +66,7 @@ fuzz:
 # docs/benchmark.md and docs/benchmark.svg. Not a test: takes several minutes.
 bench: build deps
 	bash bench/run.sh
+
+# Native timings of each stage of the request path (criterion), to see where time goes.
+bench-stages:
+	cargo bench --manifest-path bench/stages/Cargo.toml

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod mock_host;
 pub mod policy;
 pub mod promql;
+pub mod regex_mask;
 pub mod request;
 pub mod response;
 pub mod rewrite_cache;

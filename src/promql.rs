@@ -7,6 +7,7 @@
 //! braces); here every node is printed so that it re-parses to the same meaning.
 
 use crate::config::is_label_name;
+use crate::regex_mask::{self, Op};
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{
     self, AtModifier, BinModifier, Expr, LabelModifier, Offset, VectorMatchCardinality, VectorSelector,
@@ -42,10 +43,10 @@ impl Tenant {
         if m.name != self.label {
             return false;
         }
-        match (&m.op, self.values.as_slice()) {
-            (MatchOp::Equal, [only]) => m.value == *only,
-            (MatchOp::Re(_), values) if values.len() > 1 => {
-                m.value == values.iter().map(|v| regex_escape(v)).collect::<Vec<_>>().join("|")
+        match (regex_mask::op(m), self.values.as_slice()) {
+            ((Op::Equal, v), [only]) => v == only,
+            ((Op::Re, v), values) if values.len() > 1 => {
+                v == values.iter().map(|v| regex_escape(v)).collect::<Vec<_>>().join("|")
             }
             _ => false,
         }
@@ -109,7 +110,23 @@ pub fn parse(query: &str) -> Result<Expr, String> {
 
 /// Rewrites `query` so that every selector carries the tenant matcher.
 pub fn enforce(query: &str, tenant: &Tenant, max_depth: usize) -> Result<String, EnforceError> {
+    enforce_with(query, tenant, max_depth, true)
+}
+
+/// [`enforce`] with the fast parse on or off; the tests check that both agree.
+#[doc(hidden)]
+pub fn enforce_with(query: &str, tenant: &Tenant, max_depth: usize, fast: bool) -> Result<String, EnforceError> {
     check_nesting(query, max_depth)?;
+    // The fast parse, when it means the same (see regex_mask).
+    if let Some(masked) = regex_mask::mask(query).filter(|_| fast) {
+        if let Ok(expr) = parse(&masked) {
+            if regex_mask::sound(&expr) {
+                let mut p = Printer { tenant, out: String::with_capacity(query.len() + 32), max_depth };
+                p.expr(&expr, 0)?;
+                return Ok(p.out);
+            }
+        }
+    }
     let expr = parse(query).map_err(|e| {
         if e.contains("timestamp out of bounds for @ modifier") {
             EnforceError::BadData(NEGATIVE_AT.into())
@@ -470,13 +487,13 @@ impl Printer<'_> {
             let mut has_tenant = false;
             for m in inner.iter().chain(group.iter()) {
                 if m.name == self.tenant.label {
-                    if let MatchOp::Equal = m.op {
-                        if !self.tenant.values.contains(&m.value) {
+                    if let (Op::Equal, value) = regex_mask::op(m) {
+                        if !self.tenant.values.iter().any(|v| v == value) {
                             return Err(EnforceError::Forbidden(format!(
                                 "the query selects {}={:?}, which your token does not grant; \
                                  you may read only {}",
                                 m.name,
-                                m.value,
+                                value,
                                 self.tenant.values.join(", ")
                             )));
                         }
@@ -498,13 +515,14 @@ impl Printer<'_> {
 
     fn matcher(&mut self, m: &Matcher) {
         self.label_name(&m.name);
-        let op = match m.op {
-            MatchOp::Equal => "=",
-            MatchOp::NotEqual => "!=",
-            MatchOp::Re(_) => "=~",
-            MatchOp::NotRe(_) => "!~",
+        let (op, value) = regex_mask::op(m);
+        let op = match op {
+            Op::Equal => "=",
+            Op::NotEqual => "!=",
+            Op::Re => "=~",
+            Op::NotRe => "!~",
         };
-        let _ = write!(self.out, "{op}\"{}\"", escape(&m.value));
+        let _ = write!(self.out, "{op}\"{}\"", escape(value));
     }
 
     fn at_offset(&mut self, at: &Option<AtModifier>, offset: &Option<Offset>) -> Result<(), EnforceError> {

@@ -3,7 +3,7 @@
 //! matcher, and rewriting the output again changes nothing.
 #![cfg(not(target_arch = "wasm32"))]
 
-use keystone_prom_wasm::promql::{all_selectors_carry, enforce, parse, Tenant};
+use keystone_prom_wasm::promql::{all_selectors_carry, enforce, enforce_with, parse, Tenant};
 use proptest::prelude::*;
 
 const LABEL: &str = "project_id";
@@ -14,7 +14,7 @@ fn selector() -> impl Strategy<Value = String> {
     let matcher = (
         prop::sample::select(vec!["job", "le", "project_id", "instance", "__name__"]),
         prop::sample::select(vec!["=", "!=", "=~", "!~"]),
-        prop::sample::select(vec!["a", "p-1", ".+", "x|y", "q\\\"uote", "", "new\\nline"]),
+        prop::sample::select(vec!["a", "p-1", ".+", "x|y", "q\\\"uote", "", "new\\nline", "(", "a{bc}", "[[:alpha:]]+"]),
     )
         .prop_map(|(l, op, v)| format!("{l}{op}\"{v}\""));
     (name, prop::collection::vec(matcher, 0..3)).prop_map(|(name, ms)| {
@@ -89,6 +89,8 @@ proptest! {
             prop_assert!(enforce(&q, &tenant, 64).is_err());
             return Ok(());
         }
+        // The fast parse (regexes masked, not compiled) decides exactly as the plain one.
+        prop_assert_eq!(enforce(&q, &tenant, 64), enforce_with(&q, &tenant, 64, false), "fast and plain differ");
         match enforce(&q, &tenant, 64) {
             Ok(out) => {
                 let reparsed = parse(&out);

@@ -1,0 +1,58 @@
+//! Each stage of a request, natively: where the time goes when a `make bench` target is
+//! missed. `cargo bench --manifest-path bench/stages/Cargo.toml` (or `make bench-stages`).
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use keystone_prom_wasm::cache;
+use keystone_prom_wasm::config::Config;
+use keystone_prom_wasm::credentials::Credential;
+use keystone_prom_wasm::promql::{enforce, Tenant};
+use keystone_prom_wasm::request::Enforcer;
+use keystone_prom_wasm::rewrite_cache::RewriteCache;
+use keystone_prom_wasm::routes::{self, Endpoint};
+use keystone_prom_wasm::scope::Scope;
+
+const TOKEN: &str = "gAAAAABrAZywN0vByCDpWEHTp9PL-ZBxu4HQfEwY4KvWpS9g84bhGfAxr-R33_x35Umgpc9D7sa3MUYTMVlT33RHM-c6eANRKkKhV23CetauTfk68aMDkL53HcR5AmJdL78O05eLVXqiOgVou52lPpk3VnojusJM4Sm2supaCApSj-07yOrlOcw";
+const DASHBOARD: &str = "query=sum%20by%20(job)%20(rate(http_requests_total%7Bjob%3D%22api%22%7D%5B5m%5D))&start=1795266000&end=1795269600&step=60";
+const PLAIN: &str = r#"sum by (job) (rate(http_requests_total{job="api",instance!="x"}[5m]))"#;
+const REGEX: &str = r#"sum by (job) (rate(http_requests_total{job=~"api|web",code=~"5.."}[5m]))"#;
+
+fn stages(c: &mut Criterion) {
+    let cfg = Config::from_json(br#"{"keystone":{"url":"http://ks:5000/v3"}}"#).unwrap();
+    let tenant = Tenant::new("project_id", vec!["236330d7b278485bbb7f97d3d03965a0".into()]);
+    let scope = Scope {
+        user_id: "u".into(),
+        project_id: Some("p".into()),
+        domain_id: Some("d".into()),
+        domain_scoped: false,
+        system: false,
+        roles: vec!["member".into(), "reader".into()],
+        expires_at: u64::MAX,
+        subprojects: vec![],
+        access_rules: None,
+    };
+    let digest = Credential::Token(TOKEN.into()).digest();
+    let entry = cache::encode(&digest, &scope, 2_000_000_000);
+
+    c.bench_function("credential: parse X-Auth-Token", |b| {
+        b.iter(|| Credential::from_headers(|n| (n == "x-auth-token").then(|| TOKEN.to_string())))
+    });
+    c.bench_function("credential: SHA-256", |b| b.iter(|| black_box(Credential::Token(TOKEN.into())).digest()));
+    c.bench_function("cache: slot key", |b| b.iter(|| cache::slot_key("ns", black_box(&digest), 16384)));
+    c.bench_function("cache: decode shared entry", |b| b.iter(|| cache::decode(black_box(&entry), &digest, 1)));
+    c.bench_function("route: classify", |b| b.iter(|| routes::classify(black_box("/api/v1/query_range"), "", &[])));
+    c.bench_function("policy: tenant", |b| {
+        b.iter(|| keystone_prom_wasm::policy::decide(&cfg, black_box(&scope), "GET", "/api/v1/query"))
+    });
+    c.bench_function("rewrite: parse + enforce + print (no regex)", |b| b.iter(|| enforce(black_box(PLAIN), &tenant, 64)));
+    c.bench_function("rewrite: parse + enforce + print (two regexes)", |b| b.iter(|| enforce(black_box(REGEX), &tenant, 64)));
+    let mut rc = RewriteCache::new(4 << 20);
+    c.bench_function("request: dashboard query string, cached rewrite", |b| {
+        b.iter(|| {
+            let mut e = Enforcer { tenant: &tenant, limits: &cfg.limits, cache: &mut rc };
+            e.params(black_box(DASHBOARD), Endpoint::QueryRange)
+        })
+    });
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);
