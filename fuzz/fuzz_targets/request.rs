@@ -16,9 +16,14 @@ fuzz_target!(|data: &[u8]| {
     let mut cache = RewriteCache::new(1 << 16);
     let mut enforcer = Enforcer { tenant: &tenant, limits: &cfg.limits, cache: &mut cache };
     if let Ok((out, _)) = enforcer.params(raw, Endpoint::Query) {
-        for p in form::parse(&out).unwrap_or_else(|e| panic!("output does not decode: {e:?}")) {
-            if p.key == "query" {
-                let expr = parse(&p.value).unwrap_or_else(|e| panic!("{e}"));
+        // Every pair Go would read as `query` (whatever its spelling) carries the matcher;
+        // other values pass as sent, so they need not be UTF-8.
+        for pair in out.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = form::decode_key(k).unwrap_or_else(|e| panic!("output key does not decode: {e:?}"));
+            if key == "query" {
+                let value = form::decode(v).unwrap_or_else(|e| panic!("output query does not decode: {e:?}"));
+                let expr = parse(&value).unwrap_or_else(|e| panic!("{e}"));
                 assert!(all_selectors_carry(&expr, &tenant), "matcher missing: {out:?}");
             }
         }
