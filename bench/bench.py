@@ -1,0 +1,1136 @@
+#!/usr/bin/env python3
+"""The benchmark of keystone-prom-wasm (run by bench/run.sh, i.e. `make bench`).
+
+Needs a stack already up (scripts/stack.sh up DIR: Keystone, Prometheus with the demo data), the filter
+and the no-op filter built, and Aetos installed in its own venv. Starts its own Envoys (all with
+--concurrency 1) and Aetos, measures with wrk, writes docs/benchmark.md, docs/benchmark.svg and
+docs/benchmark.json, prints the Markdown, and stops everything it started. Python stdlib only.
+
+CPU placement (2 cores): every Envoy under test runs on CPU 0; wrk, the synthetic upstream Envoy and
+this script run on CPU 1. Keystone, Prometheus and Aetos may use both CPUs.
+"""
+import argparse
+import concurrent.futures
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import random
+import resource
+import re
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUT_CPU = 0      # the system under test (every Envoy variant)
+LOAD_CPU = 1     # wrk, the synthetic upstream, this script
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ processes
+class Procs:
+    """Every process this script starts; all stopped by stop_all (also on errors and signals)."""
+
+    def __init__(self, pidfile):
+        self.procs = []
+        self.pidfile = pidfile
+
+    def start(self, name, argv, log_path, cpus=None, cwd=None, env=None):
+        def pre():
+            if cpus is not None:
+                os.sched_setaffinity(0, cpus)
+        f = open(log_path, "ab")
+        # a new session: its own process group (gunicorn's workers), untouched by the terminal's ^C
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
+                             env=env, preexec_fn=pre, start_new_session=True)
+        f.close()
+        p.bench_name = name
+        self.procs.append(p)
+        with open(self.pidfile, "a") as pf:
+            pf.write("%d\n" % p.pid)
+        return p
+
+    def stop(self, p, timeout=10):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(5)
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self):
+        for p in list(self.procs):
+            self.stop(p)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http_get(url, headers=None, timeout=10):
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_ready(url, proc, timeout=60, interval=0.01):
+    """Seconds until url answers 200; raises if the process dies or time runs out."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited with %s" % (proc.bench_name, proc.returncode))
+        try:
+            if http_get(url, timeout=2)[0] == 200:
+                return time.monotonic() - t0
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(interval)
+    raise RuntimeError("%s not ready after %ds" % (proc.bench_name, timeout))
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def group_pids(pgid):
+    """Pids of a process group (gunicorn's master and workers)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            fields = st[st.rindex(")") + 2:].split()
+            if int(fields[2]) == pgid:
+                out.append(int(d))
+    return out
+
+
+def machine_busy(seconds=2.0):
+    """Share of both CPUs busy (user+system+irq, everything but idle and iowait) over `seconds`: taken
+    while the benchmark's own processes are idle, it is what other processes use."""
+    def snap():
+        with open("/proc/stat") as f:
+            f = f.readline().split()[1:]
+        vals = list(map(int, f))
+        return sum(vals), vals[3] + vals[4]
+    t0, i0 = snap()
+    time.sleep(seconds)
+    t1, i1 = snap()
+    return 1 - (i1 - i0) / max(1, t1 - t0)
+
+
+def task_cpu_total():
+    """user + nice + system seconds of all CPUs (irq/softirq time is not charged to processes)."""
+    with open("/proc/stat") as f:
+        v = list(map(int, f.readline().split()[1:4]))
+    return sum(v) / CLK_TCK
+
+
+def pgid_of(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+        return int(st[st.rindex(")") + 2:].split()[2])
+    except (OSError, ValueError):
+        return None
+
+
+def pids_in_groups(pgids):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            if int(st[st.rindex(")") + 2:].split()[2]) in pgids:
+                out.append(int(d))
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])   # utime + stime
+    return total / CLK_TCK
+
+
+# -------------------------------------------------------------------------------------- Envoy configs
+PROM_BODY = ('{"status":"success","data":{"resultType":"vector","result":[{"metric":'
+             '{"__name__":"up","job":"api","instance":"node-1","project_id":"p"},"value":[1700000000,"1"]}]}}')
+
+
+def fake_token_body(project_id):
+    """What the fake Keystone answers to every validation (memory test only)."""
+    return json.dumps({"token": {
+        "expires_at": "2099-01-01T00:00:00.000000Z", "methods": ["password"],
+        "user": {"id": "0123456789abcdef0123456789abcdef", "name": "bench", "domain": {"id": "default"}},
+        "project": {"id": project_id, "name": "team-a", "domain": {"id": "default", "name": "Default"}},
+        "roles": [{"id": "r1", "name": "reader"}, {"id": "r2", "name": "member"}]}})
+
+
+def hcm(stat, route, http_filters=()):
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": stat, "codec_type": "AUTO",
+        "route_config": {"name": stat, "virtual_hosts": [{"name": stat, "domains": ["*"], "routes": [route]}]},
+        "http_filters": list(http_filters) + [{"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}
+
+
+def listener(name, port, hcm_filter):
+    return {"name": name, "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [hcm_filter]}]}
+
+
+def cluster(name, port):
+    return {"name": name, "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
+        "cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+            "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
+
+
+def direct_route(body):
+    return {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": body}},
+            "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]}
+
+
+def wasm_filter(name, path, root_id="", configuration=None):
+    cfg = {"name": name, "root_id": root_id, "fail_open": False, "vm_config": {
+        "vm_id": name, "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": path}}}}
+    if configuration is not None:
+        cfg["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                "value": json.dumps(configuration)}
+    return {"name": "envoy.filters.http.wasm", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": cfg}}
+
+
+def filter_configuration(keystone_port):
+    """The filter's configuration: the one of envoy/envoy.yaml (the reference configuration)."""
+    return {"keystone": {"url": "http://127.0.0.1:%d/v3" % keystone_port, "upstream": "keystone",
+                         "timeout_ms": 2000},
+            "project_label": "project_id", "cache": {"ttl_seconds": 300}}
+
+
+def proxy_config(kind, admin_port, port, upstream_port, keystone_port, wasm, noop_wasm):
+    """kind: plain (router only), noop (no-op Wasm filter + router), filter (keystone_prom + router)."""
+    filters = []
+    if kind == "noop":
+        filters = [wasm_filter("noop", noop_wasm)]
+    elif kind == "filter":
+        filters = [wasm_filter("keystone_prom", wasm, "keystone_prom", filter_configuration(keystone_port))]
+    route = {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "120s"}}
+    clusters = [cluster("upstream", upstream_port)]
+    if kind == "filter":
+        clusters.append(cluster("keystone", keystone_port))
+    return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+            "static_resources": {"listeners": [listener("proxy", port, hcm("proxy", route, filters))],
+                                 "clusters": clusters}}
+
+
+class Envoy:
+    def __init__(self, bench, name, config, cpus):
+        self.name = name
+        self.port = config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
+        self.admin_port = config["admin"]["address"]["socket_address"]["port_value"]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.admin_url = "http://127.0.0.1:%d" % self.admin_port
+        path = os.path.join(bench.work, "envoy-%s.json" % name)
+        with open(path, "w") as f:
+            json.dump(config, f, indent=1)
+        self.proc = bench.procs.start(
+            "envoy-" + name, [bench.envoy_bin, "-c", path, "--concurrency", "1", "--log-level", "warning",
+                              "--disable-hot-restart"],
+            os.path.join(bench.work, "envoy-%s.log" % name), cpus=cpus)
+        self.pid = self.proc.pid
+        self.ready_s = wait_ready(self.admin_url + "/ready", self.proc)
+        log("  envoy %s ready in %.0f ms (pid %d, port %d)" % (name, self.ready_s * 1e3, self.pid, self.port))
+
+    def stat(self, name):
+        code, body = http_get(self.admin_url + "/stats?filter=" + urllib.parse.quote(name))
+        for line in body.decode().splitlines():
+            k, _, v = line.partition(": ")
+            if k == name:
+                return int(v)
+        return None
+
+
+# ---------------------------------------------------------------------------------------- workloads
+# 20 Grafana-style panel queries over the seeded series (scripts/stack.sh seed_rich): time series
+# panels send query_range (start/end/step follow the refresh), stat and table panels send instant
+# queries (time follows the refresh); the PromQL text itself repeats on every refresh.
+DASHBOARD = [
+    ("range", 'sum by (job) (rate(http_requests_total[5m]))'),
+    ("range", 'sum by (code) (rate(http_requests_total{job="api"}[5m]))'),
+    ("range", 'sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))'),
+    ("range", 'histogram_quantile(0.99, sum by (le) (rate(request_duration_seconds_bucket{job="api"}[5m])))'),
+    ("range", 'histogram_quantile(0.5, sum by (le, job) (rate(request_duration_seconds_bucket[5m])))'),
+    ("range", 'rate(request_duration_seconds_sum[5m]) / rate(request_duration_seconds_count[5m])'),
+    ("range", 'avg by (instance) (memory_bytes)'),
+    ("range", 'max_over_time(temperature_celsius[10m])'),
+    ("instant", 'memory_bytes * on (instance) group_left (flavor) instance_info'),
+    ("instant", 'topk(5, sum by (instance) (rate(http_requests_total[5m])))'),
+    ("range", 'increase(http_requests_total{job="web",code="200"}[1h])'),
+    ("instant", 'sum(cloud_instances)'),
+    ("range", 'sum by (instance) (rate(cloud_cpu_seconds_total[5m]))'),
+    ("instant", 'count by (flavor) (instance_info)'),
+    ("range", 'avg_over_time(temperature_celsius{instance="node-1"}[15m])'),
+    ("range", 'deriv(memory_bytes[10m])'),
+    ("range", 'sum without (instance) (rate(http_requests_total{job=~"api|web"}[1m]))'),
+    ("instant", 'quantile_over_time(0.95, temperature_celsius[30m])'),
+    ("instant", 'absent(batch_jobs_failed_total)'),
+    ("instant", 'sum by (job) (increase(request_duration_seconds_count[1h]))'),
+]
+
+# all-unique: a counter inside a label matcher value (and on every third request an offset of 1-9
+# minutes), so no two requests carry the same PromQL text: every request pays the full parse + rewrite
+# + print. Each template: (text before the counter, text after it up to the range, the rest).
+UNIQUE = [
+    ('sum by (job) (rate(http_requests_total{job="api",instance!="u-', '"}[5m]', '))'),
+    ('histogram_quantile(0.9, sum by (le) (rate(request_duration_seconds_bucket{job!="j', '"}[5m]', ')))'),
+    ('avg_over_time(memory_bytes{instance=~"node-1|n', '"}[10m]', ')'),
+    ('sum(rate(http_requests_total{code="500",instance!="x', '"}[5m]', ')) / sum(rate(http_requests_total[5m]))'),
+]
+
+SERIES = [
+    ("/api/v1/series", [("match[]", 'http_requests_total{job="api"}')], True),
+    ("/api/v1/series", [("match[]", "memory_bytes"), ("match[]", "instance_info")], True),
+    ("/api/v1/labels", [], True),
+    ("/api/v1/labels", [("match[]", "memory_bytes")], True),
+    ("/api/v1/label/__name__/values", [], False),
+    ("/api/v1/label/job/values", [("match[]", "http_requests_total")], False),
+    ("/api/v1/label/instance/values", [], False),
+]
+
+WORKLOADS = {
+    "dashboard": "dashboard mix: 20 Grafana panel queries (13 query_range, 7 instant), time/start/end moving",
+    "dashboard-instant": "dashboard mix, instant queries only: the same 20 expressions as /api/v1/query",
+    "unique": "all-unique queries: a counter inside a label matcher, every PromQL text new",
+    "series": "series and labels APIs: /series, /labels, /label/<name>/values, with and without match[]",
+    "trivial": "diagnostic: one fixed request, /api/v1/query?query=up (token check + cached rewrite only)",
+    "open": "diagnostic: GET /-/healthy without a token (forwarded as it is: no token, no rewrite)",
+}
+
+LUA_DONE = r'''
+done = function(summary, latency, requests)
+  io.write(string.format('BENCHJSON {"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,' ..
+    '"write":%d,"status":%d,"timeout":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f}\n',
+    summary.requests, summary.duration, summary.bytes, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+'''
+
+
+def q(s):
+    return urllib.parse.quote(s, safe="")
+
+
+def lua_str(s):
+    return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def lua_header(token):
+    return 'wrk.headers["X-Auth-Token"] = %s\nlocal n = 0\n' % lua_str(token)
+
+
+SEEDED_NAMES = ("http_requests_total", "request_duration_seconds_bucket", "request_duration_seconds_sum",
+                "request_duration_seconds_count", "memory_bytes", "temperature_celsius", "instance_info",
+                "cloud_instances", "cloud_cpu_seconds_total", "batch_jobs_failed_total")
+SELECTOR = re.compile(r"\b(%s)\b(\{[^}]*\})?" % "|".join(SEEDED_NAMES))
+
+
+def with_tenant(expr, project_id):
+    """The expression as the filter sends it upstream: project_id="<id>" on every selector (for the
+    configurations without enforcement on the real Prometheus, so that Prometheus does the same work)."""
+    def sub(m):
+        inner = (m.group(2) or "{}")[1:-1]
+        return '%s{%s%sproject_id="%s"}' % (m.group(1), inner, "," if inner else "", project_id)
+    return SELECTOR.sub(sub, expr)
+
+
+def lua_dashboard(token, t_end, instant_only, tenant=None):
+    paths, ranges = [], []
+    for kind, expr in DASHBOARD:
+        if tenant:
+            expr = with_tenant(expr, tenant)
+        rng = kind == "range" and not instant_only
+        paths.append(lua_str(("/api/v1/query_range?query=" if rng else "/api/v1/query?query=") + q(expr)))
+        ranges.append("true" if rng else "false")
+    return lua_header(token) + '''
+local paths = {%s}
+local ranges = {%s}
+local T = %d
+request = function()
+  n = n + 1
+  local i = n %% #paths + 1
+  -- Grafana refreshes: the end moves by one 15 s step every 20 requests (a full dashboard refresh)
+  local t = T - 15 * (math.floor(n / #paths) %% 120)
+  local p
+  if ranges[i] then p = paths[i] .. "&start=" .. (t - 3600) .. "&end=" .. t .. "&step=15"
+  else p = paths[i] .. "&time=" .. t end
+  return wrk.format(nil, p)
+end
+''' % (", ".join(paths), ", ".join(ranges), t_end) + LUA_DONE
+
+
+def lua_unique(token, t_end):
+    parts = [[lua_str(q(x)) for x in tpl] for tpl in UNIQUE]
+    return lua_header(token) + '''
+local pre = {%s}
+local mid = {%s}
+local suf = {%s}
+local T = %d
+request = function()
+  n = n + 1
+  local i = n %% #pre + 1
+  local off = ""
+  if n %% 3 == 0 then off = "%%20offset%%20" .. (n %% 9 + 1) .. "m" end
+  return wrk.format(nil, "/api/v1/query?query=" .. pre[i] .. n .. mid[i] .. off .. suf[i] .. "&time=" .. T)
+end
+''' % (", ".join(p[0] for p in parts), ", ".join(p[1] for p in parts), ", ".join(p[2] for p in parts),
+       t_end) + LUA_DONE
+
+
+def lua_series(token, t_end):
+    paths, timed = [], []
+    for path, params, with_time in SERIES:
+        qs = "&".join("%s=%s" % (q(k), q(v)) for k, v in params)
+        paths.append(lua_str(path + "?" + qs if qs else path + "?"))
+        timed.append("true" if with_time else "false")
+    return lua_header(token) + '''
+local paths = {%s}
+local timed = {%s}
+local T = %d
+request = function()
+  n = n + 1
+  local i = n %% #paths + 1
+  local t = T - 15 * (math.floor(n / #paths) %% 120)
+  local p = paths[i]
+  if timed[i] then p = p .. "&start=" .. (t - 3600) .. "&end=" .. t end
+  return wrk.format(nil, p)
+end
+''' % (", ".join(paths), ", ".join(timed), t_end) + LUA_DONE
+
+
+def lua_trivial(token, t_end):
+    return lua_header(token) + '''
+local p = "/api/v1/query?query=up&time=%d"
+request = function() return wrk.format(nil, p) end
+''' % t_end + LUA_DONE
+
+
+def lua_open(t_end):
+    return '''
+local p = "/-/healthy"
+request = function() return wrk.format(nil, p) end
+''' + LUA_DONE
+
+
+def lua_random_tokens(prefix):
+    """Every request a new, never-seen token (memory test)."""
+    return '''
+local n = 0
+local p = "/api/v1/query?query=up&time=1700000000"
+local pre = %s
+request = function()
+  n = n + 1
+  return wrk.format(nil, p, {["X-Auth-Token"] = pre .. n})
+end
+''' % lua_str(prefix) + LUA_DONE
+
+
+def canonical(data):
+    """A query answer with its series in a fixed order (Prometheus does not sort aggregations)."""
+    res = data.get("result")
+    if isinstance(res, list):
+        res = sorted(res, key=lambda s: json.dumps(s, sort_keys=True))
+    return data.get("resultType"), res
+
+
+def token_slot(token, slots):
+    h = hashlib.sha256()
+    for s in ("token", token):
+        b = s.encode()
+        h.update(len(b).to_bytes(8, "big"))
+        h.update(b)
+    return int.from_bytes(h.digest()[:8], "big") % slots
+
+
+def slot_prediction(first, fresh, slots):
+    """(credentials of the run sharing a slot with another one, [least, most] Keystone calls the replay
+    of `first` should cause). Replaying, a slot shared by k credentials costs k - 1 calls if the one cached
+    last is replayed first, k if not (which one completed last among concurrent requests is not known)."""
+    by_slot = {}
+    for t in first:
+        by_slot.setdefault(token_slot(t, slots), []).append(t)
+    least = sum(len(v) - 1 for v in by_slot.values() if len(v) > 1)
+    most = sum(len(v) for v in by_slot.values() if len(v) > 1)
+    all_slots = [token_slot(t, slots) for t in first + fresh]
+    shared = sum(1 for s in all_slots if all_slots.count(s) > 1)
+    return shared, [least, most]
+
+
+def pctl(values, p):
+    """Nearest-rank percentile."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+# -------------------------------------------------------------------------------------------- bench
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.work = a.work
+        self.procs = Procs(os.path.join(a.work, "pids"))
+        self.env = self.parse_env(os.path.join(a.stack, "stack.env"))
+        self.envoy_bin = os.path.join(ROOT, ".venv", "bin", "envoy")
+        self.ks_port = int(self.env["KEYSTONE_PORT"])
+        self.prom_port = int(self.env["PROM_PORT"])
+        self.t_end = int(self.env["SEED_END"])
+        self.token = self.env["ALICE_TOKEN"]
+        self.stack_pids = [int(self.env[k]) for k in ("KEYSTONE_PID", "PROM_PID", "PROM_A_PID", "PROM_X_PID", "ENVOY_PID")
+                           if self.env.get(k, "").isdigit()]
+        self.results = {"runs": [], "meta": {}, "newtokens": {}, "memory": {}, "startup": {}, "wasm": {}}
+        self.targets = {}      # (upstream, config name) -> dict(url, pids)
+
+    @staticmethod
+    def parse_env(path):
+        env = {}
+        with open(path) as f:
+            for line in f:
+                parts = shlex.split(line)
+                if parts and parts[0] == "export":
+                    parts = parts[1:]
+                for part in parts:
+                    k, _, v = part.partition("=")
+                    env[k] = v
+        return env
+
+    # ------------------------------------------------------------------ start everything
+    def start(self):
+        a = self.a
+        self.upstream_port, self.fakeks_port = free_port(), free_port()
+        up_cfg = {
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}}},
+            "static_resources": {"listeners": [
+                listener("prometheus", self.upstream_port, hcm("prometheus", direct_route(PROM_BODY))),
+                listener("keystone", self.fakeks_port,
+                         hcm("keystone", direct_route(fake_token_body(self.env["TEAM_A_ID"])))),
+            ], "clusters": []}}
+        log("starting the synthetic upstream (Envoy direct_response, CPU %d)" % LOAD_CPU)
+        self.upstream = Envoy(self, "upstream", up_cfg, {LOAD_CPU})
+
+        def proxy(kind, upstream_port, name, cpus=frozenset({SUT_CPU})):
+            cfg = proxy_config(kind, free_port(), free_port(), upstream_port, self.ks_port, a.wasm, a.noop_wasm)
+            return Envoy(self, name, cfg, set(cpus))
+
+        log("starting the Envoys under test (--concurrency 1, CPU %d)" % SUT_CPU)
+        e = {}
+        for kind in ("plain", "noop", "filter"):
+            e[("syn", kind)] = proxy(kind, self.upstream_port, kind + "-syn")
+        for kind in ("plain", "filter"):
+            e[("prom", kind)] = proxy(kind, self.prom_port, kind + "-prom",
+                                      {0, 1} if a.prom_placement == "free" else {SUT_CPU})
+        self.envoys = e
+        self.targets = {
+            ("syn", "direct"): {"url": "http://127.0.0.1:%d" % self.upstream_port, "pids": [self.upstream.pid]},
+            ("prom", "direct"): {"url": "http://127.0.0.1:%d" % self.prom_port,
+                                 "pids": [int(self.env["PROM_PID"])]},
+        }
+        for (up, kind), env in e.items():
+            self.targets[(up, kind)] = {"url": env.url, "pids": [env.pid]}
+        self.start_aetos()
+
+    def start_aetos(self):
+        """Aetos under gunicorn; with several candidate worker settings, each gets a short trial on the
+        real-Prometheus workload and the best one (req/s) is kept for the measurements."""
+        a = self.a
+        d = os.path.join(self.work, "aetos")
+        os.makedirs(d)
+        site = subprocess.check_output([os.path.join(a.aetos_venv, "bin", "python"), "-c",
+                                        "import aetos, os; print(os.path.dirname(aetos.__file__))"], text=True).strip()
+        paste = open(os.path.join(site, "api-paste.ini")).read()
+        conf = os.path.join(d, "aetos.conf")
+        # keystonemiddleware ignores --config-file when loaded by paste: point it at the file itself
+        marker = "paste.filter_factory = keystonemiddleware.auth_token:filter_factory\noslo_config_project = aetos\n"
+        if marker not in paste:
+            raise RuntimeError("unexpected aetos api-paste.ini, cannot add oslo_config_file")
+        paste = paste.replace(marker, marker + "oslo_config_file = %s\n" % conf)
+        with open(os.path.join(d, "api-paste.ini"), "w") as f:
+            f.write(paste)
+        with open(conf, "w") as f:
+            f.write("""[DEFAULT]
+auth_mode = keystone
+paste_config = {d}/api-paste.ini
+debug = false
+log_file = {d}/aetos.log
+[prometheus]
+host = 127.0.0.1
+port = {prom}
+project_label_name = project_id
+[keystone_authtoken]
+# no memcached_servers: keystonemiddleware's in-process token cache (per worker)
+www_authenticate_uri = http://127.0.0.1:{ks}/v3
+auth_url = http://127.0.0.1:{ks}/v3
+auth_type = password
+username = svc
+password = svc-secret
+project_name = service
+user_domain_name = Default
+project_domain_name = Default
+""".format(d=d, prom=self.prom_port, ks=self.ks_port))
+        running = []
+        for spec in a.aetos_candidates.split(","):
+            wc, w, th = spec.split(":")
+            port = free_port()
+            gconf = os.path.join(d, "gunicorn-%s-%s-%s.conf.py" % (wc, w, th))
+            with open(gconf, "w") as f:
+                f.write("""wsgi_app = 'aetos.app:build_wsgi_app(argv=["--config-file", "{conf}"])'
+bind = "127.0.0.1:{port}"
+workers = {w}
+worker_class = "{wc}"
+threads = {t}
+timeout = 60
+graceful_timeout = 5
+accesslog = None
+errorlog = "{d}/gunicorn.log"
+control_socket_disable = True
+""".format(conf=conf, port=port, w=int(w), wc=wc, t=int(th), d=d))
+            name = "%s, workers=%s, threads=%s" % (wc, w, th)
+            log("starting Aetos under gunicorn (%s; both CPUs)" % name)
+            p = self.procs.start("aetos", [os.path.join(a.aetos_venv, "bin", "gunicorn"), "-c", gconf],
+                                 os.path.join(d, "gunicorn.out"), cpus={0, 1}, cwd=d)
+            running.append({"name": name, "proc": p, "url": "http://127.0.0.1:%d" % port})
+        for r in running:
+            wait_ready(r["url"] + "/healthcheck", r["proc"], timeout=60, interval=0.1)
+        trial = []
+        if len(running) > 1:
+            script = self.script_for("dashboard-instant", "prom", "aetos")
+            for r in running:
+                self.wrk(r["url"], script, 2, "aetos-warmup", cpus=self.wrk_cpus("prom"))
+                r["rps"] = self.wrk(r["url"], script, a.aetos_trial, "aetos-trial", cpus=self.wrk_cpus("prom"))["rps"]
+                trial.append({"gunicorn": r["name"], "rps": r["rps"]})
+                log("  Aetos trial, %s: %.0f req/s" % (r["name"], r["rps"]))
+            best = max(running, key=lambda r: r["rps"])
+        else:
+            best = running[0]
+        for r in running:
+            if r is not best:
+                self.procs.stop(r["proc"])
+        self.aetos = best["proc"]
+        self.results["meta"]["aetos_gunicorn"] = best["name"]
+        self.results["meta"]["aetos_trial"] = trial
+        self.results["meta"]["aetos_trial_s"] = a.aetos_trial
+        self.targets[("prom", "aetos")] = {"url": best["url"], "pids": None}
+        log("Aetos: keeping gunicorn %s" % best["name"])
+
+    # ------------------------------------------------------------------ checks
+    def sanity(self):
+        """Every target answers the workloads' requests with 200 before anything is measured, and the
+        tenant enforcement is really on where it should be (filter and Aetos see team-a only)."""
+        h = {"X-Auth-Token": self.token}
+        expr = q("count(cloud_instances)")
+        for (up, name), t in self.targets.items():
+            code, body = http_get("%s/api/v1/query?query=%s&time=%d" % (t["url"], expr, self.t_end), h)
+            if code != 200:
+                raise RuntimeError("sanity: %s/%s answered %d: %s" % (up, name, code, body[:300]))
+            if up == "prom":
+                n = json.loads(body)["data"]["result"][0]["value"][1]
+                want = "2" if name in ("direct", "plain") else "1"
+                if n != want:
+                    raise RuntimeError("sanity: %s/%s count(cloud_instances) = %s, expected %s" % (up, name, n, want))
+        # the real-Prometheus workload: without enforcement, the queries carry the tenant matcher already;
+        # they must answer exactly what the filter answers (and Aetos, for information)
+        differ = {"filter": 0, "aetos": 0}
+        for _, expr in DASHBOARD:
+            qs = "/api/v1/query?time=%d&query=" % self.t_end
+            code, ref = http_get(self.targets[("prom", "direct")]["url"] + qs + q(with_tenant(expr, self.env["TEAM_A_ID"])))
+            if code != 200:
+                raise RuntimeError("sanity: Prometheus answered %d to %s: %s" % (code, expr, ref[:300]))
+            ref = canonical(json.loads(ref)["data"])
+            for name in differ:
+                code, got = http_get(self.targets[("prom", name)]["url"] + qs + q(expr), h)
+                if code != 200 or canonical(json.loads(got)["data"]) != ref:
+                    differ[name] += 1
+                    log("  %s answers %s differently (HTTP %d): %s" % (name, expr, code, got[:200]))
+        if differ["filter"]:
+            raise RuntimeError("sanity: the filter's answers differ from the tenant-matched queries'")
+        self.results["meta"]["aetos_answers_differ"] = differ["aetos"]
+        code, _ = http_get(self.targets[("syn", "filter")]["url"] + "/api/v1/query?query=up", {"X-Auth-Token": "nope"})
+        if code != 401:
+            raise RuntimeError("sanity: the filter let an invalid token through (%d)" % code)
+        log("sanity checks passed (filter and Aetos enforce team-a; invalid token -> 401)")
+
+    # ------------------------------------------------------------------ wrk
+    def wrk(self, url, script_text, duration, name, conns=None, cpus=None):
+        conns = conns or self.a.connections
+        path = os.path.join(self.work, "%s.lua" % name)
+        with open(path, "w") as f:
+            f.write(script_text)
+        cpus = cpus or {LOAD_CPU}
+        argv = ["taskset", "-c", ",".join(map(str, sorted(cpus))), "wrk", "-t1", "-c%d" % conns, "-d%ds" % duration,
+                "--timeout", "30s", "--latency", "-s", path, url]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120)
+        for line in out.stdout.splitlines():
+            if line.startswith("BENCHJSON "):
+                r = json.loads(line[len("BENCHJSON "):])
+                r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+                return r
+        raise RuntimeError("wrk gave no result: %s %s" % (out.stdout[-1000:], out.stderr[-1000:]))
+
+    def script_for(self, workload, up=None, cfg=None):
+        if workload == "dashboard":
+            return lua_dashboard(self.token, self.t_end, False)
+        if workload == "dashboard-instant":
+            # without enforcement in front of the real Prometheus: the queries as the filter rewrites them
+            tenant = self.env["TEAM_A_ID"] if up == "prom" and cfg in ("direct", "plain") else None
+            return lua_dashboard(self.token, self.t_end, True, tenant)
+        if workload == "unique":
+            return lua_unique(self.token, self.t_end)
+        if workload == "series":
+            return lua_series(self.token, self.t_end)
+        if workload == "trivial":
+            return lua_trivial(self.token, self.t_end)
+        if workload == "open":
+            return lua_open(self.t_end)
+        raise KeyError(workload)
+
+    def pids_of(self, up, cfg):
+        t = self.targets[(up, cfg)]
+        return t["pids"] if t["pids"] is not None else group_pids(self.aetos.pid)
+
+    def own_cpu(self):
+        """CPU seconds used so far by everything of the benchmark: its processes (and their groups), the
+        stack's (Keystone, the Prometheus servers, the stack's Envoy), finished children (wrk), itself."""
+        if not hasattr(self, "own_pgids"):
+            self.own_pgids = set()
+        for pid in [p.pid for p in self.procs.procs] + self.stack_pids:
+            g = pgid_of(pid)
+            if g:
+                self.own_pgids.add(g)
+        ru_c, ru_s = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+        return (cpu_seconds(pids_in_groups(self.own_pgids)) + ru_c.ru_utime + ru_c.ru_stime
+                + ru_s.ru_utime + ru_s.ru_stime)
+
+    def wrk_cpus(self, up):
+        return {0, 1} if up == "prom" and self.a.prom_placement == "free" else {LOAD_CPU}
+
+    def measure(self, up, workload, cfg, rnd, duration):
+        t = self.targets[(up, cfg)]
+        pids = self.pids_of(up, cfg)
+        c0, all0, own0 = cpu_seconds(pids), task_cpu_total(), self.own_cpu()
+        r = self.wrk(t["url"], self.script_for(workload, up, cfg), duration, "%s-%s-%s" % (up, workload, cfg),
+                     cpus=self.wrk_cpus(up))
+        r["cpu_s"] = cpu_seconds(pids) - c0
+        r["cpu_us_per_req"] = r["cpu_s"] * 1e6 / max(1, r["requests"])
+        # what other processes of the machine used meanwhile, as a share of both CPUs
+        r["background"] = max(0.0, (task_cpu_total() - all0) - (self.own_cpu() - own0)) / (2 * r["duration_us"] / 1e6)
+        r.update(upstream=up, workload=workload, config=cfg, round=rnd)
+        errs = r["status"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+        r["errors"] = errs
+        log("  round %d %-5s %-17s %-7s %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  cpu %6.1f us/req  other %3.0f%%%s"
+            % (rnd, up, workload, cfg, r["rps"], r["p50"] / 1e3, r["p99"] / 1e3, r["cpu_us_per_req"],
+               100 * r["background"], "  ERRORS %d" % errs if errs else ""))
+        return r
+
+    def matrix(self):
+        groups = self.full_matrix()
+        if self.a.only:
+            sel = self.a.only.split(",")
+            groups = [g for g in groups if g[0] in sel or "%s:%s" % (g[0], g[1]) in sel]
+        return groups
+
+    def full_matrix(self):
+        return [
+            ("syn", "dashboard", ["direct", "plain", "noop", "filter"]),
+            ("syn", "unique", ["direct", "plain", "noop", "filter"]),
+            ("syn", "series", ["direct", "plain", "noop", "filter"]),
+            ("syn", "trivial", ["noop", "filter"]),
+            ("syn", "open", ["noop", "filter"]),
+            ("prom", "dashboard-instant", ["direct", "plain", "filter", "aetos"]),
+        ]
+
+    def wait_quiet(self, seconds):
+        """Until other processes use less than --max-background of the CPUs (1 s samples; the benchmark's
+        own processes are idle meanwhile), or `seconds` have passed."""
+        t_end = time.monotonic() + max(0, seconds)
+        while time.monotonic() < t_end:
+            if machine_busy(1.0) < self.a.max_background:
+                return True
+        return False
+
+    def run_matrix(self):
+        a = self.a
+        self.retry_deadline = time.monotonic() + a.retry_budget
+        log("warm-up: %ss per target and workload (filter caches the token and the rewrites; Aetos "
+            "workers cache the token)" % a.warmup)
+        for up, wl, cfgs in self.matrix():
+            for cfg in cfgs:
+                self.wrk(self.targets[(up, cfg)]["url"], self.script_for(wl, up, cfg),
+                         max(2, a.warmup) if cfg == "aetos" else a.warmup, "warmup", cpus=self.wrk_cpus(up))
+        for rnd in range(1, a.rounds + 1):
+            log("round %d/%d (%ds per run)" % (rnd, a.rounds, a.duration))
+            for up, wl, cfgs in self.matrix():
+                # interleaved: every config once per round, the order rotated from round to round
+                k = (rnd - 1) % len(cfgs)
+                for cfg in cfgs[k:] + cfgs[:k]:
+                    r = self.measure(up, wl, cfg, rnd, a.duration)
+                    # another process took CPU meanwhile (a shared machine): wait for quiet (a while at
+                    # most), measure again, keep the quietest; within a time budget for the whole run
+                    tries = 0
+                    while (r["background"] > a.max_background and tries < a.retries
+                           and time.monotonic() < self.retry_deadline):
+                        tries += 1
+                        log("  other processes used %.0f%% of the CPUs: waiting for quiet, then measuring again "
+                            "(%d/%d)" % (100 * r["background"], tries, a.retries))
+                        self.wait_quiet(min(a.quiet_wait, self.retry_deadline - time.monotonic()))
+                        again = self.measure(up, wl, cfg, rnd, a.duration)
+                        if again["background"] < r["background"]:
+                            r = again
+                    r["retries"] = tries
+                    self.results["runs"].append(r)
+
+    # ------------------------------------------------------------------ (d) new credentials
+    def issue_tokens(self, n):
+        body = json.dumps({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "alice", "domain": {"name": "tenants"}, "password": "alice-secret"}}},
+            "scope": {"project": {"id": self.env["TEAM_A_ID"]}}}}).encode()
+        url = "http://127.0.0.1:%d/v3/auth/tokens?nocatalog" % self.ks_port
+
+        def one(_):
+            req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.headers["X-Subject-Token"]
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            toks = list(ex.map(one, range(n)))
+        if len(set(toks)) != n:
+            raise RuntimeError("Keystone issued duplicate tokens")
+        return toks
+
+    def ks_validations(self):
+        """GET /v3/auth/tokens lines in Keystone's access log (validations) so far."""
+        with open(self.env["KEYSTONE_ACCESS_LOG"], errors="replace") as f:
+            return sum(1 for line in f if '"GET /v3/auth/tokens' in line)
+
+    def ks_validations_settled(self):
+        # gunicorn writes the access log line after the response: let the last ones land
+        last = -1
+        for _ in range(50):
+            n = self.ks_validations()
+            if n == last:
+                return n
+            last = n
+            time.sleep(0.1)
+        return last
+
+    def client(self, url, tokens, conns, repeat=1):
+        """Sends GET url once per token (repeat times each, the copies back to back so they overlap),
+        over `conns` keep-alive connections. Returns (seconds, latencies_ms, status counts)."""
+        u = urllib.parse.urlsplit(url)
+        work = [t for t in tokens for _ in range(repeat)]
+        lock = threading.Lock()
+        idx = [0]
+        lat, codes = [], {}
+
+        def worker():
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+            while True:
+                with lock:
+                    i = idx[0]
+                    idx[0] += 1
+                if i >= len(work):
+                    break
+                t0 = time.perf_counter()
+                conn.request("GET", u.path + "?" + u.query, headers={"X-Auth-Token": work[i]})
+                resp = conn.getresponse()
+                resp.read()
+                dt = (time.perf_counter() - t0) * 1e3
+                with lock:
+                    lat.append(dt)
+                    codes[resp.status] = codes.get(resp.status, 0) + 1
+            conn.close()
+        threads = [threading.Thread(target=worker) for _ in range(conns)]
+        t0 = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        return time.perf_counter() - t0, lat, codes
+
+    def new_tokens(self):
+        a = self.a
+        n, rounds, dedupe_n, dedupe_rep = a.new_tokens, a.rounds, max(10, a.new_tokens // 3), 4
+        t0 = time.monotonic()
+        log("issuing %d tokens for alice (team-a) from Keystone" % (n * rounds + dedupe_n))
+        toks = self.issue_tokens(n * rounds + dedupe_n)
+        log("  %d tokens in %.1fs" % (len(toks), time.monotonic() - t0))
+        env = self.envoys[("syn", "filter")]
+        url = env.url + "/api/v1/query?query=%s&time=%d" % (q('sum(rate(http_requests_total[5m]))'), self.t_end)
+        out = {"rounds": [], "tokens_per_round": n, "connections": a.connections}
+        callouts0 = env.stat("wasmcustom.keystone_prom_keystone_callouts")
+        ks0 = self.ks_validations_settled()
+        total_creds = 0
+        for rnd in range(rounds):
+            batch = toks[rnd * n:(rnd + 1) * n]
+            secs, lat, codes = self.client(url, batch, a.connections)
+            r = {"round": rnd + 1, "requests": len(lat), "seconds": secs, "rps": len(lat) / secs,
+                 "p50": pctl(lat, 50), "p99": pctl(lat, 99), "max": max(lat), "codes": codes}
+            out["rounds"].append(r)
+            total_creds += len(batch)
+            log("  new credentials round %d: %d requests, %.1f req/s, p50 %.1f ms, p99 %.1f ms, %s"
+                % (rnd + 1, len(lat), r["rps"], r["p50"], r["p99"], codes))
+        ks1 = self.ks_validations_settled()
+        # the same credentials again, 3 times each: all from the cache, no Keystone call
+        secs, lat, codes = self.client(url, toks[:n * rounds], a.connections, repeat=3)
+        ks2 = self.ks_validations_settled()
+        out["replay"] = {"requests": len(lat), "rps": len(lat) / secs, "p50": pctl(lat, 50), "p99": pctl(lat, 99),
+                         "codes": codes, "keystone_calls": ks2 - ks1}
+        log("  replay of the same %d credentials x3: %d Keystone calls, %s" % (n * rounds, ks2 - ks1, codes))
+        # fresh credentials, each sent 4 times at once: the concurrent first requests share one callout
+        dd = toks[n * rounds:]
+        secs, lat, codes = self.client(url, dd, a.connections, repeat=dedupe_rep)
+        ks3 = self.ks_validations_settled()
+        total_creds += len(dd)
+        out["concurrent_firsts"] = {"credentials": len(dd), "copies": dedupe_rep, "requests": len(lat),
+                                    "p50": pctl(lat, 50), "p99": pctl(lat, 99), "codes": codes,
+                                    "keystone_calls": ks3 - ks2}
+        log("  %d new credentials x%d concurrent copies: %d Keystone calls, %s"
+            % (len(dd), dedupe_rep, ks3 - ks2, codes))
+        out["credentials"] = total_creds
+        # the filter's scope cache is direct-mapped: slot = first 8 bytes of the credential's SHA-256
+        # (src/credentials.rs digest, src/cache.rs slot_key) modulo cache.max_entries (16384 by default);
+        # a credential whose slot a later one took is validated again. Predicted from the tokens used:
+        out["slot_collisions"], out["predicted_replay_calls"] = slot_prediction(
+            toks[:n * rounds], toks[n * rounds:], 16384)
+        out["keystone_calls"] = ks3 - ks0
+        out["filter_callouts"] = env.stat("wasmcustom.keystone_prom_keystone_callouts") - callouts0
+        out["calls_per_credential"] = out["keystone_calls"] / total_creds
+        out["all_200"] = all(set(x["codes"]) == {200} for x in out["rounds"] + [out["replay"], out["concurrent_firsts"]])
+        out["rps"] = statistics.median(x["rps"] for x in out["rounds"])
+        out["p50"] = statistics.median(x["p50"] for x in out["rounds"])
+        out["p99"] = statistics.median(x["p99"] for x in out["rounds"])
+        # reference: Keystone's own validation latency, sequential, one at a time
+        lat = []
+        for t in toks[:20]:
+            t1 = time.perf_counter()
+            http_get("http://127.0.0.1:%d/v3/auth/tokens?nocatalog" % self.ks_port,
+                     {"X-Auth-Token": t, "X-Subject-Token": t})
+            lat.append((time.perf_counter() - t1) * 1e3)
+        out["keystone_validate_ms_p50"] = statistics.median(lat)
+        self.results["newtokens"] = out
+
+    # ------------------------------------------------------------------ memory
+    def memory(self):
+        a = self.a
+        cfg = proxy_config("filter", free_port(), free_port(), self.upstream_port, self.fakeks_port, a.wasm, a.noop_wasm)
+        log("memory: a fresh filter Envoy whose Keystone is a fake (an Envoy direct_response answering "
+            "every validation with a valid team-a token)")
+        env = Envoy(self, "memory", cfg, {SUT_CPU})
+        out = {"idle_kib": rss_kib(env.pid)}
+        self.wrk(env.url, lua_trivial("warm-up-token", self.t_end), 2, "mem-warmup")
+        out["warm_kib"] = rss_kib(env.pid)
+        pushed, chunk, waves = 0, 0, []
+        # RSS halfway and at the end: with a fixed number of cache slots the second half adds ~nothing
+        for target in (a.memory_tokens // 2, a.memory_tokens):
+            t0, n0 = time.monotonic(), pushed
+            while pushed < target:
+                chunk += 1
+                r = self.wrk(env.url, lua_random_tokens("bench-%d-%x-" % (chunk, random.getrandbits(48))),
+                             a.memory_chunk, "mem-%d" % chunk)
+                if r["status"] or r["connect"] or r["timeout"]:
+                    raise RuntimeError("memory test: wrk saw errors: %r" % r)
+                pushed += r["requests"]
+            waves.append({"tokens": pushed, "rss_kib": rss_kib(env.pid),
+                          "rps": (pushed - n0) / (time.monotonic() - t0)})
+            log("  %d distinct tokens pushed: RSS %d KiB (%.0f new tokens/s)" % (pushed, waves[-1]["rss_kib"],
+                                                                               waves[-1]["rps"]))
+        out["waves"] = waves
+        out["misses"] = env.stat("wasmcustom.keystone_prom_cache_misses")
+        out["callouts"] = env.stat("wasmcustom.keystone_prom_keystone_callouts")
+        # the plain Envoy's RSS, for scale (same binary, same --concurrency, no Wasm)
+        out["plain_kib"] = rss_kib(self.envoys[("syn", "plain")].pid)
+        out["noop_kib"] = rss_kib(self.envoys[("syn", "noop")].pid)
+        out["filter_syn_kib"] = rss_kib(self.envoys[("syn", "filter")].pid)
+        self.procs.stop(env.proc)
+        self.results["memory"] = out
+
+    # ------------------------------------------------------------------ startup
+    def startup(self):
+        a = self.a
+        times = {"plain": [], "noop": [], "filter": []}
+        for i in range(a.starts):
+            for kind in ("plain", "noop", "filter"):
+                cfg = proxy_config(kind, free_port(), free_port(), self.upstream_port, self.ks_port, a.wasm, a.noop_wasm)
+                env = Envoy(self, "start-%s-%d" % (kind, i), cfg, {SUT_CPU})
+                times[kind].append(env.ready_s * 1e3)
+                self.procs.stop(env.proc)
+        out = {k: {"median_ms": statistics.median(v), "all_ms": v} for k, v in times.items()}
+        log("startup to /ready, median of %d: plain %.0f ms, no-op Wasm %.0f ms, filter %.0f ms"
+            % (a.starts, out["plain"]["median_ms"], out["noop"]["median_ms"], out["filter"]["median_ms"]))
+        self.results["startup"] = out
+        self.results["wasm"] = {"filter_bytes": os.path.getsize(a.wasm), "noop_bytes": os.path.getsize(a.noop_wasm)}
+
+    # ------------------------------------------------------------------ meta
+    def meta(self):
+        def cmd(argv):
+            try:
+                return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout.strip()
+            except OSError:
+                return "?"
+        cpu = "?"
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        envoy_v = cmd([self.envoy_bin, "--version"])
+        m = re.search(r"/(\d+\.\d+\.\d+)/", envoy_v)
+        aetos_v = cmd([os.path.join(self.a.aetos_venv, "bin", "python"), "-c",
+                       "from importlib.metadata import version as v; print(v('aetos'), v('keystonemiddleware'), v('gunicorn'))"]).split()
+        self.results["meta"] = {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": cpu, "cores": os.cpu_count(), "envoy": m.group(1) if m else envoy_v,
+            "wrk": cmd(["dpkg-query", "-W", "-f=${Version}", "wrk"]),
+            "prometheus": cmd(["dpkg-query", "-W", "-f=${Version}", "prometheus"]),
+            "keystone": cmd(["dpkg-query", "-W", "-f=${Version}", "python3-keystone"]),
+            "aetos": aetos_v[0] if aetos_v else "?", "keystonemiddleware": aetos_v[1] if len(aetos_v) > 1 else "?",
+            "gunicorn": aetos_v[2] if len(aetos_v) > 2 else "?",
+            "duration_s": self.a.duration, "rounds": self.a.rounds, "connections": self.a.connections,
+            "warmup_s": self.a.warmup, "sut_cpu": SUT_CPU, "load_cpu": LOAD_CPU,
+            "prom_placement": self.a.prom_placement, "max_background": self.a.max_background,
+        }
+
+    def run(self):
+        t0 = time.monotonic()
+        os.sched_setaffinity(0, {LOAD_CPU})
+        self.meta()
+        self.start()
+        self.sanity()
+        busy = machine_busy()
+        self.results["meta"]["busy_before"] = busy
+        log("background CPU use (the benchmark idle): %.0f%% of 2 CPUs%s"
+            % (100 * busy, "  WARNING: the machine is not idle, the numbers will suffer" if busy > 0.1 else ""))
+        phases = self.a.phases.split(",")
+        if "matrix" in phases:
+            self.run_matrix()
+            busy = machine_busy()
+            self.results["meta"]["busy_after"] = busy
+            log("background CPU use after the matrix: %.0f%%" % (100 * busy))
+        if "newtokens" in phases:
+            self.new_tokens()
+        if "memory" in phases:
+            self.memory()
+        if "startup" in phases:
+            self.startup()
+        self.results["meta"]["bench_seconds"] = round(time.monotonic() - t0)
+        return self.results
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stack", required=True, help="directory of a running scripts/stack.sh stack")
+    ap.add_argument("--work", required=True, help="scratch directory (configs, logs)")
+    ap.add_argument("--wasm", required=True)
+    ap.add_argument("--noop-wasm", required=True)
+    ap.add_argument("--aetos-venv", required=True)
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs"))
+    ap.add_argument("--duration", type=int, default=7, help="seconds per measured run")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--new-tokens", type=int, default=150, help="new credentials per round (workload d)")
+    ap.add_argument("--memory-tokens", type=int, default=100000)
+    ap.add_argument("--memory-chunk", type=int, default=2, help="seconds per wrk run of the memory test")
+    ap.add_argument("--starts", type=int, default=5)
+    ap.add_argument("--max-background", type=float, default=0.10,
+                    help="a run during which other processes used more than this share of the CPUs is repeated")
+    ap.add_argument("--retries", type=int, default=2, help="at most this many repeats of a disturbed run")
+    ap.add_argument("--quiet-wait", type=int, default=15, help="seconds to wait for quiet before a repeat")
+    ap.add_argument("--retry-budget", type=int, default=150,
+                    help="seconds of the whole run that waiting and repeating may take")
+    ap.add_argument("--prom-placement", choices=("free", "pinned"), default="free",
+                    help="real Prometheus group: Envoys and wrk free on both CPUs (default), or pinned as for "
+                         "the synthetic upstream")
+    ap.add_argument("--only", default="", help="development: only these matrix groups, e.g. prom,syn:dashboard")
+    ap.add_argument("--phases", default="matrix,newtokens,memory,startup", help="development: phases to run")
+    ap.add_argument("--aetos-candidates", default="sync:4:1,sync:8:1,gthread:4:4",
+                    help="gunicorn settings for Aetos, class:workers:threads,...; the best of a short trial is kept")
+    ap.add_argument("--aetos-trial", type=int, default=3, help="seconds of trial per Aetos setting")
+    a = ap.parse_args()
+    for k in ("work", "wasm", "noop_wasm", "aetos_venv", "stack", "out"):
+        setattr(a, k, os.path.abspath(getattr(a, k)))
+    bench = Bench(a)
+
+    def on_signal(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    try:
+        results = bench.run()
+    except SystemExit:
+        log("interrupted: stopping everything the benchmark started")
+        raise
+    finally:
+        bench.procs.stop_all()
+    sys.dont_write_bytecode = True
+    import report
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "benchmark.json"), "w") as f:
+        json.dump(results, f, indent=1, sort_keys=True)
+    md = report.markdown(results)
+    with open(os.path.join(a.out, "benchmark.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(a.out, "benchmark.svg"), "w") as f:
+        f.write(report.svg(results))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
