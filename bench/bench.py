@@ -675,6 +675,10 @@ control_socket_disable = True
     def sanity(self):
         """Every target answers the workloads' requests with 200 before anything is measured, and the
         tenant enforcement is really on where it should be (filter and Aetos see team-a only)."""
+        if os.environ.get("BENCH_UNCHECKED"):
+            # development only: measuring a deliberately incomplete filter build (bisecting costs)
+            log("sanity checks skipped (BENCH_UNCHECKED): these numbers are not a benchmark")
+            return
         h = {"X-Auth-Token": self.token}
         expr = q("count(cloud_instances)")
         for (up, name), t in self.targets.items():

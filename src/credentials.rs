@@ -171,12 +171,12 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
 
 impl Credential {
     /// Reads the credential from request headers; `header` looks a header up by lower-case name.
-    pub fn from_headers(header: impl Fn(&str) -> Option<String>) -> Result<Found, CredentialError> {
+    pub fn from_headers<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Result<Found, CredentialError> {
         let found = |credential, from_authorization| Ok(Found { credential, from_authorization });
         if let Some(t) = header("x-auth-token").filter(|t| !t.trim().is_empty()) {
-            return found(Credential::Token(check_token(&t, "X-Auth-Token header")?), false);
+            return found(Credential::Token(check_token(t, "X-Auth-Token header")?), false);
         }
-        let authorization = header("authorization").map(|a| a.trim().to_string()).filter(|a| !a.is_empty());
+        let authorization = header("authorization").map(str::trim).filter(|a| !a.is_empty());
         if let Some(a) = &authorization {
             if a.len() > MAX_TOKEN_BYTES {
                 return Err(malformed("the Authorization header is too long"));
@@ -200,7 +200,7 @@ impl Credential {
             } else {
                 return Err(malformed("X-Application-Credential-Secret needs X-Application-Credential-Id or -Name"));
             };
-            return found(Credential::AppCredential { cred, secret }, false);
+            return found(Credential::AppCredential { cred, secret: secret.to_string() }, false);
         }
         if let Some(a) = &authorization {
             if let Some((scheme, rest)) = a.split_once(' ') {
@@ -278,8 +278,7 @@ mod tests {
     use super::*;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Credential, CredentialError> {
-        Credential::from_headers(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
-            .map(|f| f.credential)
+        Credential::from_headers(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)).map(|f| f.credential)
     }
 
     fn b64(s: &str) -> String {
@@ -316,7 +315,7 @@ mod tests {
         assert_eq!(from(&[("authorization", "bearer tok")]), Ok(Credential::Token("tok".into())));
         // X-Auth-Token wins over Authorization.
         assert_eq!(from(&[("x-auth-token", "a"), ("authorization", "Bearer b")]), Ok(Credential::Token("a".into())));
-        let f = Credential::from_headers(|n| (n == "authorization").then(|| "Bearer t".to_string())).unwrap();
+        let f = Credential::from_headers(|n| (n == "authorization").then_some("Bearer t")).unwrap();
         assert!(f.from_authorization);
     }
 

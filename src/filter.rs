@@ -284,11 +284,12 @@ impl Flow {
     }
 
     pub fn on_request_headers(&mut self, host: &mut dyn Host) -> Action {
-        let headers = host.request_headers();
-        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        self.request_id = header("x-request-id");
-        let full_path = header(":path").unwrap_or_default();
-        self.method = header(":method").unwrap_or_default();
+        let mut headers = host.request_headers();
+        let mut take = |name: &str| headers.iter_mut().find(|(k, _)| k == name).map(|(_, v)| std::mem::take(v));
+        self.request_id = take("x-request-id");
+        self.method = take(":method").unwrap_or_default();
+        let full_path = take(":path").unwrap_or_default();
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let (path, query) = routes::split_path(&full_path);
         self.path = path.to_string();
         self.query = query.to_string();
@@ -306,7 +307,6 @@ impl Flow {
                 host.set_request_header(n, None);
             }
         }
-        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         match route {
             Route::Open => return Action::Continue,
             Route::Denied => {
@@ -349,10 +349,7 @@ impl Flow {
             self.expect_body = chunked || length.is_some_and(|n| n > 0);
             // A POST without a body has no form for Prometheus to read, whatever its type.
             if self.expect_body {
-                if let Err(e) = request::check_form_headers(
-                    header("content-type").as_deref(),
-                    header("content-encoding").as_deref(),
-                ) {
+                if let Err(e) = request::check_form_headers(header("content-type"), header("content-encoding")) {
                     return self.refuse(host, e);
                 }
             }

@@ -20,6 +20,11 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
+// talc instead of the default dlmalloc: the request path allocates small strings all the
+// time, and talc's wasm allocator is markedly faster at that (see docs/benchmark.md).
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root { id, shared: None }) });
@@ -27,17 +32,39 @@ proxy_wasm::main! {{
 
 thread_local! {
     /// This worker's live flows, by context id.
-    static FLOWS: RefCell<HashMap<u32, Weak<RefCell<Flow>>>> = RefCell::new(HashMap::new());
+    static FLOWS: RefCell<HashMap<u32, Weak<RefCell<Flow>>, ById>> = RefCell::new(HashMap::default());
     /// Which context dispatched each callout (the SDK routes answers to the context whose
     /// callback was running, which is not the waiter that dispatched after a wake-up).
-    static CALLOUTS: RefCell<HashMap<u32, u32>> = RefCell::new(HashMap::new());
-    static METRICS: RefCell<HashMap<Metric, u32>> = RefCell::new(HashMap::new());
+    static CALLOUTS: RefCell<HashMap<u32, u32, ById>> = RefCell::new(HashMap::default());
+    /// The host's metric ids, by `Metric::index`.
+    static METRICS: RefCell<[Option<u32>; Metric::ALL.len()]> = const { RefCell::new([None; Metric::ALL.len()]) };
     /// Counter increments not yet handed to the host: flushed on the root's tick, so a
     /// request makes no metric host calls.
-    static COUNTS: RefCell<HashMap<Metric, i64>> = RefCell::new(HashMap::new());
+    static COUNTS: RefCell<[i64; Metric::ALL.len()]> = const { RefCell::new([0; Metric::ALL.len()]) };
     /// Wake-ups that may dispatch a callout, run from the root's next tick (see `wake`).
     static DEFERRED: RefCell<Vec<(u32, Wake)>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Hashes the host's context and callout ids (small sequential integers, not chosen by
+/// clients) as they are: these maps are touched on every request.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type ById = std::hash::BuildHasherDefault<IdHasher>;
 
 /// How often the root runs deferred wake-ups and flushes counters.
 const TICK: Duration = Duration::from_millis(20);
@@ -61,18 +88,20 @@ fn define_metrics() {
     METRICS.with(|m| {
         let mut m = m.borrow_mut();
         for metric in Metric::ALL {
-            if m.contains_key(&metric) {
+            if m[metric.index()].is_some() {
                 continue;
             }
             let kind = match metric.kind() {
                 metrics::Kind::Counter => MetricType::Counter,
                 metrics::Kind::Histogram => MetricType::Histogram,
             };
-            if let Ok(id) = hostcalls::define_metric(kind, metric.name()) {
-                m.insert(metric, id);
-            }
+            m[metric.index()] = hostcalls::define_metric(kind, metric.name()).ok();
         }
     });
+}
+
+fn metric_id(metric: Metric) -> Option<u32> {
+    METRICS.with(|m| m.borrow()[metric.index()])
 }
 
 impl RootContext for Root {
@@ -123,8 +152,8 @@ impl RootContext for Root {
 
 fn flush_counts() {
     let counts = COUNTS.with(|c| std::mem::take(&mut *c.borrow_mut()));
-    for (metric, n) in counts {
-        if let Some(id) = METRICS.with(|m| m.borrow().get(&metric).copied()) {
+    for (metric, n) in Metric::ALL.iter().zip(counts) {
+        if let (Some(id), true) = (metric_id(*metric), n != 0) {
             let _ = hostcalls::increment_metric(id, n);
         }
     }
@@ -307,11 +336,11 @@ impl Host for Adapter {
     }
 
     fn count(&mut self, metric: Metric) {
-        COUNTS.with(|c| *c.borrow_mut().entry(metric).or_default() += 1);
+        COUNTS.with(|c| c.borrow_mut()[metric.index()] += 1);
     }
 
     fn record(&mut self, metric: Metric, value: u64) {
-        if let Some(id) = METRICS.with(|m| m.borrow().get(&metric).copied()) {
+        if let Some(id) = metric_id(metric) {
             let _ = hostcalls::record_metric(id, value);
         }
     }

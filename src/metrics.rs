@@ -39,6 +39,11 @@ impl Metric {
         Metric::KeystoneCalloutMs,
     ];
 
+    /// The metric's position in [`Metric::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Metric::RequestsAllowed => "keystone_prom_requests_allowed",
@@ -87,6 +92,9 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), Metric::ALL.len());
         assert_eq!(Metric::for_status(401), Metric::Denied401);
+        for (i, m) in Metric::ALL.iter().enumerate() {
+            assert_eq!(m.index(), i);
+        }
         assert_eq!(Metric::for_status(415), Metric::DeniedOther);
     }
 }
