@@ -168,18 +168,8 @@ impl<'a> Section<'a> {
     }
 
     fn paths(&mut self, name: &str) -> Result<Vec<String>, ConfigError> {
-        let key = self.key(name);
-        match self.take(name) {
-            None => Ok(Vec::new()),
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .map(|v| match v {
-                    Value::String(p) if p.starts_with('/') && !p.contains(['?', '#']) => Ok(p),
-                    _ => Err(err(&key, "must be a list of paths such as \"/api/v1/metadata\"")),
-                })
-                .collect(),
-            Some(_) => Err(err(&key, "must be a list of paths")),
-        }
+        let is_path = |p: &str| p.starts_with('/') && !p.contains(['?', '#']);
+        self.list(name, is_path, "must be a list of paths such as \"/api/v1/metadata\"")
     }
 
     fn boolean(&mut self, name: &str, default: bool) -> Result<bool, ConfigError> {
@@ -191,17 +181,22 @@ impl<'a> Section<'a> {
     }
 
     fn strings(&mut self, name: &str) -> Result<Vec<String>, ConfigError> {
+        self.list(name, |s| !s.is_empty(), "must be a list of non-empty strings")
+    }
+
+    /// A list of strings that each pass `ok`.
+    fn list(&mut self, name: &str, ok: impl Fn(&str) -> bool, problem: &str) -> Result<Vec<String>, ConfigError> {
         let key = self.key(name);
         match self.take(name) {
             None => Ok(Vec::new()),
             Some(Value::Array(items)) => items
                 .into_iter()
                 .map(|v| match v {
-                    Value::String(s) if !s.is_empty() => Ok(s),
-                    _ => Err(err(&key, "must be a list of non-empty strings")),
+                    Value::String(s) if ok(&s) => Ok(s),
+                    _ => Err(err(&key, problem)),
                 })
                 .collect(),
-            Some(_) => Err(err(&key, "must be a list of strings")),
+            Some(_) => Err(err(&key, problem)),
         }
     }
 
