@@ -284,21 +284,8 @@ mod tests {
         Credential::from_headers(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)).map(|f| f.credential)
     }
 
-    fn b64(s: &str) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in s.as_bytes().chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
+
+    use crate::mock_host::b64;
 
     fn basic(user: &str, pw: &str) -> Result<Credential, CredentialError> {
         let v = format!("Basic {}", b64(&format!("{user}:{pw}")));

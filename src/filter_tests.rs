@@ -2,7 +2,7 @@
 //! authentication path, coalescing, and the response filter.
 
 use super::*;
-use crate::mock_host::{MockHost, World};
+use crate::mock_host::{b64, MockHost, World};
 use std::rc::Rc;
 
 const KS_OK: &str = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u1"},
@@ -410,17 +410,6 @@ fn domain_scope_uses_the_domain_label() {
     assert_eq!(decoded_query(&h)[0].value, r#"up{domain_id="d9"}"#);
 }
 
-fn b64(s: &str) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in s.as_bytes().chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
-}
 
 #[test]
 fn basic_auth_asks_for_a_token_and_consumes_the_header() {
