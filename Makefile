@@ -4,7 +4,7 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/keystone_prom_wasm.wasm
 VENV := .venv
 
-.PHONY: build test unit wasm-test manifests e2e demo demo-down deps lint clean fuzz bench bench-stages
+.PHONY: build test unit wasm-test manifests e2e demo demo-down deps lint clean fuzz bench bench-stages bench-loop
 
 build: $(WASM)
 
@@ -70,3 +70,11 @@ bench: build deps
 # Native timings of each stage of the request path (criterion), to see where time goes.
 bench-stages:
 	cargo bench --manifest-path bench/stages/Cargo.toml
+
+# The whole dashboard request through the core, compiled to Wasm and run by node's V8
+# (LOOP_ARGS="40000 cold" sweeps the CPU caches between requests; to profile, add
+# PROFILE="perf record -F 5000 -o perf.data" NODE_FLAGS=--perf-basic-prof).
+LOOP_ARGS ?= 200000
+bench-loop:
+	cargo build -q --release --target wasm32-wasip1 --manifest-path bench/stages/Cargo.toml --example request_loop
+	$(PROFILE) node $(NODE_FLAGS) bench/stages/run_wasi.cjs bench/stages/target/wasm32-wasip1/release/examples/request_loop.wasm $(LOOP_ARGS)

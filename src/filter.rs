@@ -18,6 +18,7 @@ use crate::cache::{self, Lookup};
 use crate::config::Config;
 use crate::credentials::{Credential, CredentialError, CREDENTIAL_HEADERS};
 use crate::error::ApiError;
+use crate::headers::Headers;
 use crate::keystone::{self, Answer, AuthFailure, Callout};
 use crate::local_cache::{Known, LocalCache};
 use crate::metrics::Metric;
@@ -35,7 +36,7 @@ use std::rc::Rc;
 /// What the filter asks of its host. The proxy-wasm adapter implements it with host calls.
 pub trait Host {
     /// Every request header (one host call: far cheaper than one per name).
-    fn request_headers(&self) -> Vec<(String, String)>;
+    fn request_headers(&self) -> Option<Headers>;
     /// Sets a request header, or removes it with `None`.
     fn set_request_header(&mut self, name: &str, value: Option<&str>);
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
@@ -153,11 +154,12 @@ enum Waiting {
     ServiceLogin,
 }
 
-fn append(params: &mut String, param: &str) {
-    if !params.is_empty() {
-        params.push('&');
+/// Appends `param` to the parameters that start at `start` in `out`.
+fn append_param(out: &mut String, start: usize, param: &str) {
+    if out.len() > start {
+        out.push('&');
     }
-    params.push_str(param);
+    out.push_str(param);
 }
 
 /// Inbound headers that claim an identity or a tenant: never trusted, always removed.
@@ -182,18 +184,41 @@ const IDENTITY_HEADERS: [&str; 18] = [
     "x-service-roles",
 ];
 
+/// Whether a request header claims an identity or carries a credential: all are removed.
+fn is_identity_header(name: &str) -> bool {
+    // Every one of them starts with `x-` but `thanos-tenant`: most names are ruled out at once.
+    (name.starts_with("x-") || name == "thanos-tenant")
+        && (CREDENTIAL_HEADERS.contains(&name) || IDENTITY_HEADERS.contains(&name))
+}
+
+/// The request headers the filter reads as text; any other may hold any bytes.
+const TEXT_HEADERS: [&str; 15] = [
+    ":method",
+    ":path",
+    "x-auth-token",
+    "authorization",
+    "x-application-credential-id",
+    "x-application-credential-name",
+    "x-application-credential-secret",
+    "x-user-id",
+    "x-user-name",
+    "x-user-domain-name",
+    "content-length",
+    "transfer-encoding",
+    "content-type",
+    "content-encoding",
+    "x-request-id",
+];
+
 /// Per-request state.
 pub struct Flow {
     shared: Rc<Shared>,
     /// This request's host context, to be woken by others.
     context_id: u32,
-    /// `x-request-id`, for logs (sanitized when a line is written).
-    request_id: Option<String>,
+    /// The request's headers as they came (method, path and query string are read from
+    /// them when needed, not copied).
+    head: Headers,
     route: Route,
-    method: String,
-    path: String,
-    /// The query string as the client sent it (without `?`).
-    query: String,
     credential: Option<Credential>,
     digest: [u8; 32],
     /// This flow runs the exchange for its credential (others may wait on it).
@@ -237,11 +262,8 @@ impl Flow {
         Flow {
             shared,
             context_id,
-            request_id: None,
+            head: Headers::default(),
             route: Route::Denied,
-            method: String::new(),
-            path: String::new(),
-            query: String::new(),
             credential: None,
             digest: [0; 32],
             owner: false,
@@ -266,8 +288,22 @@ impl Flow {
         &self.shared.config
     }
 
+    /// A request header the filter reads (checked to be text in `on_request_headers`).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.get(name).and_then(Result::ok)
+    }
+
+    fn method(&self) -> &str {
+        self.header(":method").unwrap_or("")
+    }
+
+    /// The path and the query string (without `?`) as the client sent them.
+    fn path_and_query(&self) -> (&str, &str) {
+        routes::split_path(self.header(":path").unwrap_or(""))
+    }
+
     fn log(&self, host: &dyn Host, level: Level, msg: &str) {
-        let id: String = match &self.request_id {
+        let id: String = match self.header("x-request-id") {
             Some(r) => r.chars().filter(char::is_ascii_graphic).take(64).collect(),
             None => format!("ctx-{}", self.context_id),
         };
@@ -284,39 +320,39 @@ impl Flow {
     }
 
     pub fn on_request_headers(&mut self, host: &mut dyn Host) -> Action {
-        let mut headers = host.request_headers();
-        let mut take = |name: &str| headers.iter_mut().find(|(k, _)| k == name).map(|(_, v)| std::mem::take(v));
-        self.request_id = take("x-request-id");
-        self.method = take(":method").unwrap_or_default();
-        let full_path = take(":path").unwrap_or_default();
-        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        let (path, query) = routes::split_path(&full_path);
-        self.path = path.to_string();
-        self.query = query.to_string();
+        let Some(head) = host.request_headers() else {
+            return self.refuse(host, ApiError::unavailable("the proxy handed over unreadable request headers"));
+        };
+        self.head = head;
+        if !self.head.is_text() {
+            // HTTP/1 allows any byte above 0x7F in a value; where the filter needs text, no.
+            if let Some(name) = TEXT_HEADERS.iter().find(|n| matches!(self.head.get(n), Some(Err(_)))) {
+                return self.refuse(host, ApiError::bad_data(format!("the {name} header is not valid UTF-8")));
+            }
+        }
+        let (path, _) = self.path_and_query();
         let route = routes::classify(path, &self.cfg().path_prefix, &self.cfg().unsafe_passthrough);
-        if let MethodCheck::NotAllowed(allow) = routes::check_method(route, &self.method) {
+        if let MethodCheck::NotAllowed(allow) = routes::check_method(route, self.method()) {
             return self.refuse(host, ApiError::method_not_allowed(allow));
         }
         // Credentials never go upstream, and neither does any identity the client claims.
-        let found = Credential::from_headers(header);
+        let found = Credential::from_headers(|n| self.header(n));
         let tenant_header = self.cfg().policy.tenant_header.as_deref();
-        for (name, _) in &headers {
-            let n = name.as_str();
-            let consumed = n == "authorization" && matches!(&found, Ok(f) if f.from_authorization);
-            if consumed || CREDENTIAL_HEADERS.contains(&n) || IDENTITY_HEADERS.contains(&n) || tenant_header == Some(n) {
-                host.set_request_header(n, None);
-            }
+        let consumed_authorization = matches!(&found, Ok(f) if f.from_authorization);
+        let strip = self.head.names().filter(|n| {
+            (*n == "authorization" && consumed_authorization) || is_identity_header(n) || tenant_header == Some(*n)
+        });
+        for name in strip {
+            host.set_request_header(name, None);
         }
         match route {
             Route::Open => return Action::Continue,
             Route::Denied => {
-                return self.refuse(
-                    host,
-                    ApiError::forbidden(format!(
-                        "{path} is not available through the Keystone filter: it is not an endpoint \
-                         whose answer can be limited to your project"
-                    )),
-                )
+                let e = ApiError::forbidden(format!(
+                    "{path} is not available through the Keystone filter: it is not an endpoint \
+                     whose answer can be limited to your project"
+                ));
+                return self.refuse(host, e);
             }
             Route::Enforced(Endpoint::Rules | Endpoint::Alerts) => {
                 // Ask for an identity answer; a gzip one is still inflated when it comes.
@@ -343,13 +379,14 @@ impl Flow {
         };
 
         // Only enforced endpoints need the body; passthrough bodies go as they are.
-        if self.method == "POST" && matches!(route, Route::Enforced(_)) {
-            let length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
-            let chunked = header("transfer-encoding").is_some();
+        if self.method() == "POST" && matches!(route, Route::Enforced(_)) {
+            let length = self.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+            let chunked = self.header("transfer-encoding").is_some();
             self.expect_body = chunked || length.is_some_and(|n| n > 0);
             // A POST without a body has no form for Prometheus to read, whatever its type.
             if self.expect_body {
-                if let Err(e) = request::check_form_headers(header("content-type"), header("content-encoding")) {
+                let form = request::check_form_headers(self.header("content-type"), self.header("content-encoding"));
+                if let Err(e) = form {
                     return self.refuse(host, e);
                 }
             }
@@ -761,8 +798,9 @@ impl Flow {
             Some(d) => d?,
             None => {
                 // Access rules name paths relative to the service's endpoint, which includes the prefix.
-                let path = self.path.strip_prefix(self.cfg().path_prefix.as_str()).unwrap_or(&self.path);
-                policy::decide(self.cfg(), &scope, &self.method, path)?
+                let (path, _) = self.path_and_query();
+                let path = path.strip_prefix(self.cfg().path_prefix.as_str()).unwrap_or(path);
+                policy::decide(self.cfg(), &scope, self.method(), path)?
             }
         };
         let policy = &self.shared.config.policy;
@@ -819,18 +857,23 @@ impl Flow {
         let needs_default = |n: usize| n == 0 && endpoint.params() == Params::Match;
 
         if self.url_params.is_none() {
-            let (mut query, n) = enforcer.params(&self.query, endpoint)?;
+            let (path, query) = self.path_and_query();
+            let mut new_path = String::with_capacity(path.len() + query.len() + 96);
+            new_path.push_str(path);
+            new_path.push('?');
+            let n = enforcer.params_into(&mut new_path, query, endpoint)?;
             if !self.expect_body && needs_default(n) {
-                append(&mut query, &request::default_match(tenant));
+                append_param(&mut new_path, path.len() + 1, &request::default_match(tenant));
             }
-            host.set_request_header(":path", Some(&format!("{}?{query}", self.path)));
+            host.set_request_header(":path", Some(&new_path));
             self.url_params = Some(n);
         }
         if let Some(body) = self.body.take() {
             let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_data("the form body must be UTF-8"))?;
-            let (mut new_body, n) = enforcer.params(text, endpoint)?;
+            let mut new_body = String::with_capacity(text.len() + 96);
+            let n = enforcer.params_into(&mut new_body, text, endpoint)?;
             if needs_default(n + self.url_params.unwrap_or(0)) {
-                append(&mut new_body, &request::default_match(tenant));
+                append_param(&mut new_body, 0, &request::default_match(tenant));
             }
             host.set_request_body(body.len(), new_body.as_bytes());
         }

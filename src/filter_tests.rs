@@ -768,3 +768,28 @@ fn the_local_cache_expires_with_the_shared_entry() {
     let mut h = host(&world, 3, &get("/api/v1/query?query=up", Some("tok")));
     assert_eq!(Flow::new(sh, 3).on_request_headers(&mut h), Action::Pause, "revalidated at the TTL");
 }
+
+#[test]
+fn header_values_that_are_not_text() {
+    // HTTP/1 allows bytes above 0x7F in a value: in a header the filter does not read,
+    // they pass; the request is enforced as any other.
+    let world = World::new();
+    let sh = shared();
+    let (_, _) = validated(&world, &sh, "/api/v1/query?query=up");
+    let mut h = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
+    h.binary_headers.push(("x-junk".into(), b"caf\xe9".to_vec()));
+    assert_eq!(Flow::new(sh.clone(), 2).on_request_headers(&mut h), Action::Continue);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
+
+    // In a header the filter reads, they are refused before anything else happens.
+    for name in ["x-auth-token", "authorization", "content-type", ":path"] {
+        let mut h = host(&world, 3, &get("/api/v1/query?query=up", None));
+        h.headers.retain(|(k, _)| k != name);
+        h.binary_headers.push((name.into(), b"tok\xff".to_vec()));
+        assert_eq!(Flow::new(sh.clone(), 3).on_request_headers(&mut h), Action::Pause, "{name}");
+        assert_eq!(h.status(), Some(400), "{name}");
+        let body = String::from_utf8(h.response.as_ref().unwrap().2.clone()).unwrap();
+        assert!(body.contains(&format!("the {name} header is not valid UTF-8")), "{body}");
+    }
+    assert_eq!(world.callouts.borrow().len(), 1, "nothing was sent to Keystone");
+}

@@ -10,6 +10,7 @@
 
 use crate::config::Config;
 use crate::filter::{Action, CalloutAnswer, Flow, Host, Level, Shared, Wake};
+use crate::headers::Headers;
 use crate::keystone::MAX_RESPONSE_BYTES;
 use crate::metrics::{self, Metric};
 use proxy_wasm::hostcalls;
@@ -159,8 +160,40 @@ fn flush_counts() {
     }
 }
 
+/// One header value, whatever its bytes (the SDK's `get_map_value` panics on a value that
+/// is not UTF-8; bytes that are not are replaced, so the value reads as no known one).
+fn header_value(map: MapType, name: &str) -> Option<String> {
+    let bytes = hostcalls::get_map_value_bytes(map, name).ok().flatten()?;
+    Some(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+}
+
+/// The request headers as the host serialized them, read in place by [`Headers`] (the
+/// SDK's `get_map` copies every name and value, and panics on a value that is not UTF-8).
+fn request_headers() -> Option<Headers> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: a plain host call; on success the host has written a pointer and a size.
+    let status = unsafe { proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size) };
+    if status != 0 {
+        return None;
+    }
+    if data.is_null() {
+        return Headers::from_serialized(Vec::new());
+    }
+    // SAFETY: the host allocated the buffer through this module's `proxy_on_memory_allocate`
+    // (the SDK's: a boxed `[u8]` of exactly `size` bytes), and hands it over; the SDK's own
+    // `get_map` takes it the same way.
+    let raw = unsafe { Vec::from_raw_parts(data, size, size) };
+    Headers::from_serialized(raw)
+}
+
 fn read_answer(body_size: usize) -> CalloutAnswer {
-    let header = |n: &str| hostcalls::get_map_value(MapType::HttpCallResponseHeaders, n).ok().flatten();
+    let header = |n: &str| header_value(MapType::HttpCallResponseHeaders, n);
     CalloutAnswer {
         status: header(":status").and_then(|s| s.parse::<u16>().ok()),
         dispatch_status: header(":dispatch_status"),
@@ -261,8 +294,8 @@ struct Adapter {
 }
 
 impl Host for Adapter {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn request_headers(&self) -> Option<Headers> {
+        request_headers()
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
@@ -278,7 +311,7 @@ impl Host for Adapter {
     }
 
     fn response_header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+        header_value(MapType::HttpResponseHeaders, name)
     }
 
     fn set_response_header(&mut self, name: &str, value: Option<&str>) {

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod error;
 pub mod filter;
 pub mod form;
+pub mod headers;
 pub mod keystone;
 pub mod local_cache;
 pub mod metrics;

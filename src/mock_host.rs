@@ -64,6 +64,8 @@ pub struct MockHost {
     pub context: u32,
     pub world: Rc<World>,
     pub headers: Headers,
+    /// Request headers whose values are not text (HTTP/1 `obs-text`), sent after `headers`.
+    pub binary_headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
     pub upstream_headers: Headers,
     pub upstream_body: Vec<u8>,
@@ -97,6 +99,7 @@ impl MockHost {
             context,
             world: world.clone(),
             headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            binary_headers: Vec::new(),
             body: Vec::new(),
             upstream_headers: Vec::new(),
             upstream_body: Vec::new(),
@@ -115,8 +118,10 @@ impl MockHost {
 }
 
 impl Host for MockHost {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        self.headers.clone()
+    fn request_headers(&self) -> Option<crate::headers::Headers> {
+        let text = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
+        let binary = self.binary_headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+        Some(crate::headers::Headers::from_pairs(text.chain(binary)))
     }
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
         replace(&mut self.headers, name, value)

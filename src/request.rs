@@ -27,17 +27,27 @@ pub struct Enforcer<'a> {
 impl Enforcer<'_> {
     /// Rewrites every PromQL parameter of `endpoint` in an urlencoded string (a query
     /// string or a form body). Returns the string and how many parameters were enforced.
+    pub fn params(&mut self, raw: &str, endpoint: Endpoint) -> Result<(String, usize), ApiError> {
+        let mut out = String::with_capacity(raw.len() + 32);
+        let n = self.params_into(&mut out, raw, endpoint)?;
+        Ok((out, n))
+    }
+
+    /// [`Enforcer::params`], appended to `out` (which may hold a path and its `?`).
     ///
     /// Other parameters pass as they came (after the checks Go's parser would make), and
     /// the rewrite is cached by the parameter's encoded text, so a dashboard refresh
     /// costs a split and a lookup: nothing is decoded, parsed or encoded again.
-    pub fn params(&mut self, raw: &str, endpoint: Endpoint) -> Result<(String, usize), ApiError> {
+    pub fn params_into(&mut self, out: &mut String, raw: &str, endpoint: Endpoint) -> Result<usize, ApiError> {
         let (name, kind) = match endpoint.params() {
             Params::Query => ("query", Kind::Expr),
             Params::Match => ("match[]", Kind::Selector),
-            Params::ResponseFiltered => return Ok((raw.to_string(), 0)),
+            Params::ResponseFiltered => {
+                out.push_str(raw);
+                return Ok(0);
+            }
         };
-        let mut out = String::with_capacity(raw.len() + 32);
+        let start = out.len();
         let mut count = 0;
         for pair in raw.split('&').filter(|p| !p.is_empty()) {
             if pair.contains(';') {
@@ -46,20 +56,21 @@ impl Enforcer<'_> {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let bad = |e: form::FormError| ApiError::bad_data(e.0);
             let key = form::decode_key(k).map_err(bad)?;
-            form::check_escapes(v).map_err(bad)?;
-            if !out.is_empty() {
+            if out.len() > start {
                 out.push('&');
             }
             if key == name {
+                // Decoding checks the escapes, once: a cached value passed that check.
                 let rewritten = self.rewrite(name, kind, v)?;
                 out.push_str(if kind == Kind::Expr { "query=" } else { "match%5B%5D=" });
                 out.push_str(&rewritten);
                 count += 1;
             } else {
+                form::check_escapes(v).map_err(bad)?;
                 out.push_str(pair);
             }
         }
-        Ok((out, count))
+        Ok(count)
     }
 
     /// The rewritten, encoded value for an encoded value.

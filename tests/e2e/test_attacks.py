@@ -259,6 +259,23 @@ def test_other_project_named_is_403(st, expr):
     assert b["status"] == "error", r
 
 
+# ------------------------------------------------------------------ header bytes
+def test_header_values_that_are_not_utf8(st):
+    """HTTP/1 allows bytes above 0x7F in header values (obs-text). The proxy-wasm SDK's own
+    header reader panics on them, and a panic kills the filter's VM for every later request of
+    the worker: the filter reads the header block itself."""
+    path = "/api/v1/query?query=memory_bytes&" + _t(st)
+    for _ in range(3):
+        r = assert_enforced(st, "GET", path, {"X-Junk": b"caf\xe9", "User-Agent": b"gr\xfcn/1.0"})
+        assert r.status == 200 and r.json()["data"]["result"], r
+    # where the filter needs text (a credential), such bytes are refused, and nothing is asked of Keystone
+    bad = raw(st["ENVOY_URL"], "GET", path, {"X-Auth-Token": st["ALICE_TOKEN"].encode() + b"\xff"})
+    assert bad.status == 400 and "not valid UTF-8" in bad.text, bad
+    # the VM is alive: the next requests are served as before
+    r = send(st, "GET", path)
+    assert r.status == 200 and r.json()["data"]["result"], r
+
+
 # ------------------------------------------------------------------ parameter smuggling
 def _t(st):
     return "time=%s" % st["SEED_END"]

@@ -9,32 +9,20 @@ use keystone_prom_wasm::promql::{enforce, Tenant};
 use keystone_prom_wasm::request::Enforcer;
 use keystone_prom_wasm::rewrite_cache::RewriteCache;
 use keystone_prom_wasm::routes::{self, Endpoint};
-use keystone_prom_wasm::scope::Scope;
 
-const TOKEN: &str = "gAAAAABrAZywN0vByCDpWEHTp9PL-ZBxu4HQfEwY4KvWpS9g84bhGfAxr-R33_x35Umgpc9D7sa3MUYTMVlT33RHM-c6eANRKkKhV23CetauTfk68aMDkL53HcR5AmJdL78O05eLVXqiOgVou52lPpk3VnojusJM4Sm2supaCApSj-07yOrlOcw";
-const DASHBOARD: &str = "query=sum%20by%20(job)%20(rate(http_requests_total%7Bjob%3D%22api%22%7D%5B5m%5D))&start=1795266000&end=1795269600&step=60";
+use keystone_prom_wasm_stages::{DASHBOARD, TOKEN};
 const PLAIN: &str = r#"sum by (job) (rate(http_requests_total{job="api",instance!="x"}[5m]))"#;
 const REGEX: &str = r#"sum by (job) (rate(http_requests_total{job=~"api|web",code=~"5.."}[5m]))"#;
 
 fn stages(c: &mut Criterion) {
     let cfg = Config::from_json(br#"{"keystone":{"url":"http://ks:5000/v3"}}"#).unwrap();
     let tenant = Tenant::new("project_id", vec!["236330d7b278485bbb7f97d3d03965a0".into()]);
-    let scope = Scope {
-        user_id: "u".into(),
-        project_id: Some("p".into()),
-        domain_id: Some("d".into()),
-        domain_scoped: false,
-        system: false,
-        roles: vec!["member".into(), "reader".into()],
-        expires_at: u64::MAX,
-        subprojects: vec![],
-        access_rules: None,
-    };
+    let scope = keystone_prom_wasm_stages::member_scope();
     let digest = Credential::Token(TOKEN.into()).digest();
     let entry = cache::encode(&digest, &scope, 2_000_000_000);
 
     c.bench_function("credential: parse X-Auth-Token", |b| {
-        b.iter(|| Credential::from_headers(|n| (n == "x-auth-token").then(|| TOKEN.to_string())))
+        b.iter(|| Credential::from_headers(|n| (n == "x-auth-token").then_some(TOKEN)))
     });
     c.bench_function("credential: SHA-256", |b| b.iter(|| black_box(Credential::Token(TOKEN.into())).digest()));
     c.bench_function("cache: slot key", |b| b.iter(|| cache::slot_key("ns", black_box(&digest), 16384)));
@@ -54,5 +42,12 @@ fn stages(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, stages);
+/// One whole request on the dashboard path: headers in, credential, cache, policy, cached
+/// rewrite, `:path` out, then the response callbacks and the end of the stream.
+fn whole_request(c: &mut Criterion) {
+    let mut bench = keystone_prom_wasm_stages::DashboardRequest::new();
+    c.bench_function("whole request: dashboard query, cached token and rewrite", |b| b.iter(|| bench.run()));
+}
+
+criterion_group!(benches, stages, whole_request);
 criterion_main!(benches);

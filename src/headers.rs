@@ -1,0 +1,204 @@
+//! A request's headers as proxy-wasm hosts hand them over: one buffer, read in place.
+//!
+//! The host serializes a header map as a little-endian `u32` count, then a `u32` name
+//! length and a `u32` value length per pair, then each name and value followed by a NUL.
+//! Reading that buffer where it lies costs one allocation per request (the buffer) where
+//! a `Vec<(String, String)>` costs two per header, and header values need not be UTF-8:
+//! HTTP/1 allows any byte above 0x7F in a value (`obs-text`), which the SDK's own reader
+//! refuses by panicking, and a panic kills the VM for every request of the worker.
+
+use std::ops::Range;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Headers {
+    buf: Buf,
+    count: usize,
+}
+
+/// The buffer, checked for UTF-8 once: in the usual case (all UTF-8) a value is sliced
+/// as text without being checked again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Buf {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Buf {
+    fn new(raw: Vec<u8>) -> Buf {
+        String::from_utf8(raw).map_or_else(|e| Buf::Bytes(e.into_bytes()), Buf::Text)
+    }
+
+    fn raw(&self) -> &[u8] {
+        match self {
+            Buf::Text(s) => s.as_bytes(),
+            Buf::Bytes(b) => b,
+        }
+    }
+}
+
+fn u32_at(raw: &[u8], at: usize) -> Option<usize> {
+    let bytes = raw.get(at..at.checked_add(4)?)?;
+    let word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    usize::try_from(word).ok()
+}
+
+impl Headers {
+    /// Checks a host's serialized map once, so that reading it later cannot fail.
+    /// `None` if the layout is broken (a host bug; the request is then refused).
+    pub fn from_serialized(raw: Vec<u8>) -> Option<Headers> {
+        if raw.is_empty() {
+            return Some(Headers::default());
+        }
+        let count = u32_at(&raw, 0)?;
+        let mut data = count.checked_mul(8)?.checked_add(4)?;
+        for i in 0..count {
+            for len in [u32_at(&raw, 4 + i * 8)?, u32_at(&raw, 8 + i * 8)?] {
+                let end = data.checked_add(len)?;
+                if raw.get(end) != Some(&0) {
+                    return None;
+                }
+                data = end + 1;
+            }
+        }
+        Some(Headers { buf: Buf::new(raw), count })
+    }
+
+    /// Serializes pairs the way a host does (for hosts that hand pairs over, and tests).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])> + Clone) -> Headers {
+        let count = pairs.clone().into_iter().count();
+        let mut raw = Vec::with_capacity(4 + count * 8);
+        raw.extend_from_slice(&(count as u32).to_le_bytes());
+        for (k, v) in pairs.clone() {
+            raw.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            raw.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            raw.extend_from_slice(k.as_bytes());
+            raw.push(0);
+            raw.extend_from_slice(v);
+            raw.push(0);
+        }
+        Headers { buf: Buf::new(raw), count }
+    }
+
+    /// (name, value) byte ranges of every pair, in order.
+    fn ranges(&self) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+        let mut data = 4 + self.count * 8;
+        (0..self.count).map(move |i| {
+            // Checked by `from_serialized` (or written by `from_pairs`).
+            let k = u32_at(self.buf.raw(), 4 + i * 8).unwrap_or(0);
+            let v = u32_at(self.buf.raw(), 8 + i * 8).unwrap_or(0);
+            let name = data..data + k;
+            let value = data + k + 1..data + k + 1 + v;
+            data += k + v + 2;
+            (name, value)
+        })
+    }
+
+    fn bytes(&self, r: Range<usize>) -> &[u8] {
+        self.buf.raw().get(r).unwrap_or_default()
+    }
+
+    /// Every (name, value) pair, values as bytes.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.ranges().map(|(k, v)| (self.bytes(k), self.bytes(v)))
+    }
+
+    /// Every header name (names are tokens, so ASCII; a broken one reads as empty).
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.ranges().map(|(k, _)| self.text(k).unwrap_or(""))
+    }
+
+    /// The first value of `name` (lower case), as bytes.
+    pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        let (_, v) = self.ranges().find(|(k, _)| self.bytes(k.clone()) == name.as_bytes())?;
+        Some(self.bytes(v))
+    }
+
+    /// The first value of `name` (lower case) as text: `Some(Err(()))` if it is not UTF-8.
+    pub fn get(&self, name: &str) -> Option<Result<&str, NotText>> {
+        let (_, v) = self.ranges().find(|(k, _)| self.bytes(k.clone()) == name.as_bytes())?;
+        Some(self.text(v).ok_or(NotText))
+    }
+
+    fn text(&self, r: Range<usize>) -> Option<&str> {
+        match &self.buf {
+            // A value lies between NULs, so on character boundaries.
+            Buf::Text(s) => s.get(r),
+            Buf::Bytes(b) => std::str::from_utf8(b.get(r)?).ok(),
+        }
+    }
+
+    /// Every name and value is UTF-8 (the usual case).
+    pub fn is_text(&self) -> bool {
+        matches!(self.buf, Buf::Text(_))
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+impl Default for Headers {
+    fn default() -> Self {
+        Headers { buf: Buf::Text(String::new()), count: 0 }
+    }
+}
+
+/// A header value that is not UTF-8 where the filter needs text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotText;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &[u8])]) -> Headers {
+        Headers::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn reads_what_it_wrote() {
+        let m = h(&[(":path", b"/api/v1/query?query=up"), ("x-auth-token", b"tok"), ("x-empty", b""), ("x-auth-token", b"second")]);
+        assert_eq!(m.len(), 4);
+        assert_eq!(m.get(":path"), Some(Ok("/api/v1/query?query=up")));
+        assert_eq!(m.get("x-auth-token"), Some(Ok("tok")), "the first value counts");
+        assert_eq!(m.get("x-empty"), Some(Ok("")));
+        assert_eq!(m.get("x-missing"), None);
+        assert_eq!(m.names().collect::<Vec<_>>(), [":path", "x-auth-token", "x-empty", "x-auth-token"]);
+        let again = Headers::from_serialized(m.buf.raw().to_vec()).unwrap();
+        assert_eq!(again, m);
+        assert!(Headers::from_serialized(Vec::new()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn values_need_not_be_utf8() {
+        let m = h(&[("x-junk", b"caf\xe9"), ("x-auth-token", b"tok")]);
+        assert_eq!(m.get("x-junk"), Some(Err(NotText)));
+        assert_eq!(m.get_bytes("x-junk"), Some(&b"caf\xe9"[..]));
+        assert_eq!(m.get("x-auth-token"), Some(Ok("tok")));
+        assert_eq!(m.iter().count(), 2);
+    }
+
+    #[test]
+    fn broken_layouts_are_refused() {
+        let good = h(&[("a", b"1"), ("bb", b"22")]).buf.raw().to_vec();
+        for cut in 1..good.len() {
+            assert_eq!(Headers::from_serialized(good[..cut].to_vec()), None, "cut at {cut}");
+        }
+        let mut no_nul = good.clone();
+        let last = no_nul.len() - 1;
+        no_nul[last] = b'x';
+        assert_eq!(Headers::from_serialized(no_nul), None);
+        let mut huge = good.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Headers::from_serialized(huge), None);
+        let mut long = good;
+        long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Headers::from_serialized(long), None);
+    }
+}
