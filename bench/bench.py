@@ -567,26 +567,33 @@ class Bench:
         log("starting the synthetic upstream (Envoy direct_response, CPU %d)" % LOAD_CPU)
         self.upstream = Envoy(self, "upstream", up_cfg, {LOAD_CPU})
 
-        def proxy(kind, upstream_port, name, cpus=frozenset({SUT_CPU})):
-            cfg = proxy_config(kind, free_port(), free_port(), upstream_port, self.ks_port, a.wasm, a.noop_wasm)
-            return Envoy(self, name, cfg, set(cpus))
-
         log("starting the Envoys under test (--concurrency 1, CPU %d)" % SUT_CPU)
-        e = {}
-        for kind in ("plain", "noop", "filter"):
-            e[("syn", kind)] = proxy(kind, self.upstream_port, kind + "-syn")
-        for kind in ("plain", "filter"):
-            e[("prom", kind)] = proxy(kind, self.prom_port, kind + "-prom",
-                                      {0, 1} if a.prom_placement == "free" else {SUT_CPU})
-        self.envoys = e
+        self.envoys = {}
         self.targets = {
             ("syn", "direct"): {"url": "http://127.0.0.1:%d" % self.upstream_port, "pids": [self.upstream.pid]},
             ("prom", "direct"): {"url": "http://127.0.0.1:%d" % self.prom_port,
                                  "pids": [int(self.env["PROM_PID"])]},
         }
-        for (up, kind), env in e.items():
-            self.targets[(up, kind)] = {"url": env.url, "pids": [env.pid]}
+        self.start_syn_envoys()
+        for kind in ("plain", "filter"):
+            self.start_proxy("prom", kind, self.prom_port, {0, 1} if a.prom_placement == "free" else {SUT_CPU})
         self.start_aetos()
+
+    def start_proxy(self, up, kind, upstream_port, cpus):
+        a = self.a
+        cfg = proxy_config(kind, free_port(), free_port(), upstream_port, self.ks_port, a.wasm, a.noop_wasm)
+        env = self.envoys[(up, kind)] = Envoy(self, "%s-%s" % (kind, up), cfg, set(cpus))
+        self.targets[(up, kind)] = {"url": env.url, "pids": [env.pid]}
+
+    def start_syn_envoys(self):
+        """The Envoys in front of the synthetic upstream, started again for every round: two starts
+        of the same Envoy and module differ by a few per cent in throughput (code and memory land
+        elsewhere), so the median over the rounds covers that too instead of one start's luck."""
+        for kind in ("plain", "noop", "filter"):
+            old = self.envoys.pop(("syn", kind), None)
+            if old is not None:
+                self.procs.stop(old.proc)
+            self.start_proxy("syn", kind, self.upstream_port, {SUT_CPU})
 
     def start_aetos(self):
         """Aetos under gunicorn; with several candidate worker settings, each gets a short trial on the
@@ -821,6 +828,14 @@ control_socket_disable = True
                          max(2, a.warmup) if cfg == "aetos" else a.warmup, "warmup", cpus=self.wrk_cpus(up))
         for rnd in range(1, a.rounds + 1):
             log("round %d/%d (%ds per run)" % (rnd, a.rounds, a.duration))
+            if rnd > 1 and any(up == "syn" for up, _, _ in self.matrix()):
+                log("  new Envoys in front of the synthetic upstream for this round, warmed up as before")
+                self.start_syn_envoys()
+                for up, wl, cfgs in self.matrix():
+                    for cfg in cfgs:
+                        if up == "syn" and cfg != "direct":
+                            self.wrk(self.targets[(up, cfg)]["url"], self.script_for(wl, up, cfg), a.warmup,
+                                     "warmup", cpus=self.wrk_cpus(up))
             for up, wl, cfgs in self.matrix():
                 # interleaved: every config once per round, the order rotated from round to round
                 k = (rnd - 1) % len(cfgs)

@@ -130,7 +130,10 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let shared = self.shared.clone()?;
+        // Without a configuration the SDK would panic on `None`: refuse every request instead.
+        let Some(shared) = self.shared.clone() else {
+            return Some(Box::new(Unconfigured));
+        };
         let flow = Rc::new(RefCell::new(Flow::new(shared, context_id)));
         FLOWS.with(|f| f.borrow_mut().insert(context_id, Rc::downgrade(&flow)));
         Some(Box::new(Http { id: context_id, flow }))
@@ -281,6 +284,19 @@ impl Http {
             // Cannot happen (callbacks of one context do not nest); pausing fails closed.
             Err(_) => types::Action::Pause,
         }
+    }
+}
+
+/// A request that reaches a filter whose configuration was refused: 503, nothing upstream.
+struct Unconfigured;
+
+impl Context for Unconfigured {}
+
+impl HttpContext for Unconfigured {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> types::Action {
+        let e = crate::error::ApiError::unavailable("the Keystone filter has no valid configuration");
+        let _ = hostcalls::send_http_response(e.status, e.response_headers(), Some(&e.body()));
+        types::Action::Pause
     }
 }
 
