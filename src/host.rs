@@ -135,8 +135,7 @@ impl RootContext for Root {
             return Some(Box::new(Unconfigured));
         };
         let flow = Rc::new(RefCell::new(Flow::new(shared, context_id)));
-        FLOWS.with(|f| f.borrow_mut().insert(context_id, Rc::downgrade(&flow)));
-        Some(Box::new(Http { id: context_id, flow }))
+        Some(Box::new(Http { id: context_id, flow, registered: false }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -211,11 +210,16 @@ fn read_answer(body_size: usize) -> CalloutAnswer {
 struct Http {
     id: u32,
     flow: Rc<RefCell<Flow>>,
+    /// In `FLOWS`: only a paused request can be woken or wait for a callout, so one that
+    /// goes straight through (the cached case) never touches the registry.
+    registered: bool,
 }
 
 impl Drop for Http {
     fn drop(&mut self) {
-        FLOWS.with(|f| f.borrow_mut().remove(&self.id));
+        if self.registered {
+            FLOWS.with(|f| f.borrow_mut().remove(&self.id));
+        }
     }
 }
 
@@ -279,11 +283,16 @@ impl HttpContext for Http {
 
 impl Http {
     fn with_flow(&mut self, f: impl FnOnce(&mut Flow, &mut Adapter) -> Action) -> types::Action {
-        match self.flow.try_borrow_mut() {
-            Ok(mut flow) => action(f(&mut flow, &mut Adapter { context: self.id })),
+        let result = match self.flow.try_borrow_mut() {
+            Ok(mut flow) => f(&mut flow, &mut Adapter { context: self.id }),
             // Cannot happen (callbacks of one context do not nest); pausing fails closed.
-            Err(_) => types::Action::Pause,
+            Err(_) => Action::Pause,
+        };
+        if result == Action::Pause && !self.registered {
+            FLOWS.with(|f| f.borrow_mut().insert(self.id, Rc::downgrade(&self.flow)));
+            self.registered = true;
         }
+        action(result)
     }
 }
 
