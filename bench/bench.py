@@ -126,22 +126,6 @@ def rss_kib(pid):
     return 0
 
 
-def group_pids(pgid):
-    """Pids of a process group (gunicorn's master and workers)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    st = f.read()
-            except OSError:
-                continue
-            fields = st[st.rindex(")") + 2:].split()
-            if int(fields[2]) == pgid:
-                out.append(int(d))
-    return out
-
-
 def machine_busy(seconds=2.0):
     """Share of both CPUs busy (user+system+irq, everything but idle and iowait) over `seconds`: taken
     while the benchmark's own processes are idle, it is what other processes use."""
@@ -164,8 +148,9 @@ def task_cpu_total():
 
 
 def pgid_of(pid):
+    """The process group of `pid` (field 5 of /proc/PID/stat), or None if it is gone."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
+        with open("/proc/%s/stat" % pid) as f:
             st = f.read()
         return int(st[st.rindex(")") + 2:].split()[2])
     except (OSError, ValueError):
@@ -173,17 +158,8 @@ def pgid_of(pid):
 
 
 def pids_in_groups(pgids):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    st = f.read()
-            except OSError:
-                continue
-            if int(st[st.rindex(")") + 2:].split()[2]) in pgids:
-                out.append(int(d))
-    return out
+    """Pids of every process in these process groups (e.g. gunicorn's master and workers)."""
+    return [int(d) for d in os.listdir("/proc") if d.isdigit() and pgid_of(d) in pgids]
 
 
 def cpu_seconds(pids):
@@ -755,7 +731,7 @@ control_socket_disable = True
 
     def pids_of(self, up, cfg):
         t = self.targets[(up, cfg)]
-        return t["pids"] if t["pids"] is not None else group_pids(self.aetos.pid)
+        return t["pids"] if t["pids"] is not None else pids_in_groups({self.aetos.pid})
 
     def own_cpu(self):
         """CPU seconds used so far by everything of the benchmark: its processes (and their groups), the

@@ -79,24 +79,23 @@ def targets(results):
         bad = ["%s %.0f%%" % (SHORT[c], 100 * r["background"]) for c, r in rs if r["background"] > limit]
         return " ⚠ other processes used the CPUs meanwhile (%s)" % ", ".join(bad) if bad else ""
 
-    f, n = get("syn", "dashboard", "filter"), get("syn", "dashboard", "noop")
-    if f and n:
-        v = f["rps"] / n["rps"]
-        rows.append(("filter / no-op Wasm filter, req/s, (a) dashboard mix, synthetic upstream",
-                     "**%.2f** (%s / %s req/s)%s" % (v, fmt_rps(f["rps"]), fmt_rps(n["rps"]),
-                                                      flag(("filter", f), ("noop", n))), "≥ 0.90", v >= 0.90))
-    f, p = get("syn", "unique", "filter"), get("syn", "unique", "plain")
-    if f and p:
-        v = f["rps"] / p["rps"]
-        rows.append(("filter / plain Envoy, req/s, (b) all-unique queries, synthetic upstream",
-                     "**%.2f** (%s / %s req/s)%s" % (v, fmt_rps(f["rps"]), fmt_rps(p["rps"]),
-                                                      flag(("filter", f), ("plain", p))), "≥ 0.50", v >= 0.50))
-    f, a = get("prom", "dashboard-instant", "filter"), get("prom", "dashboard-instant", "aetos")
+    def ratio(title, up, workload, other, goal, spelled):
+        """A throughput target row, filter ÷ `other`, when the run measured both; returns both runs."""
+        f, o = get(up, workload, "filter"), get(up, workload, other)
+        if f and o:
+            v = f["rps"] / o["rps"]
+            value = ("**%.2f**" if goal < 1 else "**%.1f×**") % v
+            rows.append((title, "%s (%s / %s req/s)%s" % (value, fmt_rps(f["rps"]), fmt_rps(o["rps"]),
+                                                          flag(("filter", f), (other, o))), spelled, v >= goal))
+        return f, o
+
+    ratio("filter / no-op Wasm filter, req/s, (a) dashboard mix, synthetic upstream",
+          "syn", "dashboard", "noop", 0.90, "≥ 0.90")
+    ratio("filter / plain Envoy, req/s, (b) all-unique queries, synthetic upstream",
+          "syn", "unique", "plain", 0.50, "≥ 0.50")
+    f, a = ratio("filter / Aetos, req/s, (a) instant dashboard mix, real Prometheus",
+                 "prom", "dashboard-instant", "aetos", 20, "≥ 20×")
     if f and a:
-        v = f["rps"] / a["rps"]
-        rows.append(("filter / Aetos, req/s, (a) instant dashboard mix, real Prometheus",
-                     "**%.1f×** (%s / %s req/s)%s" % (v, fmt_rps(f["rps"]), fmt_rps(a["rps"]),
-                                                      flag(("filter", f), ("aetos", a))), "≥ 20×", v >= 20))
         rows.append(("p99 latency, filter vs Aetos, same workload",
                      "**%s ms vs %s ms** (%.0f× lower)%s" % (fmt_ms(f["p99"]), fmt_ms(a["p99"]), a["p99"] / f["p99"],
                                                              flag(("filter", f), ("aetos", a))),

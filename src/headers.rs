@@ -109,16 +109,19 @@ impl Headers {
         self.ranges().map(|(k, _)| self.text(k).unwrap_or(""))
     }
 
-    /// The first value of `name` (lower case), as bytes.
-    pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        let (_, v) = self.ranges().find(|(k, _)| self.bytes(k.clone()) == name.as_bytes())?;
-        Some(self.bytes(v))
+    /// Where the first value of `name` (lower case) lies.
+    fn find(&self, name: &str) -> Option<Range<usize>> {
+        self.ranges().find(|(k, _)| self.bytes(k.clone()) == name.as_bytes()).map(|(_, v)| v)
     }
 
-    /// The first value of `name` (lower case) as text: `Some(Err(()))` if it is not UTF-8.
+    /// The first value of `name` (lower case), as bytes.
+    pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        Some(self.bytes(self.find(name)?))
+    }
+
+    /// The first value of `name` (lower case) as text: `Some(Err(NotText))` if it is not UTF-8.
     pub fn get(&self, name: &str) -> Option<Result<&str, NotText>> {
-        let (_, v) = self.ranges().find(|(k, _)| self.bytes(k.clone()) == name.as_bytes())?;
-        Some(self.text(v).ok_or(NotText))
+        Some(self.text(self.find(name)?).ok_or(NotText))
     }
 
     fn text(&self, r: Range<usize>) -> Option<&str> {
