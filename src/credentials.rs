@@ -10,14 +10,6 @@ use sha2::{Digest, Sha256};
 /// is refused before it is hashed or sent anywhere. The same bound holds for Basic auth.
 pub const MAX_TOKEN_BYTES: usize = 8192;
 
-/// Request headers that carry credentials: never forwarded upstream.
-pub const CREDENTIAL_HEADERS: [&str; 4] = [
-    "x-auth-token",
-    "x-application-credential-id",
-    "x-application-credential-name",
-    "x-application-credential-secret",
-];
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     /// A Keystone token (`X-Auth-Token` or Bearer).

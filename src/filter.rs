@@ -16,8 +16,9 @@
 
 use crate::cache::{self, Lookup};
 use crate::config::Config;
-use crate::credentials::{Credential, CredentialError, CREDENTIAL_HEADERS};
+use crate::credentials::{Credential, CredentialError};
 use crate::error::ApiError;
+use crate::header_names::HeaderName;
 use crate::headers::Headers;
 use crate::keystone::{self, Answer, AuthFailure, Callout};
 use crate::local_cache::{Known, LocalCache};
@@ -55,6 +56,11 @@ pub trait Host {
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
     /// Unix milliseconds.
     fn now_ms(&self) -> u64;
+    /// Unix seconds, for expiry checks: a host may answer from a clock it refreshes now and
+    /// then (a second's resolution needs no host call per request).
+    fn now_s(&self) -> u64 {
+        self.now_ms() / 1000
+    }
     fn resume(&mut self);
     /// Runs [`Flow::on_wake`] of each waiting request (other HTTP contexts of this worker).
     fn wake(&mut self, contexts: &[u32], wake: &Wake);
@@ -162,54 +168,6 @@ fn append_param(out: &mut String, start: usize, param: &str) {
     out.push_str(param);
 }
 
-/// Inbound headers that claim an identity or a tenant: never trusted, always removed.
-const IDENTITY_HEADERS: [&str; 18] = [
-    "x-identity-status",
-    "x-service-identity-status",
-    "x-user-id",
-    "x-user-name",
-    "x-user-domain-id",
-    "x-user-domain-name",
-    "x-project-id",
-    "x-project-name",
-    "x-project-domain-id",
-    "x-project-domain-name",
-    "x-domain-id",
-    "x-domain-name",
-    "x-roles",
-    "x-tenant-id",
-    "x-tenant",
-    "x-scope-orgid",
-    "thanos-tenant",
-    "x-service-roles",
-];
-
-/// Whether a request header claims an identity or carries a credential: all are removed.
-fn is_identity_header(name: &str) -> bool {
-    // Every one of them starts with `x-` but `thanos-tenant`: most names are ruled out at once.
-    (name.starts_with("x-") || name == "thanos-tenant")
-        && (CREDENTIAL_HEADERS.contains(&name) || IDENTITY_HEADERS.contains(&name))
-}
-
-/// The request headers the filter reads as text; any other may hold any bytes.
-const TEXT_HEADERS: [&str; 15] = [
-    ":method",
-    ":path",
-    "x-auth-token",
-    "authorization",
-    "x-application-credential-id",
-    "x-application-credential-name",
-    "x-application-credential-secret",
-    "x-user-id",
-    "x-user-name",
-    "x-user-domain-name",
-    "content-length",
-    "transfer-encoding",
-    "content-type",
-    "content-encoding",
-    "x-request-id",
-];
-
 /// Per-request state.
 pub struct Flow {
     shared: Rc<Shared>,
@@ -289,21 +247,21 @@ impl Flow {
     }
 
     /// A request header the filter reads (checked to be text in `on_request_headers`).
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.get(name).and_then(Result::ok)
+    fn header(&self, h: HeaderName) -> Option<&str> {
+        self.head.known(h).and_then(Result::ok)
     }
 
     fn method(&self) -> &str {
-        self.header(":method").unwrap_or("")
+        self.header(HeaderName::Method).unwrap_or("")
     }
 
     /// The path and the query string (without `?`) as the client sent them.
     fn path_and_query(&self) -> (&str, &str) {
-        routes::split_path(self.header(":path").unwrap_or(""))
+        routes::split_path(self.header(HeaderName::Path).unwrap_or(""))
     }
 
     fn log(&self, host: &dyn Host, level: Level, msg: &str) {
-        let id: String = match self.header("x-request-id") {
+        let id: String = match self.header(HeaderName::RequestId) {
             Some(r) => r.chars().filter(char::is_ascii_graphic).take(64).collect(),
             None => format!("ctx-{}", self.context_id),
         };
@@ -326,7 +284,9 @@ impl Flow {
         self.head = head;
         if !self.head.is_text() {
             // HTTP/1 allows any byte above 0x7F in a value; where the filter needs text, no.
-            if let Some(name) = TEXT_HEADERS.iter().find(|n| matches!(self.head.get(n), Some(Err(_)))) {
+            let not_text = self.head.known_present().find(|h| h.is_read() && matches!(self.head.known(*h), Some(Err(_))));
+            if let Some(h) = not_text {
+                let name = h.as_str();
                 return self.refuse(host, ApiError::bad_data(format!("the {name} header is not valid UTF-8")));
             }
         }
@@ -336,14 +296,14 @@ impl Flow {
             return self.refuse(host, ApiError::method_not_allowed(allow));
         }
         // Credentials never go upstream, and neither does any identity the client claims.
-        let found = Credential::from_headers(|n| self.header(n));
-        let tenant_header = self.cfg().policy.tenant_header.as_deref();
+        let found = Credential::from_headers(|n| self.head.get(n).and_then(Result::ok));
         let consumed_authorization = matches!(&found, Ok(f) if f.from_authorization);
-        let strip = self.head.names().filter(|n| {
-            (*n == "authorization" && consumed_authorization) || is_identity_header(n) || tenant_header == Some(*n)
-        });
-        for name in strip {
-            host.set_request_header(name, None);
+        let strip = self.head.known_present().filter(|h| h.is_stripped() || (*h == HeaderName::Authorization && consumed_authorization));
+        for h in strip {
+            host.set_request_header(h.as_str(), None);
+        }
+        if let Some(h) = self.cfg().policy.tenant_header.as_deref().filter(|h| self.head.get(h).is_some()) {
+            host.set_request_header(h, None);
         }
         match route {
             Route::Open => return Action::Continue,
@@ -380,12 +340,12 @@ impl Flow {
 
         // Only enforced endpoints need the body; passthrough bodies go as they are.
         if self.method() == "POST" && matches!(route, Route::Enforced(_)) {
-            let length = self.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
-            let chunked = self.header("transfer-encoding").is_some();
+            let length = self.header(HeaderName::ContentLength).and_then(|v| v.trim().parse::<u64>().ok());
+            let chunked = self.header(HeaderName::TransferEncoding).is_some();
             self.expect_body = chunked || length.is_some_and(|n| n > 0);
             // A POST without a body has no form for Prometheus to read, whatever its type.
             if self.expect_body {
-                let form = request::check_form_headers(self.header("content-type"), self.header("content-encoding"));
+                let form = request::check_form_headers(self.header(HeaderName::ContentType), self.header(HeaderName::ContentEncoding));
                 if let Err(e) = form {
                     return self.refuse(host, e);
                 }
@@ -410,7 +370,7 @@ impl Flow {
     /// Cache, then (on a miss) the Keystone exchange, unless another request of this worker
     /// runs it already.
     fn authenticate(&mut self, host: &mut dyn Host) -> Action {
-        let now = host.now_ms() / 1000;
+        let now = host.now_s();
         let local = self.shared.local.borrow_mut().get(&self.digest, now);
         let lookup = match local {
             Some(known) => {
@@ -511,7 +471,7 @@ impl Flow {
 
     fn service_token(&self, host: &dyn Host) -> Option<String> {
         let (bytes, _) = host.shared_get(&cache::service_key(&self.shared.namespace));
-        cache::decode_service_token(&bytes?, host.now_ms() / 1000)
+        cache::decode_service_token(&bytes?, host.now_s())
     }
 
     fn service_login(&mut self, host: &mut dyn Host) -> Action {

@@ -6,13 +6,20 @@
 //! a `Vec<(String, String)>` costs two per header, and header values need not be UTF-8:
 //! HTTP/1 allows any byte above 0x7F in a value (`obs-text`), which the SDK's own reader
 //! refuses by panicking, and a panic kills the VM for every request of the worker.
+//! The pass that checks the layout also notes where each header the filter knows by name
+//! lies, so reading one later is an index, not a scan of the block.
 
+use crate::header_names::HeaderName;
 use std::ops::Range;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Headers {
     buf: Buf,
     count: usize,
+    /// The first value of each known header, as (start, length), by `HeaderName::index`.
+    known: [(u32, u32); HeaderName::COUNT],
+    /// Which known headers are present, one bit each.
+    present: u64,
 }
 
 /// The buffer, checked for UTF-8 once: in the usual case (all UTF-8) a value is sliced
@@ -43,24 +50,36 @@ fn u32_at(raw: &[u8], at: usize) -> Option<usize> {
 }
 
 impl Headers {
-    /// Checks a host's serialized map once, so that reading it later cannot fail.
-    /// `None` if the layout is broken (a host bug; the request is then refused).
+    /// Checks a host's serialized map once, so that reading it later cannot fail, and
+    /// indexes the known headers. `None` if the layout is broken (a host bug; the request
+    /// is then refused).
     pub fn from_serialized(raw: Vec<u8>) -> Option<Headers> {
+        let mut headers = Headers::default();
         if raw.is_empty() {
-            return Some(Headers::default());
+            return Some(headers);
         }
         let count = u32_at(&raw, 0)?;
         let mut data = count.checked_mul(8)?.checked_add(4)?;
         for i in 0..count {
-            for len in [u32_at(&raw, 4 + i * 8)?, u32_at(&raw, 8 + i * 8)?] {
+            let mut ranges = [0..0, 0..0];
+            for (range, len) in ranges.iter_mut().zip([u32_at(&raw, 4 + i * 8)?, u32_at(&raw, 8 + i * 8)?]) {
                 let end = data.checked_add(len)?;
                 if raw.get(end) != Some(&0) {
                     return None;
                 }
+                *range = data..end;
                 data = end + 1;
             }
+            let [name, value] = ranges;
+            let known = raw.get(name).and_then(|n| std::str::from_utf8(n).ok()).and_then(HeaderName::of);
+            if let Some(h) = known.filter(|h| headers.present & 1 << h.index() == 0) {
+                headers.present |= 1 << h.index();
+                headers.known[h.index()] = (u32::try_from(value.start).ok()?, u32::try_from(value.len()).ok()?);
+            }
         }
-        Some(Headers { buf: Buf::new(raw), count })
+        headers.buf = Buf::new(raw);
+        headers.count = count;
+        Some(headers)
     }
 
     /// Serializes pairs the way a host does (for hosts that hand pairs over, and tests).
@@ -78,7 +97,8 @@ impl Headers {
             raw.extend_from_slice(v);
             raw.push(0);
         }
-        Headers { buf: Buf::new(raw), count }
+        // Well formed by construction (unless a length passes u32, which no test writes).
+        Headers::from_serialized(raw).unwrap_or_default()
     }
 
     /// (name, value) byte ranges of every pair, in order.
@@ -114,14 +134,38 @@ impl Headers {
         self.ranges().find(|(k, _)| self.bytes(k.clone()) == name.as_bytes()).map(|(_, v)| v)
     }
 
+    /// Where the first value of `name` (lower case) lies: from the index for a known name.
+    fn locate(&self, name: &str) -> Option<Range<usize>> {
+        match HeaderName::of(name) {
+            Some(h) => self.locate_known(h),
+            None => self.find(name),
+        }
+    }
+
+    fn locate_known(&self, h: HeaderName) -> Option<Range<usize>> {
+        let (start, len) = self.known[h.index()];
+        let start = start as usize;
+        (self.present & 1 << h.index() != 0).then_some(start..start + len as usize)
+    }
+
     /// The first value of `name` (lower case), as bytes.
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        Some(self.bytes(self.find(name)?))
+        Some(self.bytes(self.locate(name)?))
     }
 
     /// The first value of `name` (lower case) as text: `Some(Err(NotText))` if it is not UTF-8.
     pub fn get(&self, name: &str) -> Option<Result<&str, NotText>> {
-        Some(self.text(self.find(name)?).ok_or(NotText))
+        Some(self.text(self.locate(name)?).ok_or(NotText))
+    }
+
+    /// The first value of a known header as text: `Some(Err(NotText))` if it is not UTF-8.
+    pub fn known(&self, h: HeaderName) -> Option<Result<&str, NotText>> {
+        Some(self.text(self.locate_known(h)?).ok_or(NotText))
+    }
+
+    /// The known headers present, in the order of `HeaderName::ALL`.
+    pub fn known_present(&self) -> impl Iterator<Item = HeaderName> + '_ {
+        HeaderName::ALL.iter().copied().filter(|h| self.present & 1 << h.index() != 0)
     }
 
     fn text(&self, r: Range<usize>) -> Option<&str> {
@@ -148,7 +192,7 @@ impl Headers {
 
 impl Default for Headers {
     fn default() -> Self {
-        Headers { buf: Buf::Text(String::new()), count: 0 }
+        Headers { buf: Buf::Text(String::new()), count: 0, known: [(0, 0); HeaderName::COUNT], present: 0 }
     }
 }
 
@@ -185,6 +229,27 @@ mod tests {
         assert_eq!(m.get_bytes("x-junk"), Some(&b"caf\xe9"[..]));
         assert_eq!(m.get("x-auth-token"), Some(Ok("tok")));
         assert_eq!(m.iter().count(), 2);
+    }
+
+    #[test]
+    fn known_headers_are_indexed_in_one_pass() {
+        let m = h(&[
+            ("x-junk", b"1"),
+            (":path", b"/q"),
+            ("x-auth-token", b"first"),
+            ("x-project-id", b"evil"),
+            ("x-auth-token", b"second"),
+            ("content-type", b"caf\xe9"),
+        ]);
+        assert_eq!(m.known(HeaderName::Path), Some(Ok("/q")));
+        assert_eq!(m.known(HeaderName::AuthToken), Some(Ok("first")), "the first value counts, as in get");
+        assert_eq!(m.known(HeaderName::ContentType), Some(Err(NotText)));
+        assert_eq!(m.known(HeaderName::Method), None);
+        assert_eq!(m.get("x-auth-token"), m.known(HeaderName::AuthToken), "get goes through the index");
+        assert_eq!(m.get("x-junk"), Some(Ok("1")), "and scans for other names");
+        let present: Vec<_> = m.known_present().collect();
+        assert_eq!(present, [HeaderName::Path, HeaderName::ContentType, HeaderName::AuthToken, HeaderName::ProjectId]);
+        assert_eq!(Headers::default().known_present().count(), 0);
     }
 
     #[test]

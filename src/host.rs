@@ -8,6 +8,7 @@
 //! that dispatched it, and a finished exchange wakes the flows that wait for it, each
 //! run as its own context (`set_effective_context`).
 
+use crate::clock::TickClock;
 use crate::config::Config;
 use crate::filter::{Action, CalloutAnswer, Flow, Host, Level, Shared, Wake};
 use crate::headers::Headers;
@@ -16,7 +17,7 @@ use crate::metrics::{self, Metric};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{self, BufferType, ContextType, LogLevel, MapType, MetricType};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, UNIX_EPOCH};
@@ -44,6 +45,23 @@ thread_local! {
     static COUNTS: RefCell<[i64; Metric::ALL.len()]> = const { RefCell::new([0; Metric::ALL.len()]) };
     /// Wake-ups that may dispatch a callout, run from the root's next tick (see `wake`).
     static DEFERRED: RefCell<Vec<(u32, Wake)>> = const { RefCell::new(Vec::new()) };
+    /// The time for expiry checks, refreshed on the root's ticks.
+    static CLOCK: Cell<TickClock> = Cell::new(TickClock::default());
+}
+
+fn tick_clock(now_ms: u64) {
+    CLOCK.with(|c| {
+        let mut clock = c.get();
+        clock.tick(now_ms);
+        c.set(clock);
+    });
+}
+
+fn host_now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Hashes the host's context and callout ids (small sequential integers, not chosen by
@@ -119,7 +137,9 @@ impl RootContext for Root {
                 ));
                 define_metrics();
                 self.shared = Some(Rc::new(Shared::new(config)));
-                let _ = hostcalls::set_tick_period(TICK);
+                if hostcalls::set_tick_period(TICK).is_ok() {
+                    tick_clock(host_now_ms());
+                }
                 true
             }
             Err(e) => {
@@ -145,6 +165,7 @@ impl RootContext for Root {
     /// A callout dispatched here is the root's in the SDK's books, and the root outlives
     /// every request: the answer always finds its way (see `on_http_call_response`).
     fn on_tick(&mut self) {
+        tick_clock(host_now_ms());
         flush_counts();
         let pending = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
         for (target, wake) in pending {
@@ -371,10 +392,16 @@ impl Host for Adapter {
     }
 
     fn now_ms(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        host_now_ms()
+    }
+
+    fn now_s(&self) -> u64 {
+        CLOCK.with(|c| {
+            let mut clock = c.get();
+            let now = clock.now_s(host_now_ms);
+            c.set(clock);
+            now
+        })
     }
 
     fn resume(&mut self) {

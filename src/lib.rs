@@ -3,11 +3,13 @@
 //! Everything but [`host`] is plain Rust with no proxy-wasm calls, so it is tested natively.
 
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod filter;
 pub mod form;
+pub mod header_names;
 pub mod headers;
 pub mod keystone;
 pub mod local_cache;
