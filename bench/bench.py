@@ -189,11 +189,12 @@ def fake_token_body(project_id):
         "roles": [{"id": "r1", "name": "reader"}, {"id": "r2", "name": "member"}]}})
 
 
-def hcm(stat, route, http_filters=()):
+def hcm(stat, routes, http_filters=()):
+    routes = [routes] if isinstance(routes, dict) else routes
     return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": stat, "codec_type": "AUTO",
-        "route_config": {"name": stat, "virtual_hosts": [{"name": stat, "domains": ["*"], "routes": [route]}]},
+        "route_config": {"name": stat, "virtual_hosts": [{"name": stat, "domains": ["*"], "routes": routes}]},
         "http_filters": list(http_filters) + [{"name": "envoy.filters.http.router", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}
 
@@ -209,8 +210,9 @@ def cluster(name, port):
             "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
 
 
-def direct_route(body):
-    return {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": body}},
+def direct_route(body, path=None):
+    match = {"path": path} if path else {"prefix": "/"}
+    return {"match": match, "direct_response": {"status": 200, "body": {"inline_string": body}},
             "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]}
 
 
@@ -356,6 +358,8 @@ def lua_header(token):
 SEEDED_NAMES = ("http_requests_total", "request_duration_seconds_bucket", "request_duration_seconds_sum",
                 "request_duration_seconds_count", "memory_bytes", "temperature_celsius", "instance_info",
                 "cloud_instances", "cloud_cpu_seconds_total", "batch_jobs_failed_total")
+# what the synthetic upstream answers to the metric-names request (Aetos makes one before each query)
+LABELS_BODY = json.dumps({"status": "success", "data": sorted(SEEDED_NAMES + ("up",))})
 SELECTOR = re.compile(r"\b(%s)\b(\{[^}]*\})?" % "|".join(SEEDED_NAMES))
 
 
@@ -536,7 +540,9 @@ class Bench:
         up_cfg = {
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}}},
             "static_resources": {"listeners": [
-                listener("prometheus", self.upstream_port, hcm("prometheus", direct_route(PROM_BODY))),
+                # Aetos asks for the metric names before every query (to find the selectors)
+                listener("prometheus", self.upstream_port, hcm("prometheus", [
+                    direct_route(LABELS_BODY, "/api/v1/label/__name__/values"), direct_route(PROM_BODY)])),
                 listener("keystone", self.fakeks_port,
                          hcm("keystone", direct_route(fake_token_body(self.env["TEAM_A_ID"])))),
             ], "clusters": []}}
@@ -553,7 +559,8 @@ class Bench:
         self.start_syn_envoys()
         for kind in ("plain", "filter"):
             self.start_proxy("prom", kind, self.prom_port, {0, 1} if a.prom_placement == "free" else {SUT_CPU})
-        self.start_aetos()
+        self.start_aetos("prom", self.prom_port)
+        self.start_aetos("syn", self.upstream_port)
 
     def start_proxy(self, up, kind, upstream_port, cpus):
         a = self.a
@@ -571,11 +578,11 @@ class Bench:
                 self.procs.stop(old.proc)
             self.start_proxy("syn", kind, self.upstream_port, {SUT_CPU})
 
-    def start_aetos(self):
-        """Aetos under gunicorn; with several candidate worker settings, each gets a short trial on the
-        real-Prometheus workload and the best one (req/s) is kept for the measurements."""
+    def start_aetos(self, up, prom_port):
+        """Aetos under gunicorn in front of upstream `up`; with several candidate worker settings, each
+        gets a short trial on the instant dashboard mix there and the best one (req/s) is kept."""
         a = self.a
-        d = os.path.join(self.work, "aetos")
+        d = os.path.join(self.work, "aetos-" + up)
         os.makedirs(d)
         site = subprocess.check_output([os.path.join(a.aetos_venv, "bin", "python"), "-c",
                                         "import aetos, os; print(os.path.dirname(aetos.__file__))"], text=True).strip()
@@ -608,7 +615,7 @@ password = svc-secret
 project_name = service
 user_domain_name = Default
 project_domain_name = Default
-""".format(d=d, prom=self.prom_port, ks=self.ks_port))
+""".format(d=d, prom=prom_port, ks=self.ks_port))
         running = []
         for spec in a.aetos_candidates.split(","):
             wc, w, th = spec.split(":")
@@ -627,7 +634,7 @@ errorlog = "{d}/gunicorn.log"
 control_socket_disable = True
 """.format(conf=conf, port=port, w=int(w), wc=wc, t=int(th), d=d))
             name = "%s, workers=%s, threads=%s" % (wc, w, th)
-            log("starting Aetos under gunicorn (%s; both CPUs)" % name)
+            log("starting Aetos under gunicorn (%s; both CPUs; %s upstream)" % (name, up))
             p = self.procs.start("aetos", [os.path.join(a.aetos_venv, "bin", "gunicorn"), "-c", gconf],
                                  os.path.join(d, "gunicorn.out"), cpus={0, 1}, cwd=d)
             running.append({"name": name, "proc": p, "url": "http://127.0.0.1:%d" % port})
@@ -635,24 +642,26 @@ control_socket_disable = True
             wait_ready(r["url"] + "/healthcheck", r["proc"], timeout=60, interval=0.1)
         trial = []
         if len(running) > 1:
-            script = self.script_for("dashboard-instant", "prom", "aetos")
+            script = self.script_for("dashboard-instant", up, "aetos")
             for r in running:
-                self.wrk(r["url"], script, 2, "aetos-warmup", cpus=self.wrk_cpus("prom"))
-                r["rps"] = self.wrk(r["url"], script, a.aetos_trial, "aetos-trial", cpus=self.wrk_cpus("prom"))["rps"]
+                self.wrk(r["url"], script, 2, "aetos-warmup", cpus=self.wrk_cpus(up))
+                r["rps"] = self.wrk(r["url"], script, a.aetos_trial, "aetos-trial", cpus=self.wrk_cpus(up))["rps"]
                 trial.append({"gunicorn": r["name"], "rps": r["rps"]})
-                log("  Aetos trial, %s: %.0f req/s" % (r["name"], r["rps"]))
+                log("  Aetos trial (%s upstream), %s: %.0f req/s" % (up, r["name"], r["rps"]))
             best = max(running, key=lambda r: r["rps"])
         else:
             best = running[0]
         for r in running:
             if r is not best:
                 self.procs.stop(r["proc"])
-        self.aetos = best["proc"]
-        self.results["meta"]["aetos_gunicorn"] = best["name"]
-        self.results["meta"]["aetos_trial"] = trial
-        self.results["meta"]["aetos_trial_s"] = a.aetos_trial
-        self.targets[("prom", "aetos")] = {"url": best["url"], "pids": None}
-        log("Aetos: keeping gunicorn %s" % best["name"])
+        meta = self.results["meta"]
+        key = "" if up == "prom" else "_" + up
+        meta["aetos_gunicorn" + key] = best["name"]
+        meta["aetos_trial" + key] = trial
+        meta["aetos_trial_s"] = a.aetos_trial
+        # gunicorn's workers are its children, in its process group
+        self.targets[(up, "aetos")] = {"url": best["url"], "pids": None, "group": best["proc"].pid}
+        log("Aetos (%s upstream): keeping gunicorn %s" % (up, best["name"]))
 
     # ------------------------------------------------------------------ checks
     def sanity(self):
@@ -731,7 +740,7 @@ control_socket_disable = True
 
     def pids_of(self, up, cfg):
         t = self.targets[(up, cfg)]
-        return t["pids"] if t["pids"] is not None else pids_in_groups({self.aetos.pid})
+        return t["pids"] if t["pids"] is not None else pids_in_groups({t["group"]})
 
     def own_cpu(self):
         """CPU seconds used so far by everything of the benchmark: its processes (and their groups), the
@@ -781,6 +790,7 @@ control_socket_disable = True
             ("syn", "series", ["direct", "plain", "noop", "filter"]),
             ("syn", "trivial", ["noop", "filter"]),
             ("syn", "open", ["noop", "filter"]),
+            ("syn", "dashboard-instant", ["noop", "filter", "aetos"]),
             ("prom", "dashboard-instant", ["direct", "plain", "filter", "aetos"]),
         ]
 
@@ -1095,7 +1105,7 @@ def main():
                          "the synthetic upstream")
     ap.add_argument("--only", default="", help="development: only these matrix groups, e.g. prom,syn:dashboard")
     ap.add_argument("--phases", default="matrix,newtokens,memory,startup", help="development: phases to run")
-    ap.add_argument("--aetos-candidates", default="sync:4:1,sync:8:1,gthread:4:4",
+    ap.add_argument("--aetos-candidates", default="sync:2:1,sync:3:1,sync:4:1,sync:8:1,gthread:4:4",
                     help="gunicorn settings for Aetos, class:workers:threads,...; the best of a short trial is kept")
     ap.add_argument("--aetos-trial", type=int, default=3, help="seconds of trial per Aetos setting")
     a = ap.parse_args()

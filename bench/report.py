@@ -27,8 +27,8 @@ WORKLOADS = {
     "open": "diagnostic: /-/healthy, no token",
     "dashboard-instant": "(a) dashboard mix, instant queries",
 }
-ORDER = [("syn", "dashboard"), ("syn", "unique"), ("syn", "series"), ("syn", "trivial"), ("syn", "open"),
-         ("prom", "dashboard-instant")]
+ORDER = [("syn", "dashboard"), ("syn", "unique"), ("syn", "series"), ("syn", "dashboard-instant"), ("syn", "trivial"),
+         ("syn", "open"), ("prom", "dashboard-instant")]
 COLORS = {"direct": "#8c8c8c", "plain": "#4c78a8", "noop": "#72b7b2", "filter": "#e45756", "aetos": "#b279a2"}
 
 
@@ -79,27 +79,33 @@ def targets(results):
         bad = ["%s %.0f%%" % (SHORT[c], 100 * r["background"]) for c, r in rs if r["background"] > limit]
         return " ⚠ other processes used the CPUs meanwhile (%s)" % ", ".join(bad) if bad else ""
 
-    def ratio(title, up, workload, other, goal, spelled):
+    def ratio(title, up, workload, other, goal, spelled, note=lambda f, o: ""):
         """A throughput target row, filter ÷ `other`, when the run measured both; returns both runs."""
         f, o = get(up, workload, "filter"), get(up, workload, other)
         if f and o:
             v = f["rps"] / o["rps"]
             value = ("**%.2f**" if goal < 1 else "**%.1f×**") % v
-            rows.append((title, "%s (%s / %s req/s)%s" % (value, fmt_rps(f["rps"]), fmt_rps(o["rps"]),
-                                                          flag(("filter", f), (other, o))), spelled, v >= goal))
+            rows.append((title, "%s (%s / %s req/s)%s%s" % (value, fmt_rps(f["rps"]), fmt_rps(o["rps"]), note(f, o),
+                                                            flag(("filter", f), (other, o))), spelled, v >= goal))
         return f, o
+
+    def ceiling(f, a):
+        """On the real Prometheus, what Envoy without any filter reaches against Aetos."""
+        p = get("prom", "dashboard-instant", "plain")
+        return "; plain Envoy without a filter: %.1f× (%s req/s)" % (p["rps"] / a["rps"], fmt_rps(p["rps"])) if p else ""
 
     ratio("filter / no-op Wasm filter, req/s, (a) dashboard mix, synthetic upstream",
           "syn", "dashboard", "noop", 0.90, "≥ 0.90")
     ratio("filter / plain Envoy, req/s, (b) all-unique queries, synthetic upstream",
           "syn", "unique", "plain", 0.50, "≥ 0.50")
-    f, a = ratio("filter / Aetos, req/s, (a) instant dashboard mix, real Prometheus",
-                 "prom", "dashboard-instant", "aetos", 20, "≥ 20×")
-    if f and a:
-        rows.append(("p99 latency, filter vs Aetos, same workload",
-                     "**%s ms vs %s ms** (%.0f× lower)%s" % (fmt_ms(f["p99"]), fmt_ms(a["p99"]), a["p99"] / f["p99"],
-                                                             flag(("filter", f), ("aetos", a))),
-                     "lower than Aetos", f["p99"] < a["p99"]))
+    for up, note in (("syn", lambda f, a: ""), ("prom", ceiling)):
+        f, a = ratio("filter / Aetos, req/s, (a) instant dashboard mix, %s" % UPSTREAMS[up],
+                     up, "dashboard-instant", "aetos", 20, "≥ 20×", note)
+        if f and a:
+            rows.append(("p99 latency, filter vs Aetos, same workload and upstream",
+                         "**%s ms vs %s ms** (%.0f× lower)%s" % (fmt_ms(f["p99"]), fmt_ms(a["p99"]), a["p99"] / f["p99"],
+                                                                 flag(("filter", f), ("aetos", a))),
+                         "lower than Aetos", f["p99"] < a["p99"]))
     if nt:
         v = nt["calls_per_credential"]
         first = nt["keystone_calls"] - nt["replay"]["keystone_calls"]
@@ -306,8 +312,9 @@ def markdown(results):
     L.append("## Setup")
     L.append("")
     L.append("- Synthetic upstream: an Envoy (`--concurrency 1`, CPU %d) whose listener answers every request "
-             "with `direct_response`: a fixed 165-byte Prometheus vector JSON. Configuration 1 on it shows the "
-             "ceiling of wrk + upstream on their CPU." % meta["load_cpu"])
+             "with `direct_response`: a fixed 165-byte Prometheus vector JSON (and the metric names to "
+             "`/api/v1/label/__name__/values`, which Aetos asks for before each query). Configuration 1 on it "
+             "shows the ceiling of wrk + upstream on their CPU." % meta["load_cpu"])
     L.append("- Real Prometheus: Prometheus %s with the demo data of scripts/stack.sh; the instant dashboard mix "
              "(Aetos serves GET /api/v1/query only). *direct* and *plain* send the expressions with the tenant "
              "matcher already on every selector (what the filter sends upstream; checked to give the filter's "
@@ -315,12 +322,15 @@ def markdown(results):
     L.append("- Filter configuration: the one of envoy/envoy.yaml (Keystone callouts to the real Keystone, "
              "`cache.ttl_seconds` 300, other keys default); the token is alice's (team-a), validated during the "
              "warm-up.")
-    trial = "; ".join("%s: %s req/s" % (x["gunicorn"], fmt_rps(x["rps"])) for x in meta.get("aetos_trial", []))
+    def trial(key):
+        runs = "; ".join("%s: %s req/s" % (x["gunicorn"], fmt_rps(x["rps"])) for x in meta.get("aetos_trial" + key, []))
+        return "**%s**, the best of a %s-second trial of each of: %s" % (
+            meta.get("aetos_gunicorn" + key, "?"), meta.get("aetos_trial_s", "?"), runs or "(no trial)")
     L.append("- Aetos %s with keystonemiddleware %s under gunicorn %s, both CPUs, keystonemiddleware's "
-             "in-process token cache; each query costs it a label-values call to Prometheus and the query. "
-             "Gunicorn settings: **%s**, the best of a %s-second trial of each of: %s."
-             % (meta["aetos"], meta["keystonemiddleware"], meta["gunicorn"], meta["aetos_gunicorn"],
-                meta.get("aetos_trial_s", "?"), trial or "(no trial)"))
+             "in-process token cache; each query costs it a label-values call to the upstream and the query. "
+             "One Aetos per upstream, each with its best gunicorn settings: real Prometheus %s; synthetic "
+             "upstream %s."
+             % (meta["aetos"], meta["keystonemiddleware"], meta["gunicorn"], trial(""), trial("_syn")))
     f, a = m.get(("prom", "dashboard-instant", "filter")), m.get(("prom", "dashboard-instant", "aetos"))
     d = m.get(("prom", "dashboard-instant", "direct"))
     if f and a:

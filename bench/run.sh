@@ -7,7 +7,7 @@
 # Knobs (environment): BENCH_DURATION (s per run, default 7), BENCH_ROUNDS (3), BENCH_CONNECTIONS (16),
 # BENCH_NEW_TOKENS (new credentials per round, 150), BENCH_MEMORY_TOKENS (100000), BENCH_STARTS (5),
 # AETOS_CANDIDATES (gunicorn settings tried for Aetos, class:workers:threads,..., the best kept;
-# default sync:4:1,sync:8:1,gthread:4:4), BENCH_OUT (docs); for development, BENCH_ONLY (matrix groups,
+# default sync:2:1,sync:3:1,sync:4:1,sync:8:1,gthread:4:4), BENCH_OUT (docs); for development, BENCH_ONLY (matrix groups,
 # e.g. syn:dashboard,syn:unique) and BENCH_PHASES (matrix,newtokens,memory,startup).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -71,7 +71,7 @@ $PY bench/bench.py --stack "$WORK/stack" --work "$WORK" --wasm "$WASM" --noop-wa
   --aetos-venv "$AETOS_VENV" --out "${BENCH_OUT:-$ROOT/docs}" \
   --duration "${BENCH_DURATION:-7}" --rounds "${BENCH_ROUNDS:-3}" --connections "${BENCH_CONNECTIONS:-16}" \
   --new-tokens "${BENCH_NEW_TOKENS:-150}" --memory-tokens "${BENCH_MEMORY_TOKENS:-100000}" \
-  --starts "${BENCH_STARTS:-5}" --aetos-candidates "${AETOS_CANDIDATES:-sync:4:1,sync:8:1,gthread:4:4}" \
+  --starts "${BENCH_STARTS:-5}" --aetos-candidates "${AETOS_CANDIDATES:-sync:2:1,sync:3:1,sync:4:1,sync:8:1,gthread:4:4}" \
   --only "${BENCH_ONLY:-}" --phases "${BENCH_PHASES:-matrix,newtokens,memory,startup}" &
 BENCH_PID=$!
 wait "$BENCH_PID"

@@ -99,22 +99,38 @@ pub fn escape(s: &str) -> String {
 
 fn escape_into(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in s.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(char::from(b)),
-            b' ' => out.push('+'),
-            _ => {
-                out.push('%');
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 15)]));
-            }
+    // Runs of unreserved bytes are copied whole (a rewritten query is mostly names).
+    let mut run = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if matches!(b, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~') {
+            continue;
         }
+        // A run is ASCII, so its ends are character boundaries; an empty one may not be.
+        out.push_str(s.get(run..i).unwrap_or_default());
+        if b == b' ' {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        run = i + 1;
     }
+    out.push_str(s.get(run..).unwrap_or_default());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_like_go_around_multibyte_characters() {
+        assert_eq!(escape("é x~"), "%C3%A9+x~");
+        assert_eq!(escape("a{b=\"ü\"}"), "a%7Bb%3D%22%C3%BC%22%7D");
+        assert_eq!(escape(""), "");
+        assert_eq!(escape("Zz09-_.~"), "Zz09-_.~");
+        assert_eq!(decode(&escape("sum(rate(x{a=\"é\"}[5m])) / 2")).unwrap(), "sum(rate(x{a=\"é\"}[5m])) / 2");
+    }
 
     fn p(k: &str, v: &str) -> Param {
         Param { key: k.into(), value: v.into() }

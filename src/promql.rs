@@ -187,9 +187,9 @@ fn check_nesting(query: &str, max_depth: usize) -> Result<(), EnforceError> {
     let max_ops = max_depth * 4;
     let (mut depth, mut braces, mut ops) = (0usize, 0usize, 0usize);
     let mut quote: Option<u8> = None;
-    let mut word = String::new();
-    let mut bytes = query.bytes().peekable();
-    while let Some(b) = bytes.next() {
+    let mut word = 0..0;
+    let mut bytes = query.bytes().enumerate().peekable();
+    while let Some((i, b)) = bytes.next() {
         if let Some(q) = quote {
             if b == b'\\' && q != b'`' {
                 bytes.next();
@@ -199,20 +199,24 @@ fn check_nesting(query: &str, max_depth: usize) -> Result<(), EnforceError> {
             continue;
         }
         if b.is_ascii_alphanumeric() || b == b'_' {
-            word.push(char::from(b));
-            if bytes.peek().is_some_and(|n| n.is_ascii_alphanumeric() || *n == b'_') {
+            if word.is_empty() {
+                word = i..i;
+            }
+            word.end = i + 1;
+            if bytes.peek().is_some_and(|(_, n)| n.is_ascii_alphanumeric() || *n == b'_') {
                 continue;
             }
-            if braces == 0 && matches!(word.to_ascii_lowercase().as_str(), "and" | "or" | "unless" | "atan2") {
+            let w = query.as_bytes().get(word.clone()).unwrap_or_default();
+            if braces == 0 && ["and", "or", "unless", "atan2"].iter().any(|k| w.eq_ignore_ascii_case(k.as_bytes())) {
                 ops += 1;
             }
-            word.clear();
+            word = 0..0;
         } else {
             match b {
                 b'"' | b'\'' | b'`' => quote = Some(b),
                 b'#' => {
                     // A comment runs to the end of the line.
-                    for c in bytes.by_ref() {
+                    for (_, c) in bytes.by_ref() {
                         if c == b'\n' {
                             break;
                         }
