@@ -45,6 +45,7 @@ def medians(results):
             "p99": statistics.median(r["p99"] for r in runs) / 1e3,
             "cpu": statistics.median(r["cpu_us_per_req"] for r in runs),
             "all_rps": [r["rps"] for r in sorted(runs, key=lambda r: r["round"])],
+            "by_round": {r["round"]: r["rps"] for r in runs},
             "errors": sum(r["errors"] for r in runs),
             "background": statistics.median(r.get("background", 0) for r in runs),
             "background_max": max(r.get("background", 0) for r in runs),
@@ -80,19 +81,26 @@ def targets(results):
         return " ⚠ other processes used the CPUs meanwhile (%s)" % ", ".join(bad) if bad else ""
 
     def ratio(title, up, workload, other, goal, spelled, note=lambda f, o: ""):
-        """A throughput target row, filter ÷ `other`, when the run measured both; returns both runs."""
+        """A throughput target row, filter ÷ `other`, when the run measured both; returns both runs. The
+        ratio is the median of the rounds' own ratios: a round measures both within seconds, so the
+        machine's speed, which drifts over a run, cancels out of each."""
         f, o = get(up, workload, "filter"), get(up, workload, other)
         if f and o:
-            v = f["rps"] / o["rps"]
-            value = ("**%.2f**" if goal < 1 else "**%.1f×**") % v
-            rows.append((title, "%s (%s / %s req/s)%s%s" % (value, fmt_rps(f["rps"]), fmt_rps(o["rps"]), note(f, o),
-                                                            flag(("filter", f), (other, o))), spelled, v >= goal))
+            per = [f["by_round"][r] / o["by_round"][r] for r in sorted(set(f["by_round"]) & set(o["by_round"]))]
+            v = statistics.median(per)
+            fmt = "%.2f" if goal < 1 else "%.1f×"
+            rows.append((title, "**%s** (rounds: %s; medians %s / %s req/s)%s%s" % (
+                fmt % v, ", ".join(fmt % x for x in per), fmt_rps(f["rps"]), fmt_rps(o["rps"]), note(f, o),
+                flag(("filter", f), (other, o))), spelled, v >= goal))
         return f, o
 
     def ceiling(f, a):
         """On the real Prometheus, what Envoy without any filter reaches against Aetos."""
         p = get("prom", "dashboard-instant", "plain")
-        return "; plain Envoy without a filter: %.1f× (%s req/s)" % (p["rps"] / a["rps"], fmt_rps(p["rps"])) if p else ""
+        if not p:
+            return ""
+        per = [p["by_round"][r] / a["by_round"][r] for r in sorted(set(p["by_round"]) & set(a["by_round"]))]
+        return "; plain Envoy without a filter: %.1f× (%s req/s)" % (statistics.median(per), fmt_rps(p["rps"]))
 
     ratio("filter / no-op Wasm filter, req/s, (a) dashboard mix, synthetic upstream",
           "syn", "dashboard", "noop", 0.90, "≥ 0.90")

@@ -4,7 +4,7 @@
 #   2. starts the real stack (scripts/stack.sh up: Keystone, Prometheus with the demo data) in a temp dir,
 #   3. runs bench/bench.py: its own Envoys, Aetos, wrk; writes docs/benchmark.{md,svg,json}, prints the table,
 #   4. always stops everything it started and removes the temp dir.
-# Knobs (environment): BENCH_DURATION (s per run, default 7), BENCH_ROUNDS (3), BENCH_CONNECTIONS (16),
+# Knobs (environment): BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (5), BENCH_CONNECTIONS (16),
 # BENCH_NEW_TOKENS (new credentials per round, 150), BENCH_MEMORY_TOKENS (100000), BENCH_STARTS (5),
 # AETOS_CANDIDATES (gunicorn settings tried for Aetos, class:workers:threads,..., the best kept;
 # default sync:2:1,sync:3:1,sync:4:1,sync:8:1,gthread:4:4), BENCH_OUT (docs); for development, BENCH_ONLY (matrix groups,
@@ -69,7 +69,7 @@ ENVOY_CONCURRENCY=1 ENVOY_LOG_LEVEL=warning bash scripts/stack.sh up "$WORK/stac
 # between commands)
 $PY bench/bench.py --stack "$WORK/stack" --work "$WORK" --wasm "$WASM" --noop-wasm "$NOOP_WASM" \
   --aetos-venv "$AETOS_VENV" --out "${BENCH_OUT:-$ROOT/docs}" \
-  --duration "${BENCH_DURATION:-7}" --rounds "${BENCH_ROUNDS:-3}" --connections "${BENCH_CONNECTIONS:-16}" \
+  --duration "${BENCH_DURATION:-5}" --rounds "${BENCH_ROUNDS:-5}" --connections "${BENCH_CONNECTIONS:-16}" \
   --new-tokens "${BENCH_NEW_TOKENS:-150}" --memory-tokens "${BENCH_MEMORY_TOKENS:-100000}" \
   --starts "${BENCH_STARTS:-5}" --aetos-candidates "${AETOS_CANDIDATES:-sync:2:1,sync:3:1,sync:4:1,sync:8:1,gthread:4:4}" \
   --only "${BENCH_ONLY:-}" --phases "${BENCH_PHASES:-matrix,newtokens,memory,startup}" &
