@@ -334,11 +334,13 @@ def markdown(results):
         runs = "; ".join("%s: %s req/s" % (x["gunicorn"], fmt_rps(x["rps"])) for x in meta.get("aetos_trial" + key, []))
         return "**%s**, the best of a %s-second trial of each of: %s" % (
             meta.get("aetos_gunicorn" + key, "?"), meta.get("aetos_trial_s", "?"), runs or "(no trial)")
-    L.append("- Aetos %s with keystonemiddleware %s under gunicorn %s, both CPUs, keystonemiddleware's "
-             "in-process token cache; each query costs it a label-values call to the upstream and the query. "
-             "One Aetos per upstream, each with its best gunicorn settings: real Prometheus %s; synthetic "
-             "upstream %s."
-             % (meta["aetos"], meta["keystonemiddleware"], meta["gunicorn"], trial(""), trial("_syn")))
+    best = "; ".join("%s %s" % (UPSTREAMS[up], trial(key)) for up, key in (("prom", ""), ("syn", "_syn"))
+                     if "aetos_gunicorn" + key in meta)
+    if best:
+        L.append("- Aetos %s with keystonemiddleware %s under gunicorn %s, both CPUs, keystonemiddleware's "
+                 "in-process token cache; each query costs it a label-values call to the upstream and the query. "
+                 "One Aetos per upstream, each with its best gunicorn settings: %s."
+                 % (meta["aetos"], meta["keystonemiddleware"], meta["gunicorn"], best))
     f, a = m.get(("prom", "dashboard-instant", "filter")), m.get(("prom", "dashboard-instant", "aetos"))
     d = m.get(("prom", "dashboard-instant", "direct"))
     if f and a:
