@@ -371,6 +371,10 @@ impl Flow {
     /// runs it already.
     fn authenticate(&mut self, host: &mut dyn Host) -> Action {
         let now = host.now_s();
+        if now == 0 {
+            // A host whose clock fails would make every cached entry look fresh.
+            return self.refuse(host, ApiError::unavailable("the proxy's clock cannot be read"));
+        }
         let local = self.shared.local.borrow_mut().get(&self.digest, now);
         let lookup = match local {
             Some(known) => {

@@ -94,6 +94,18 @@ fn cache_entry_expires() {
 }
 
 #[test]
+fn a_clock_that_cannot_be_read_fails_closed() {
+    let world = World::new();
+    let sh = shared();
+    validated(&world, &sh, "/api/v1/query?query=up");
+    world.now_ms.set(0);
+    let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
+    Flow::new(sh, 2).on_request_headers(&mut h2);
+    assert_eq!(h2.status(), Some(503), "a cached entry must not look fresh forever");
+    assert_eq!(world.callouts.borrow().len(), 1);
+}
+
+#[test]
 fn nginx_key_collisions_never_mix_credentials() {
     let world = World::new();
     world.nginx.set(true);
