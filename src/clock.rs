@@ -13,8 +13,10 @@ pub struct TickClock {
 
 impl TickClock {
     /// A tick that has not come for this many reads means the host stopped ticking: from
-    /// then on every read asks the host, until a tick comes again.
-    pub const MAX_READS: u32 = 64;
+    /// then on every read asks the host, until a tick comes again. Far above what one worker
+    /// serves between two ticks (20 ms: ~300 requests at 15k req/s), or busy workers would
+    /// ask the host on most requests.
+    pub const MAX_READS: u32 = 2048;
 
     pub fn tick(&mut self, now_ms: u64) {
         *self = TickClock { ms: now_ms, reads: 0 };
