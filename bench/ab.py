@@ -8,8 +8,9 @@ Envoy with BASE (both Envoys share CPU 0, wrk and the synthetic upstream run on 
 ratio of requests per CPU-second, OTHER / BASE. Both suffer the machine's speed changes alike, which
 sequential runs do not. Every start brings up fresh Envoys (two starts of one module differ by a few per
 cent); medians over all rounds of all starts are printed. A NAME starting with `noop` is configured as the
-no-op filter (bench/noop), any other as the filter with a fake Keystone that accepts the token. Needs `make
-deps` (Envoy in .venv, wrk); no stack.
+no-op filter (bench/noop), any other as the filter with a fake Keystone that accepts the token. The load is
+the dashboard mix, or AB_WORKLOAD=unique (all-unique queries) or AB_WORKLOAD=series. Needs `make deps` (Envoy
+in .venv, wrk); no stack.
 """
 import json
 import os
@@ -53,7 +54,13 @@ def main():
                   "clusters": []}}
     lua = os.path.join(work, "dashboard.lua")
     with open(lua, "w") as f:
-        f.write(B.lua_dashboard(TOKEN, 1700000000, False))
+        workload = os.environ.get("AB_WORKLOAD", "dashboard")
+        if workload == "dashboard":
+            f.write(B.lua_dashboard(TOKEN, 1700000000, False))
+        elif workload in ("unique", "series"):
+            f.write(getattr(B, "lua_" + workload)(TOKEN, 1700000000))
+        else:
+            raise SystemExit("AB_WORKLOAD: dashboard, unique or series")
 
     def wrk(url, out, seconds):
         return subprocess.Popen(["taskset", "-c", str(B.LOAD_CPU), "wrk", "-t1", "-c16", "-d%ds" % seconds,
