@@ -302,7 +302,9 @@ impl Flow {
         for h in strip {
             host.set_request_header(h.as_str(), None);
         }
-        if let Some(h) = self.cfg().policy.tenant_header.as_deref().filter(|h| self.head.get(h).is_some()) {
+        // The configured tenant header, unless the known names above already removed it.
+        let tenant_header = self.cfg().policy.tenant_header.as_deref();
+        if let Some(h) = tenant_header.filter(|h| !HeaderName::of(h).is_some_and(HeaderName::is_stripped) && self.head.get(h).is_some()) {
             host.set_request_header(h, None);
         }
         match route {

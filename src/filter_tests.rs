@@ -540,6 +540,18 @@ fn identity_and_tenant_headers() {
     let mut h = host(&world, 2, &headers);
     Flow::new(shared(), 2).on_request_headers(&mut h);
     assert_eq!((h.header("thanos-tenant"), h.header("x-project-id")), (None, None));
+
+    // A tenant header of the operator's choosing, not one of the names the filter knows.
+    let cfg = r#"{"keystone":{"url":"http://ks:5000/v3"},"tenant_header":"X-Org-Tenant"}"#;
+    let world = World::new();
+    let mut headers = get("/api/v1/query?query=up", Some("tok"));
+    headers.push(("x-org-tenant", "evil".into()));
+    let mut h = host(&world, 3, &headers);
+    let mut f = Flow::new(shared_with(cfg), 3);
+    f.on_request_headers(&mut h);
+    assert_eq!(h.header("x-org-tenant"), None, "inbound claim stripped");
+    f.on_callout(&mut h, 1, &ok(KS_OK));
+    assert_eq!(h.header("x-org-tenant"), Some("p1"));
 }
 
 #[test]
