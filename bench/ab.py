@@ -12,7 +12,6 @@ no-op filter (bench/noop), any other as the filter with a fake Keystone that acc
 the dashboard mix, or AB_WORKLOAD=unique (all-unique queries) or AB_WORKLOAD=series. Needs `make deps` (Envoy
 in .venv, wrk); no stack.
 """
-import json
 import os
 import random
 import statistics
@@ -27,17 +26,19 @@ TOKEN = "gAAAAAB" + "x" * 176
 
 
 class Ctx:
-    """What bench.Envoy needs of a Bench."""
+    """What bench.Envoy and Bench.script_for need of a Bench."""
 
     def __init__(self, work):
         self.work = work
         self.procs = B.Procs(os.path.join(work, "pids"))
         self.envoy_bin = os.path.join(B.ROOT, ".venv", "bin", "envoy")
+        self.token, self.t_end = TOKEN, 1700000000
+
+    script_for = B.Bench.script_for
 
 
-def cpu_ticks(pid):
-    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    return int(f[11]) + int(f[12])
+def cpu_seconds(pid):
+    return B.cpu_seconds([pid])
 
 
 def main():
@@ -52,28 +53,25 @@ def main():
                   B.listener("prometheus", up, B.hcm("prometheus", B.direct_route(B.PROM_BODY))),
                   B.listener("keystone", ks, B.hcm("keystone", B.direct_route(B.fake_token_body("p1"))))],
                   "clusters": []}}
-    lua = os.path.join(work, "dashboard.lua")
+    workload = os.environ.get("AB_WORKLOAD", "dashboard")
+    if workload not in ("dashboard", "unique", "series"):
+        raise SystemExit("AB_WORKLOAD: dashboard, unique or series")
+    lua = os.path.join(work, workload + ".lua")
     with open(lua, "w") as f:
-        workload = os.environ.get("AB_WORKLOAD", "dashboard")
-        if workload == "dashboard":
-            f.write(B.lua_dashboard(TOKEN, 1700000000, False))
-        elif workload in ("unique", "series"):
-            f.write(getattr(B, "lua_" + workload)(TOKEN, 1700000000))
-        else:
-            raise SystemExit("AB_WORKLOAD: dashboard, unique or series")
+        f.write(ctx.script_for(workload))
 
     def wrk(url, out, seconds):
         return subprocess.Popen(["taskset", "-c", str(B.LOAD_CPU), "wrk", "-t1", "-c16", "-d%ds" % seconds,
                                  "-s", lua, url], stdout=open(out, "w"), stderr=subprocess.STDOUT)
 
     def served(out):
-        for line in open(out):
-            if "BENCHJSON" in line:
-                d = json.loads(line.split("BENCHJSON ", 1)[1])
-                if d["status"]:
-                    raise RuntimeError("%d responses >= 400 in %s" % (d["status"], out))
-                return d["requests"]
-        raise RuntimeError("no wrk summary in " + out)
+        with open(out) as f:
+            d = B.wrk_result(f.read())
+        if d is None:
+            raise RuntimeError("no wrk summary in " + out)
+        if d["status"]:
+            raise RuntimeError("%d responses >= 400 in %s" % (d["status"], out))
+        return d["requests"]
 
     results = {name: [] for name, _ in specs[1:]}
     try:
@@ -96,14 +94,14 @@ def main():
                 line = []
                 for name in order:
                     e = envoys[name]
-                    c0 = (cpu_ticks(base.pid), cpu_ticks(e.pid))
+                    c0 = (cpu_seconds(base.pid), cpu_seconds(e.pid))
                     pb = wrk(base.url, os.path.join(work, "b.txt"), secs)
                     pv = wrk(e.url, os.path.join(work, "v.txt"), secs)
                     pb.wait()
                     pv.wait()
-                    c1 = (cpu_ticks(base.pid), cpu_ticks(e.pid))
-                    ratio = ((served(os.path.join(work, "v.txt")) / max(1, c1[1] - c0[1]))
-                             / (served(os.path.join(work, "b.txt")) / max(1, c1[0] - c0[0])))
+                    c1 = (cpu_seconds(base.pid), cpu_seconds(e.pid))
+                    ratio = ((served(os.path.join(work, "v.txt")) / max(1 / B.CLK_TCK, c1[1] - c0[1]))
+                             / (served(os.path.join(work, "b.txt")) / max(1 / B.CLK_TCK, c1[0] - c0[0])))
                     results[name].append(ratio)
                     line.append("%s %.3f" % (name, ratio))
                 print("start %d round %d: %s" % (start + 1, rnd + 1, ", ".join(line)), flush=True)

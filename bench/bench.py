@@ -162,6 +162,16 @@ def pids_in_groups(pgids):
     return [int(d) for d in os.listdir("/proc") if d.isdigit() and pgid_of(d) in pgids]
 
 
+def wrk_result(text):
+    """The BENCHJSON summary line our wrk scripts print (LUA_DONE), with rps added; None without one."""
+    for line in text.splitlines():
+        if line.startswith("BENCHJSON "):
+            r = json.loads(line[len("BENCHJSON "):])
+            r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+            return r
+    return None
+
+
 def cpu_seconds(pids):
     total = 0
     for pid in pids:
@@ -716,11 +726,9 @@ control_socket_disable = True
         argv = ["taskset", "-c", ",".join(map(str, sorted(cpus))), "wrk", "-t1", "-c%d" % conns, "-d%ds" % duration,
                 "--timeout", "30s", "--latency", "-s", path, url]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120)
-        for line in out.stdout.splitlines():
-            if line.startswith("BENCHJSON "):
-                r = json.loads(line[len("BENCHJSON "):])
-                r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-                return r
+        r = wrk_result(out.stdout)
+        if r is not None:
+            return r
         raise RuntimeError("wrk gave no result: %s %s" % (out.stdout[-1000:], out.stderr[-1000:]))
 
     def script_for(self, workload, up=None, cfg=None):
