@@ -72,9 +72,12 @@ bench-stages:
 	cargo bench --manifest-path bench/stages/Cargo.toml
 
 # The whole dashboard request through the core, compiled to Wasm and run by node's V8
-# (LOOP_ARGS="40000 cold" sweeps the CPU caches between requests; to profile, add
-# PROFILE="perf record -F 5000 -o perf.data" NODE_FLAGS=--perf-basic-prof).
+# with TurboFan only, as Envoy runs V8 (proxy-wasm-cpp-host turns Liftoff off); then one
+# credential digest alone. LOOP_ARGS="40000 cold" sweeps the CPU caches between requests;
+# to profile, add PROFILE="perf record -F 5000 -o perf.data" and --perf-basic-prof to NODE_FLAGS.
 LOOP_ARGS ?= 200000
+NODE_FLAGS ?= --no-liftoff
 bench-loop:
-	cargo build -q --release --target wasm32-wasip1 --manifest-path bench/stages/Cargo.toml --example request_loop
+	cargo build -q --release --target wasm32-wasip1 --manifest-path bench/stages/Cargo.toml --example request_loop --example digest_loop
 	$(PROFILE) node $(NODE_FLAGS) bench/stages/run_wasi.cjs bench/stages/target/wasm32-wasip1/release/examples/request_loop.wasm $(LOOP_ARGS)
+	node $(NODE_FLAGS) bench/stages/run_wasi.cjs bench/stages/target/wasm32-wasip1/release/examples/digest_loop.wasm

@@ -19,7 +19,6 @@ import os
 import random
 import resource
 import re
-import shlex
 import signal
 import socket
 import statistics
@@ -519,7 +518,8 @@ class Bench:
         self.a = a
         self.work = a.work
         self.procs = Procs(os.path.join(a.work, "pids"))
-        self.env = self.parse_env(os.path.join(a.stack, "stack.env"))
+        with open(os.path.join(a.stack, "stack.json")) as f:
+            self.env = json.load(f)  # what stack.sh up wrote (the same as stack.env)
         self.envoy_bin = os.path.join(ROOT, ".venv", "bin", "envoy")
         self.ks_port = int(self.env["KEYSTONE_PORT"])
         self.prom_port = int(self.env["PROM_PORT"])
@@ -529,19 +529,6 @@ class Bench:
                            if self.env.get(k, "").isdigit()]
         self.results = {"runs": [], "meta": {}, "newtokens": {}, "memory": {}, "startup": {}, "wasm": {}}
         self.targets = {}      # (upstream, config name) -> dict(url, pids)
-
-    @staticmethod
-    def parse_env(path):
-        env = {}
-        with open(path) as f:
-            for line in f:
-                parts = shlex.split(line)
-                if parts and parts[0] == "export":
-                    parts = parts[1:]
-                for part in parts:
-                    k, _, v = part.partition("=")
-                    env[k] = v
-        return env
 
     # ------------------------------------------------------------------ start everything
     def start(self):

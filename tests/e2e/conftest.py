@@ -1,15 +1,15 @@
 """End-to-end fixtures: the REAL stack (Keystone + Prometheus + Envoy running the filter).
 
-`bash scripts/stack.sh up DIR` starts everything on random 127.0.0.1 ports and writes DIR/stack.env;
-the `stack` fixture parses it into a dict and always tears the stack down at the end of the session.
+`bash scripts/stack.sh up DIR` starts everything on random 127.0.0.1 ports and writes DIR/stack.env and
+DIR/stack.json; the `stack` fixture reads the latter and always tears the stack down at the end of the session.
 With E2E_STACK_DIR=DIR set, a stack already up in DIR is used instead (and left running).
 
 Tests of configuration variants start extra Envoys (`envoy_variants`), whose upstream is a recorder of
 what reached "Prometheus" (`upstream_recorder`, `upstream_saw`); tests/e2e/keystone_proxy.py puts a
 Keystone that is slow, down or broken on demand between an extra Envoy and the real Keystone.
 """
+import json
 import os
-import shlex
 import subprocess
 import tempfile
 import time
@@ -41,21 +41,10 @@ def without_rule_output(items, project=None):
     return kept
 
 
-def parse_env(path):
-    """Parse lines `export K=V` (V quoted with bash printf %q) into a dict."""
-    env = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = shlex.split(line)
-            if parts and parts[0] == "export":
-                parts = parts[1:]
-            for part in parts:
-                k, _, v = part.partition("=")
-                env[k] = v
-    return env
+def read_stack(d):
+    """The stack's settings, as `stack.sh up` wrote them to DIR/stack.json (the same as stack.env)."""
+    with open(os.path.join(d, "stack.json")) as f:
+        return json.load(f)
 
 
 def _tail(path, n=40):
@@ -77,7 +66,7 @@ def stack():
     if reuse:
         # a stack already up (`scripts/stack.sh up DIR`): reused as it is and left running (for quick
         # iterations on tests; a full run starts its own)
-        env = parse_env(os.path.join(reuse, "stack.env"))
+        env = read_stack(reuse)
         env["STACK_DIR"] = os.path.abspath(reuse)
         yield env
         return
@@ -92,7 +81,7 @@ def stack():
                 "envoy/envoy.log", "keystone/server.log", "keystone/manage.log", "prometheus/prometheus.log"))
             pytest.fail("stack.sh up failed (rc=%d)\nstdout:\n%s\nstderr:\n%s\n%s"
                         % (r.returncode, r.stdout, r.stderr, logs), pytrace=False)
-        env = parse_env(os.path.join(d, "stack.env"))
+        env = read_stack(d)
         env["STACK_DIR"] = d
         yield env
     finally:
@@ -169,7 +158,6 @@ def wait_for(pred, timeout=5.0, interval=0.05):
 import base64
 import http.client
 import http.server
-import json
 import signal
 import socket
 import threading
