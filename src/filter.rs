@@ -119,18 +119,24 @@ pub struct Shared {
     service_login: RefCell<Option<Vec<u32>>>,
     /// This worker's copy of recent scope-cache entries.
     local: RefCell<LocalCache>,
+    /// The configured tenant header, when it is not one of the known names every request
+    /// is stripped of anyway (decided once here, not per request).
+    tenant_header_to_strip: Option<String>,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
         let ns = Credential::Token(format!("{}|{}", config.keystone.url, config.project_label)).digest();
         let rewrites = RefCell::new(RewriteCache::new(config.cache.rewrite_bytes));
+        let tenant_header_to_strip =
+            config.policy.tenant_header.clone().filter(|h| !HeaderName::of(h).is_some_and(HeaderName::is_stripped));
         Shared {
             namespace: cache::hex(&ns[..6]),
             rewrites,
             inflight: RefCell::default(),
             service_login: RefCell::default(),
             local: RefCell::new(LocalCache::new(config_local_capacity(&config))),
+            tenant_header_to_strip,
             config,
         }
     }
@@ -302,9 +308,7 @@ impl Flow {
         for h in strip {
             host.set_request_header(h.as_str(), None);
         }
-        // The configured tenant header, unless the known names above already removed it.
-        let tenant_header = self.cfg().policy.tenant_header.as_deref();
-        if let Some(h) = tenant_header.filter(|h| !HeaderName::of(h).is_some_and(HeaderName::is_stripped) && self.head.get(h).is_some()) {
+        if let Some(h) = self.shared.tenant_header_to_strip.as_deref().filter(|h| self.head.get(h).is_some()) {
             host.set_request_header(h, None);
         }
         match route {
