@@ -8,7 +8,7 @@ VENV := .venv
 
 build: $(WASM)
 
-$(WASM): Cargo.toml $(shell find src -name '*.rs' 2>/dev/null)
+$(WASM): Cargo.toml .cargo/config.toml $(shell find src -name '*.rs' 2>/dev/null)
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	cargo build --release --target $(WASM_TARGET) --lib
 	@ls -l $(WASM)
