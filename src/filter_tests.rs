@@ -817,3 +817,142 @@ fn header_values_that_are_not_text() {
     }
     assert_eq!(world.callouts.borrow().len(), 1, "nothing was sent to Keystone");
 }
+
+/// A Keystone answer for a project token with one role.
+fn ks_answer(project: &str, role: &str) -> String {
+    KS_OK.replace(r#""id":"p1""#, &format!(r#""id":"{project}""#)).replace("reader", role)
+}
+
+const OBS_TEXT: &str = "<obs-text>";
+
+/// What a request left behind: the action, the headers that go upstream, the response and
+/// what the response callbacks did, the callouts, metrics, wake-ups and logs of its world.
+/// A header whose value is `OBS_TEXT` goes as bytes that are not UTF-8.
+fn trace(world: &Rc<World>, sh: &Rc<Shared>, ctx: u32, h: &[(&'static str, String)]) -> String {
+    let (binary, text): (Vec<_>, Vec<_>) = h.iter().cloned().partition(|(_, v)| v == OBS_TEXT);
+    let mut host = host(world, ctx, &text);
+    host.binary_headers = binary.into_iter().map(|(k, _)| (k.to_string(), b"r\xff1".to_vec())).collect();
+    let mut f = Flow::new(sh.clone(), ctx);
+    let action = f.on_request_headers(&mut host);
+    host.upstream_headers = vec![(":status".into(), "200".into()), ("content-length".into(), "2".into())];
+    host.upstream_body = b"{}".to_vec();
+    let response = (f.on_response_headers(&mut host), f.on_response_body(&mut host, 2, true));
+    f.on_done(&mut host);
+    let mut metrics: Vec<_> = world.metrics.borrow().iter().map(|(m, n)| (*m, *n)).collect();
+    metrics.sort_by_key(|(m, _)| m.name());
+    format!(
+        "{action:?} {:?} {:?} {:?} {response:?} {:?} {:?} callouts={} {metrics:?} {:?} {:?}",
+        host.headers,
+        host.response,
+        host.resumed,
+        host.upstream_headers,
+        host.upstream_body,
+        world.callouts.borrow().len(),
+        world.wakes.borrow(),
+        world.logs.borrow()
+    )
+}
+
+/// `Flow::cached_get` against the general path: random requests, drawn from pools of
+/// methods, paths (good, refused, open, denied, response-filtered), tokens (cached, not,
+/// malformed) and other headers (identity, credential, body, tenant), through two filters
+/// of one configuration that know the same tokens, the second without `cached_get`. Both
+/// must leave the same trace for every request, and the first must have used it.
+fn cached_get_matches_general_path(cfg: &str, prefix: &str, expect_used: bool) {
+    let methods = ["GET", "GET", "GET", "GET", "POST", "HEAD", "DELETE"];
+    let paths = [
+        "/api/v1/query?query=up&time=5",
+        "/api/v1/query_range?query=rate(x%5B5m%5D)&start=1&end=2&step=15",
+        "/api/v1/query?query=sum(rate(http_requests_total%7Bjob%3D%22a%22%7D%5B5m%5D))",
+        "/api/v1/query?query=up%7Bproject_id%3D%22other%22%7D",
+        "/api/v1/query?query=sum(",
+        "/api/v1/query?query=up;x",
+        "/api/v1/query?query=up&query=down",
+        "/api/v1/series?match[]=up&match%5B%5D=down",
+        "/api/v1/series?start=1",
+        "/api/v1/labels",
+        "/api/v1/label/job/values?match%5B%5D=up",
+        "/api/v1/label/__name__/values",
+        "/api/v1/query_exemplars?query=up&start=1&end=2",
+        "/api/v1/format_query?query=up",
+        "/federate?match[]=up",
+        "/api/v1/rules",
+        "/api/v1/alerts",
+        "/api/v1/admin/tsdb/snapshot",
+        "/-/healthy",
+        "/api/v1/query",
+        "/api/v1/query?query=%zz",
+    ];
+    // A Fernet token's length: its header length does not fit in a UTF-8 byte.
+    let fernet = format!("gAAAAAB{}", "x".repeat(176));
+    let tokens = [Some("tok"), Some("tok"), Some(fernet.as_str()), Some("tok2"), Some("admin"), Some(" tok"), Some("nope"), Some(""), None];
+    let extras: [&[(&'static str, &str)]; 11] = [
+        &[("x-request-id", OBS_TEXT)],
+        &[("x-foo", OBS_TEXT)],
+        &[],
+        &[],
+        &[],
+        &[("x-request-id", "r1")],
+        &[("x-project-id", "evil")],
+        &[("authorization", "Basic dTpw")],
+        &[("content-length", "0")],
+        &[("x-custom-tenant", "evil"), ("x-foo", "1")],
+        &[("x-foo", "1")],
+    ];
+    let (world_a, world_b) = (World::new(), World::new());
+    let sh_a = shared_with(cfg);
+    let sh_b = Rc::new(Shared { cached_get: false, ..Shared::new(Config::from_json(cfg.as_bytes()).unwrap()) });
+    // Both filters know the same tokens (validated through the general path).
+    let mut ctx = 1;
+    let known = [("tok", "p1", "reader"), ("tok2", "p2", "reader"), ("admin", "p3", "admin"), (fernet.as_str(), "p4", "reader")];
+    for (token, answer) in known.map(|(t, p, r)| (t, ks_answer(p, r))) {
+        for (world, sh) in [(&world_a, &sh_a), (&world_b, &sh_b)] {
+            let mut h = host(world, ctx, &get(&format!("{prefix}/api/v1/labels"), Some(token)));
+            let mut f = Flow::new(sh.clone(), ctx);
+            assert_eq!(f.on_request_headers(&mut h), Action::Pause);
+            let id = world.callouts.borrow().len() as u32;
+            f.on_callout(&mut h, id, &ok(&answer));
+            assert!(h.resumed, "{token}");
+        }
+        ctx += 1;
+    }
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut pick = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for _ in 0..3000 {
+        let mut h = vec![(":method", methods[pick(methods.len())].to_string()), (":path", format!("{prefix}{}", paths[pick(paths.len())]))];
+        if let Some(t) = tokens[pick(tokens.len())] {
+            h.push(("x-auth-token", t.to_string()));
+        }
+        h.extend(extras[pick(extras.len())].iter().map(|(k, v)| (*k, v.to_string())));
+        let (a, b) = (trace(&world_a, &sh_a, ctx, &h), trace(&world_b, &sh_b, ctx, &h));
+        assert_eq!(a, b, "request {h:?}");
+        ctx += 1;
+    }
+    let used = sh_a.cached_gets.get();
+    assert_eq!(sh_b.cached_gets.get(), 0);
+    assert_eq!(used > 100, expect_used, "cached_get served {used} of 3000");
+}
+
+#[test]
+fn cached_get_matches_general_path_default_config() {
+    cached_get_matches_general_path(r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone"},"unrestricted_roles":["admin"]}"#, "", true);
+}
+
+#[test]
+fn cached_get_matches_general_path_with_a_path_prefix() {
+    let cfg = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone"},"path_prefix":"/prometheus"}"#;
+    cached_get_matches_general_path(cfg, "/prometheus", true);
+}
+
+#[test]
+fn no_cached_get_with_identity_or_tenant_headers() {
+    let ks = r#""keystone":{"url":"http://ks:5000/v3","upstream":"keystone"}"#;
+    cached_get_matches_general_path(&format!(r#"{{{ks},"forward_identity_headers":true}}"#), "", false);
+    cached_get_matches_general_path(&format!(r#"{{{ks},"tenant_header":"X-Custom-Tenant"}}"#), "", false);
+    cached_get_matches_general_path(&format!(r#"{{{ks},"tenant_header":"X-Custom-Tenant","label_enforcement":false}}"#), "", false);
+}

@@ -91,6 +91,11 @@ impl HeaderName {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// Its bit in a set of known headers (`Headers::known_mask`).
+    pub const fn bit(self) -> u64 {
+        1 << self as usize
+    }
 }
 
 // `Headers` notes which known headers are present in a u64.

@@ -2,8 +2,10 @@
 //!
 //! The host serializes a header map as a little-endian `u32` count, then a `u32` name
 //! length and a `u32` value length per pair, then each name and value followed by a NUL.
-//! Reading that buffer where it lies costs one allocation per request (the buffer) where
-//! a `Vec<(String, String)>` costs two per header, and header values need not be UTF-8:
+//! Reading that buffer where it lies costs two allocations per request (the buffer, and its
+//! names and values split off from the binary lengths, so that they are checked as text
+//! once) where a `Vec<(String, String)>` costs two per header, and header values need not
+//! be UTF-8:
 //! HTTP/1 allows any byte above 0x7F in a value (`obs-text`), which the SDK's own reader
 //! refuses by panicking, and a panic kills the VM for every request of the worker.
 //! The pass that checks the layout also notes where each header the filter knows by name
@@ -14,16 +16,19 @@ use std::ops::Range;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Headers {
+    /// The count and the lengths (binary, so apart from the text).
+    table: Vec<u8>,
+    /// The names and values, each followed by a NUL.
     buf: Buf,
     count: usize,
-    /// The first value of each known header, as (start, length), by `HeaderName::index`.
+    /// The first value of each known header, as (start in `buf`, length), by `HeaderName::index`.
     known: [(u32, u32); HeaderName::COUNT],
     /// Which known headers are present, one bit each.
     present: u64,
 }
 
-/// The buffer, checked for UTF-8 once: in the usual case (all UTF-8) a value is sliced
-/// as text without being checked again.
+/// The names and values, checked for UTF-8 once: in the usual case (all UTF-8) a value is
+/// sliced as text without being checked again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Buf {
     Text(String),
@@ -59,7 +64,8 @@ impl Headers {
             return Some(headers);
         }
         let count = u32_at(&raw, 0)?;
-        let mut data = count.checked_mul(8)?.checked_add(4)?;
+        let start = count.checked_mul(8)?.checked_add(4)?;
+        let mut data = start;
         for i in 0..count {
             let mut ranges = [0..0, 0..0];
             for (range, len) in ranges.iter_mut().zip([u32_at(&raw, 4 + i * 8)?, u32_at(&raw, 8 + i * 8)?]) {
@@ -74,10 +80,13 @@ impl Headers {
             let known = raw.get(name).and_then(|n| std::str::from_utf8(n).ok()).and_then(HeaderName::of);
             if let Some(h) = known.filter(|h| headers.present & 1 << h.index() == 0) {
                 headers.present |= 1 << h.index();
-                headers.known[h.index()] = (u32::try_from(value.start).ok()?, u32::try_from(value.len()).ok()?);
+                headers.known[h.index()] = (u32::try_from(value.start - start).ok()?, u32::try_from(value.len()).ok()?);
             }
         }
-        headers.buf = Buf::new(raw);
+        let mut table = raw;
+        let text = table.split_off(start);
+        headers.table = table;
+        headers.buf = Buf::new(text);
         headers.count = count;
         Some(headers)
     }
@@ -103,11 +112,11 @@ impl Headers {
 
     /// (name, value) byte ranges of every pair, in order.
     fn ranges(&self) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
-        let mut data = 4 + self.count * 8;
+        let mut data = 0;
         (0..self.count).map(move |i| {
             // Checked by `from_serialized` (or written by `from_pairs`).
-            let k = u32_at(self.buf.raw(), 4 + i * 8).unwrap_or(0);
-            let v = u32_at(self.buf.raw(), 8 + i * 8).unwrap_or(0);
+            let k = u32_at(&self.table, 4 + i * 8).unwrap_or(0);
+            let v = u32_at(&self.table, 8 + i * 8).unwrap_or(0);
             let name = data..data + k;
             let value = data + k + 1..data + k + 1 + v;
             data += k + v + 2;
@@ -140,6 +149,11 @@ impl Headers {
             Some(h) => self.locate_known(h),
             None => self.find(name),
         }
+    }
+
+    /// Which known headers are present, as a set of `HeaderName::bit`s.
+    pub fn known_mask(&self) -> u64 {
+        self.present
     }
 
     fn locate_known(&self, h: HeaderName) -> Option<Range<usize>> {
@@ -192,7 +206,7 @@ impl Headers {
 
 impl Default for Headers {
     fn default() -> Self {
-        Headers { buf: Buf::Text(String::new()), count: 0, known: [(0, 0); HeaderName::COUNT], present: 0 }
+        Headers { table: Vec::new(), buf: Buf::Text(String::new()), count: 0, known: [(0, 0); HeaderName::COUNT], present: 0 }
     }
 }
 
@@ -203,6 +217,12 @@ pub struct NotText;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Headers {
+        fn serialized(&self) -> Vec<u8> {
+            [self.table.as_slice(), self.buf.raw()].concat()
+        }
+    }
 
     fn h(pairs: &[(&str, &[u8])]) -> Headers {
         Headers::from_pairs(pairs.iter().copied())
@@ -217,9 +237,18 @@ mod tests {
         assert_eq!(m.get("x-empty"), Some(Ok("")));
         assert_eq!(m.get("x-missing"), None);
         assert_eq!(m.names().collect::<Vec<_>>(), [":path", "x-auth-token", "x-empty", "x-auth-token"]);
-        let again = Headers::from_serialized(m.buf.raw().to_vec()).unwrap();
+        let again = Headers::from_serialized(m.serialized()).unwrap();
         assert_eq!(again, m);
         assert!(Headers::from_serialized(Vec::new()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn lengths_above_127_do_not_make_the_block_binary() {
+        let token = "t".repeat(183);
+        let m = h(&[(":path", "/q".repeat(100).as_bytes()), ("x-auth-token", token.as_bytes())]);
+        assert!(m.is_text(), "a length's bytes are not part of the text");
+        assert_eq!(m.known(HeaderName::AuthToken), Some(Ok(token.as_str())));
+        assert!(!h(&[("x-junk", b"caf\xe9")]).is_text());
     }
 
     #[test]
@@ -254,7 +283,7 @@ mod tests {
 
     #[test]
     fn broken_layouts_are_refused() {
-        let good = h(&[("a", b"1"), ("bb", b"22")]).buf.raw().to_vec();
+        let good = h(&[("a", b"1"), ("bb", b"22")]).serialized();
         for cut in 1..good.len() {
             assert_eq!(Headers::from_serialized(good[..cut].to_vec()), None, "cut at {cut}");
         }
