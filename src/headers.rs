@@ -78,8 +78,8 @@ impl Headers {
             }
             let [name, value] = ranges;
             let known = raw.get(name).and_then(|n| std::str::from_utf8(n).ok()).and_then(HeaderName::of);
-            if let Some(h) = known.filter(|h| headers.present & 1 << h.index() == 0) {
-                headers.present |= 1 << h.index();
+            if let Some(h) = known.filter(|h| headers.present & h.bit() == 0) {
+                headers.present |= h.bit();
                 headers.known[h.index()] = (u32::try_from(value.start - start).ok()?, u32::try_from(value.len()).ok()?);
             }
         }
@@ -159,7 +159,7 @@ impl Headers {
     fn locate_known(&self, h: HeaderName) -> Option<Range<usize>> {
         let (start, len) = self.known[h.index()];
         let start = start as usize;
-        (self.present & 1 << h.index() != 0).then_some(start..start + len as usize)
+        (self.present & h.bit() != 0).then_some(start..start + len as usize)
     }
 
     /// The first value of `name` (lower case), as bytes.
@@ -179,7 +179,7 @@ impl Headers {
 
     /// The known headers present, in the order of `HeaderName::ALL`.
     pub fn known_present(&self) -> impl Iterator<Item = HeaderName> + '_ {
-        HeaderName::ALL.iter().copied().filter(|h| self.present & 1 << h.index() != 0)
+        HeaderName::ALL.iter().copied().filter(|h| self.present & h.bit() != 0)
     }
 
     fn text(&self, r: Range<usize>) -> Option<&str> {
