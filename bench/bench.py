@@ -41,6 +41,12 @@ def log(msg):
 
 
 # ------------------------------------------------------------------------------------------ processes
+# Aetos runs with the environment a service manager gives it, not this script's: python-requests
+# scans every environment variable for proxy settings on each of Aetos' calls to Prometheus, and
+# with a shell's ~100 variables that alone took 7% of its time (bench/README.md, "Aetos").
+SERVICE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"}
+
+
 class Procs:
     """Every process this script starts; all stopped by stop_all (also on errors and signals)."""
 
@@ -635,7 +641,7 @@ control_socket_disable = True
             name = "%s, workers=%s, threads=%s" % (wc, w, th)
             log("starting Aetos under gunicorn (%s; both CPUs; %s upstream)" % (name, up))
             p = self.procs.start("aetos", [os.path.join(a.aetos_venv, "bin", "gunicorn"), "-c", gconf],
-                                 os.path.join(d, "gunicorn.out"), cpus={0, 1}, cwd=d)
+                                 os.path.join(d, "gunicorn.out"), cpus={0, 1}, cwd=d, env=SERVICE_ENV)
             running.append({"name": name, "proc": p, "url": "http://127.0.0.1:%d" % port})
         for r in running:
             wait_ready(r["url"] + "/healthcheck", r["proc"], timeout=60, interval=0.1)
