@@ -59,7 +59,11 @@ curl -s -H "X-Auth-Token: \$RITA_TOKEN" "$E/api/v1/query" --data-urlencode 'quer
 # no token: 401 (see the WWW-Authenticate header)
 curl -s -i "$E/api/v1/query" --data-urlencode 'query=cloud_cpu_seconds_total' -G
 
-# anything but query/query_range: 403
+# the series and label APIs (alice): team-a's series and label values only
+curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/series" --data-urlencode 'match[]=cloud_instances' --data-urlencode "start=\$SEED_START" --data-urlencode "end=\$SEED_END" -G | jq
+curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/label/project_id/values" --data-urlencode "start=\$SEED_START" --data-urlencode "end=\$SEED_END" -G | jq
+
+# a path the filter does not enforce (here Prometheus' configuration): 403
 curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/status/config" | jq
 
 # get a fresh token yourself
