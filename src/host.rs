@@ -285,12 +285,16 @@ impl Context for Http {
 }
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> types::Action {
-        self.with_flow(|f, h| f.on_request_headers(h))
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> types::Action {
+        self.with_flow(|f, h| f.on_request_headers(h, end_of_stream))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> types::Action {
         self.with_flow(|f, h| f.on_request_body(h, body_size, end_of_stream))
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> types::Action {
+        self.with_flow(|f, h| f.on_request_trailers(h))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> types::Action {

@@ -118,7 +118,7 @@ impl DashboardRequest {
     pub fn run(&mut self) {
         self.id = self.id.wrapping_add(1);
         let mut flow = Flow::new(self.shared.clone(), self.id);
-        std::hint::black_box(flow.on_request_headers(&mut self.host));
+        std::hint::black_box(flow.on_request_headers(&mut self.host, true));
         flow.on_response_headers(&mut self.host);
         flow.on_done(&mut self.host);
     }

@@ -1,0 +1,149 @@
+"""POST bodies whose headers carry no length, through the real Envoy.
+
+Envoy removes `Transfer-Encoding` before any filter runs, and HTTP/2 needs no `Content-Length`, so
+for these bodies only the headers' end of stream says that a body follows. Each body must be
+enforced like a body with a length, or refused; Prometheus reads it as a form either way. A body
+that ends with trailers (HTTP/2) never reaches its end in the body callback, so it is refused.
+Every answer goes through `assert_safe` (test_attacks.py), and the query answers must equal
+PROM_A's (the Prometheus holding only team-a's samples) to the same form sent with its length.
+"""
+import http.client
+import socket
+import urllib.parse
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+
+from test_attacks import ALL, FORM, Resp, _ok, _query_of, assert_safe, direct, st  # noqa: F401 (st: fixture)
+from test_equivalence import canon
+
+
+def _addr(st):
+    u = urllib.parse.urlsplit(st["ENVOY_URL"])
+    return u.hostname, u.port
+
+
+def chunked(st, path, body, ctype=FORM, piece=7):
+    """HTTP/1.1 POST with a chunked body of `piece`-byte chunks, no Content-Length."""
+    host, port = _addr(st)
+    s = socket.create_connection((host, port), timeout=30)
+    try:
+        head = ("POST %s HTTP/1.1\r\nHost: %s:%d\r\nX-Auth-Token: %s\r\nTransfer-Encoding: chunked\r\n"
+                "Connection: close\r\n" % (path, host, port, st["ALICE_TOKEN"]))
+        if ctype:
+            head += "Content-Type: %s\r\n" % ctype
+        parts = [body[i:i + piece] for i in range(0, len(body), piece)]
+        data = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+        s.sendall(head.encode() + b"\r\n" + data)
+        r = http.client.HTTPResponse(s)
+        r.begin()
+        return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        s.close()
+
+
+def h2_post(st, path, body, ctype=FORM, length=False, trailers=None):
+    """HTTP/2 (prior knowledge) POST; `length`: send content-length; `trailers`: end with them."""
+    host, port = _addr(st)
+    s = socket.create_connection((host, port), timeout=30)
+    try:
+        c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        c.initiate_connection()
+        sid = c.get_next_available_stream_id()
+        headers = [(":method", "POST"), (":path", path), (":scheme", "http"), (":authority", "%s:%d" % (host, port)),
+                   ("x-auth-token", st["ALICE_TOKEN"]), ("content-type", ctype)]
+        if length:
+            headers.append(("content-length", str(len(body))))
+        c.send_headers(sid, headers)
+        c.send_data(sid, body, end_stream=trailers is None)
+        if trailers:
+            c.send_headers(sid, trailers, end_stream=True)
+        s.sendall(c.data_to_send())
+        status, data, ended = None, b"", False
+        while not ended:
+            got = s.recv(65536)
+            if not got:
+                break
+            for ev in c.receive_data(got):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status = int(dict(ev.headers)[":status"])
+                elif isinstance(ev, h2.events.DataReceived):
+                    data += ev.data
+                    c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    ended = True
+            s.sendall(c.data_to_send())
+        assert status is not None, "no answer"
+        return Resp(status, {}, data)
+    finally:
+        s.close()
+
+
+def _form(st, **kv):
+    return urllib.parse.urlencode(kv).replace("%3CE%3E", st["SEED_END"]).replace("%3CS%3E", st["SEED_START"]).encode()
+
+
+def assert_like_prom_a(st, r, path, body):
+    """Success, team-a only, and PROM_A's answer to the same form sent with its length."""
+    assert_safe(st, r)
+    assert _ok(r), r
+    d = direct(st, "POST", path, {"Content-Type": FORM}, body)
+    assert _ok(d), d
+    q = _query_of(path, body)
+    assert canon(r.json(), q, st["TEAM_A_ID"]) == canon(d.json(), q)
+
+
+QUERIES = ["count by (project_id) (cloud_instances)", ALL, "sum by (project_id) (cloud_cpu_seconds_total)"]
+
+
+@pytest.mark.parametrize("expr", QUERIES)
+def test_chunked_query_body_is_enforced(st, expr):
+    body = _form(st, query=expr, time="<E>")
+    assert_like_prom_a(st, chunked(st, "/api/v1/query", body), "/api/v1/query", body)
+
+
+@pytest.mark.parametrize("length", [False, True])
+@pytest.mark.parametrize("expr", QUERIES)
+def test_h2_query_body_is_enforced(st, expr, length):
+    body = _form(st, query=expr, time="<E>")
+    assert_like_prom_a(st, h2_post(st, "/api/v1/query", body, length=length), "/api/v1/query", body)
+
+
+@pytest.mark.parametrize("send", ["chunked", "h2"])
+@pytest.mark.parametrize("path", ["/api/v1/series", "/api/v1/labels"])
+def test_match_all_in_an_unannounced_body_is_enforced(st, send, path):
+    body = _form(st, **{"match[]": ALL, "start": "<S>", "end": "<E>"})
+    r = chunked(st, path, body) if send == "chunked" else h2_post(st, path, body)
+    assert_safe(st, r)
+    assert _ok(r), r
+    if path == "/api/v1/series":
+        assert r.json()["data"], "team-a's own series come back"
+        assert {m["project_id"] for m in r.json()["data"]} == {st["TEAM_A_ID"]}
+
+
+@pytest.mark.parametrize("send", ["chunked", "h2"])
+def test_an_unannounced_body_must_be_a_form(st, send):
+    body = _form(st, query=ALL, time="<E>")
+    r = chunked(st, "/api/v1/query", body, ctype="text/plain") if send == "chunked" else \
+        h2_post(st, "/api/v1/query", body, ctype="text/plain")
+    assert r.status == 415, r
+    assert_safe(st, r)
+
+
+@pytest.mark.parametrize("length", [False, True])
+def test_h2_body_ending_with_trailers_is_refused(st, length):
+    body = _form(st, query=ALL, time="<E>")
+    r = h2_post(st, "/api/v1/query", body, length=length, trailers=[("x-trailer", "1")])
+    assert r.status == 400, r
+    assert "trailers" in r.text
+    assert_safe(st, r)
+
+
+def test_h2_empty_body_without_length_keeps_the_url_enforced(st):
+    path = "/api/v1/query?" + urllib.parse.urlencode({"query": ALL, "time": st["SEED_END"]})
+    r = h2_post(st, path, b"")
+    assert_safe(st, r)
+    assert _ok(r), r
+    assert {s["metric"]["project_id"] for s in r.json()["data"]["result"]} == {st["TEAM_A_ID"]}
