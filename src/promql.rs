@@ -351,6 +351,17 @@ impl Printer<'_> {
                 self.at_offset(&ms.vs.at, &ms.vs.offset)?;
             }
             Expr::Call(c) => {
+                // With one argument, Prometheus (3.x, experimental functions on) selects the
+                // info series by the argument's `instance` and `job` alone, with no tenant
+                // matcher: another project's data labels could join. The second argument is
+                // a selector, and so carries the tenant like every other.
+                if c.func.name == "info" && c.args.args.len() < 2 {
+                    return Err(EnforceError::BadData(
+                        "info() needs its data-label selector here (info(v, {label=~\".+\"})): with one argument \
+                         Prometheus would select info series of every project"
+                            .into(),
+                    ));
+                }
                 self.out.push_str(c.func.name);
                 self.out.push('(');
                 for (i, arg) in c.args.args.iter().enumerate() {
@@ -697,6 +708,16 @@ mod tests {
             }
         }
         assert_eq!(rw("holt_winters(x[5m], 0.5, 0.5)"), r#"holt_winters(x{project_id="p1"}[5m], 0.5, 0.5)"#);
+    }
+
+    #[test]
+    fn info_needs_its_selector() {
+        assert!(matches!(enforce("info(up)", &t(), 64), Err(EnforceError::BadData(m)) if m.contains("info()")));
+        assert!(matches!(enforce("sum(info(rate(x[5m])))", &t(), 64), Err(EnforceError::BadData(_))));
+        assert_eq!(
+            rw(r#"info(up, {k8s_cluster_name=~".+"})"#),
+            r#"info(up{project_id="p1"}, {k8s_cluster_name=~".+",project_id="p1"})"#
+        );
     }
 
     #[test]
