@@ -791,6 +791,12 @@ impl Flow {
     }
 
     /// The request is over (or abandoned): an exchange it owned must not strand waiters.
+    /// The callout this request still waits for: the host cancels it when the request
+    /// ends early, and then no answer comes to say it is over.
+    pub fn pending_callout(&self) -> Option<u32> {
+        self.callout.map(|(token, _, _)| token)
+    }
+
     pub fn on_done(&mut self, host: &mut dyn Host) {
         if self.owner {
             self.owner = false;

@@ -513,6 +513,25 @@ fn trailers_before_the_body_ended_are_refused() {
 }
 
 #[test]
+fn a_pending_callout_is_known_until_answered_or_done() {
+    let world = World::new();
+    let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
+    let mut f = Flow::new(shared(), 1);
+    assert_eq!(f.pending_callout(), None);
+    assert_eq!(f.on_request_headers(&mut h, true), Action::Pause);
+    assert_eq!(f.pending_callout(), Some(1));
+    f.on_callout(&mut h, 1, &ok(KS_OK));
+    assert_eq!(f.pending_callout(), None, "answered");
+
+    let mut h = host(&world, 2, &get("/api/v1/query?query=up", Some("tok-new")));
+    let mut f = Flow::new(shared(), 2);
+    f.on_request_headers(&mut h, true);
+    assert!(f.pending_callout().is_some());
+    f.on_done(&mut h);
+    assert_eq!(f.pending_callout(), None, "the client left");
+}
+
+#[test]
 fn bad_promql_is_400_after_validation() {
     let world = World::new();
     let (h, _) = validated(&world, &shared(), "/api/v1/query?query=sum(");

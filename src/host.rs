@@ -278,6 +278,11 @@ impl Context for Http {
 
     fn on_done(&mut self) -> bool {
         if let Ok(mut flow) = self.flow.try_borrow_mut() {
+            // A client that leaves while Keystone is asked: its callout is cancelled and no
+            // answer will take its entry out, so this does (else the map grows without bound).
+            if let Some(token) = flow.pending_callout() {
+                CALLOUTS.with(|c| c.borrow_mut().remove(&token));
+            }
             flow.on_done(&mut Adapter { context: self.id });
         }
         true
