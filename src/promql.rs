@@ -39,11 +39,11 @@ impl Tenant {
     }
 
     /// True when `m` is exactly the matcher this tenant adds.
-    fn is_tenant_matcher(&self, m: &Matcher) -> bool {
+    fn is_tenant_matcher(&self, m: &Matcher, masked: bool) -> bool {
         if m.name != self.label {
             return false;
         }
-        match (regex_mask::op(m), self.values.as_slice()) {
+        match (regex_mask::op(m, masked), self.values.as_slice()) {
             ((Op::Equal, v), [only]) => v == only,
             ((Op::Re, v), values) if values.len() > 1 => {
                 v == values.iter().map(|v| regex_escape(v)).collect::<Vec<_>>().join("|")
@@ -121,7 +121,7 @@ pub fn enforce_with(query: &str, tenant: &Tenant, max_depth: usize, fast: bool) 
     if let Some(masked) = regex_mask::mask(query).filter(|_| fast) {
         if let Ok(expr) = parse(&masked) {
             if regex_mask::sound(&expr) {
-                let mut p = Printer { tenant, out: String::with_capacity(query.len() + 32), max_depth };
+                let mut p = Printer { tenant, out: String::with_capacity(query.len() + 32), max_depth, masked: true };
                 p.expr(&expr, 0)?;
                 return Ok(p.out);
             }
@@ -134,7 +134,7 @@ pub fn enforce_with(query: &str, tenant: &Tenant, max_depth: usize, fast: bool) 
             EnforceError::BadData(format!("invalid PromQL: {e}"))
         }
     })?;
-    let mut p = Printer { tenant, out: String::with_capacity(query.len() + 32), max_depth };
+    let mut p = Printer { tenant, out: String::with_capacity(query.len() + 32), max_depth, masked: false };
     p.expr(&expr, 0)?;
     Ok(p.out)
 }
@@ -144,7 +144,7 @@ pub fn enforce_selector(selector: &str, tenant: &Tenant, max_depth: usize) -> Re
     check_nesting(selector, max_depth)?;
     match parse(selector) {
         Ok(expr @ Expr::VectorSelector(_)) => {
-            let mut p = Printer { tenant, out: String::with_capacity(selector.len() + 32), max_depth };
+            let mut p = Printer { tenant, out: String::with_capacity(selector.len() + 32), max_depth, masked: false };
             p.expr(&expr, 0)?;
             Ok(p.out)
         }
@@ -157,7 +157,7 @@ pub fn enforce_selector(selector: &str, tenant: &Tenant, max_depth: usize) -> Re
 /// the fuzzer: every selector (in every `or` branch) carries the tenant matcher.
 pub fn all_selectors_carry(e: &Expr, tenant: &Tenant) -> bool {
     let carries = |vs: &VectorSelector| {
-        let has = |ms: &[Matcher]| ms.iter().any(|m| tenant.is_tenant_matcher(m));
+        let has = |ms: &[Matcher]| ms.iter().any(|m| tenant.is_tenant_matcher(m, false));
         if vs.matchers.or_matchers.is_empty() {
             has(&vs.matchers.matchers)
         } else {
@@ -256,6 +256,8 @@ struct Printer<'a> {
     tenant: &'a Tenant,
     out: String,
     max_depth: usize,
+    /// The tree comes from the masked parse (see regex_mask).
+    masked: bool,
 }
 
 impl Printer<'_> {
@@ -502,7 +504,7 @@ impl Printer<'_> {
             let mut has_tenant = false;
             for m in inner.iter().chain(group.iter()) {
                 if m.name == self.tenant.label {
-                    if let (Op::Equal, value) = regex_mask::op(m) {
+                    if let (Op::Equal, value) = regex_mask::op(m, self.masked) {
                         if !self.tenant.values.iter().any(|v| v == value) {
                             return Err(EnforceError::Forbidden(format!(
                                 "the query selects {}={:?}, which your token does not grant; \
@@ -516,7 +518,7 @@ impl Printer<'_> {
                 }
                 self.matcher(m);
                 self.out.push(',');
-                has_tenant |= self.tenant.is_tenant_matcher(m);
+                has_tenant |= self.tenant.is_tenant_matcher(m, self.masked);
             }
             if has_tenant {
                 self.out.pop();
@@ -530,7 +532,7 @@ impl Printer<'_> {
 
     fn matcher(&mut self, m: &Matcher) {
         self.label_name(&m.name);
-        let (op, value) = regex_mask::op(m);
+        let (op, value) = regex_mask::op(m, self.masked);
         let op = match op {
             Op::Equal => "=",
             Op::NotEqual => "!=",
@@ -708,6 +710,16 @@ mod tests {
             }
         }
         assert_eq!(rw("holt_winters(x[5m], 0.5, 0.5)"), r#"holt_winters(x{project_id="p1"}[5m], 0.5, 0.5)"#);
+    }
+
+    #[test]
+    fn a_value_that_starts_with_a_mask_marker_stays_an_equality() {
+        // The plain parse (the query holds a marker) must not read the user's value as masked.
+        for q in ["up{job=\"\u{E000}.+\"}", "up{job!=\"\u{E001}x\"}", "up{job=\"\\ue000.+\"}"] {
+            let out = rw(q);
+            assert!(!out.contains("=~") && !out.contains("!~"), "{q} -> {out}");
+            assert_eq!(rw(&out), out, "stable");
+        }
     }
 
     #[test]

@@ -31,9 +31,12 @@ pub enum Op {
     NotRe,
 }
 
-/// The real operator and value of a matcher, masked or not.
-pub fn op(m: &Matcher) -> (Op, &str) {
+/// The real operator and value of a matcher; `masked`: it comes from a masked parse (a
+/// plain parse keeps a user's own value that starts with a marker as it is).
+pub fn op(m: &Matcher, masked: bool) -> (Op, &str) {
     match &m.op {
+        MatchOp::Equal if !masked => (Op::Equal, &m.value),
+        MatchOp::NotEqual if !masked => (Op::NotEqual, &m.value),
         MatchOp::Equal => match m.value.strip_prefix(RE) {
             Some(v) => (Op::Re, v),
             None => (Op::Equal, &m.value),
@@ -123,13 +126,13 @@ pub fn sound(e: &Expr) -> bool {
 
 fn selector_sound(vs: &VectorSelector) -> bool {
     let all = || vs.matchers.matchers.iter().chain(vs.matchers.or_matchers.iter().flatten());
-    let regexes_valid = all().all(|m| match op(m) {
+    let regexes_valid = all().all(|m| match op(m, true) {
         (Op::Re | Op::NotRe, v) => valid_regex(v),
         _ => true,
     });
     // Without a name, one matcher must be known not to match "" without its regex.
     let non_empty = vs.name.is_some()
-        || all().any(|m| match op(m) {
+        || all().any(|m| match op(m, true) {
             (Op::Equal, v) => !v.is_empty(),
             (Op::NotEqual, v) => v.is_empty(),
             _ => false,
@@ -169,10 +172,10 @@ mod tests {
     #[test]
     fn op_reads_through_the_mask() {
         let m = Matcher::new(MatchOp::Equal, "a", "\u{E000}x.*");
-        assert_eq!(op(&m), (Op::Re, "x.*"));
+        assert_eq!(op(&m, true), (Op::Re, "x.*"));
         let m = Matcher::new(MatchOp::NotEqual, "a", "\u{E001}y");
-        assert_eq!(op(&m), (Op::NotRe, "y"));
+        assert_eq!(op(&m, true), (Op::NotRe, "y"));
         let m = Matcher::new(MatchOp::Equal, "a", "v");
-        assert_eq!(op(&m), (Op::Equal, "v"));
+        assert_eq!(op(&m, true), (Op::Equal, "v"));
     }
 }
