@@ -1058,6 +1058,20 @@ impl Flow {
         }
         Action::Continue
     }
+
+    /// An answer being filtered that ends with trailers never reached its end in
+    /// `on_response_body`, and the host would send what it holds unfiltered: a local
+    /// answer instead, which, the headers being gone, makes the host reset the stream.
+    pub fn on_response_trailers(&mut self, host: &mut dyn Host) -> Action {
+        if !matches!(self.filter_response, Some(ResponseFilter::Plain(_) | ResponseFilter::Gzip(_) | ResponseFilter::Refuse(_))) {
+            return Action::Continue;
+        }
+        host.log(Level::Warn, "upstream answer not filtered: it ended with trailers");
+        let e = ApiError::new(502, "internal", "the upstream answer ended with trailers; nothing of it is shown");
+        host.send_response(e.status, &e.response_headers(), &e.body());
+        self.filter_response = Some(ResponseFilter::Drop);
+        Action::Pause
+    }
 }
 
 #[cfg(test)]

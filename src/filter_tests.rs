@@ -753,6 +753,24 @@ fn rules_answer_is_filtered() {
 }
 
 #[test]
+fn rules_answer_ending_with_trailers_is_not_let_through() {
+    let (mut h, mut f) = validated(&World::new(), &shared(), "/api/v1/rules");
+    h.upstream_headers = vec![(":status".into(), "200".into())];
+    h.upstream_body = RULES.as_bytes().to_vec();
+    f.on_response_headers(&mut h);
+    assert_eq!(f.on_response_body(&mut h, RULES.len(), false), Action::Pause);
+    assert_eq!(f.on_response_trailers(&mut h), Action::Pause);
+    assert_eq!(h.status(), Some(502), "a local answer: the host resets a stream whose headers are gone");
+    assert_eq!(h.upstream_body, RULES.as_bytes(), "the held answer was not released");
+    // Trailers after an answer that is not filtered, or already dropped, change nothing.
+    assert_eq!(f.on_response_trailers(&mut h), Action::Continue);
+    let (mut h, mut f) = validated(&World::new(), &shared(), "/api/v1/query?query=up");
+    h.upstream_headers = vec![(":status".into(), "200".into())];
+    f.on_response_headers(&mut h);
+    assert_eq!(f.on_response_trailers(&mut h), Action::Continue);
+}
+
+#[test]
 fn gzip_rules_answer_is_inflated_and_filtered() {
     let (mut h, mut f) = validated(&World::new(), &shared(), "/api/v1/rules");
     assert_eq!(h.header("accept-encoding"), None);

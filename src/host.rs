@@ -309,6 +309,10 @@ impl HttpContext for Http {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> types::Action {
         self.with_flow(|f, h| f.on_response_body(h, body_size, end_of_stream))
     }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> types::Action {
+        self.with_flow(|f, h| f.on_response_trailers(h))
+    }
 }
 
 impl Http {

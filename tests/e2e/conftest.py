@@ -194,14 +194,17 @@ def _wasm_filter(cfg):
     raise AssertionError("no envoy.filters.http.wasm filter in the rendered envoy.yaml")
 
 
-def _set_cluster_port(cfg, cluster, port):
+def _cluster(cfg, name):
     for c in cfg["static_resources"]["clusters"]:
-        if c["name"] == cluster:
-            for ep in c["load_assignment"]["endpoints"]:
-                for lb in ep["lb_endpoints"]:
-                    lb["endpoint"]["address"]["socket_address"]["port_value"] = int(port)
-            return
-    raise AssertionError("no cluster %r in the rendered envoy.yaml" % cluster)
+        if c["name"] == name:
+            return c
+    raise AssertionError("no cluster %r in the rendered envoy.yaml" % name)
+
+
+def _set_cluster_port(cfg, cluster, port):
+    for ep in _cluster(cfg, cluster)["load_assignment"]["endpoints"]:
+        for lb in ep["lb_endpoints"]:
+            lb["endpoint"]["address"]["socket_address"]["port_value"] = int(port)
 
 
 class ExtraEnvoy(Envoy):
@@ -249,14 +252,15 @@ class EnvoyVariants:
         self.specs = {}
         self.running = {}
 
-    def start(self, name, config=None, keystone_port=None, prom_port=None, replace=False, log_args=()):
+    def start(self, name, config=None, keystone_port=None, prom_port=None, replace=False, log_args=(),
+              prom_trailers=False):
         import yaml  # pyyaml: installed by scripts/stack.sh install
         if name in self.running and not replace:
             return
         if name in self.running:
             self._stop(name)
         self.specs[name] = dict(config=config, keystone_port=keystone_port, prom_port=prom_port,
-                                log_args=log_args)
+                                log_args=log_args, prom_trailers=prom_trailers)
         with open(self.rendered) as f:
             cfg = yaml.safe_load(f)
         port, admin_port = free_port(), free_port()
@@ -272,6 +276,12 @@ class EnvoyVariants:
         prom_port = prom_port or self.default_prom_port
         if prom_port is not None:
             _set_cluster_port(cfg, "prometheus", prom_port)
+        if prom_trailers:
+            # HTTP/1 trailers from the upstream reach the filters only when enabled
+            _cluster(cfg, "prometheus")["typed_extension_protocol_options"] = {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http_protocol_options": {"enable_trailers": True}}}}
         d = os.path.join(self.workdir, name)
         os.makedirs(d, exist_ok=True)
         cfg_path, log_path = os.path.join(d, "envoy.yaml"), os.path.join(d, "envoy.log")

@@ -8,7 +8,9 @@ Every answer goes through `assert_safe` (test_attacks.py), and the query answers
 PROM_A's (the Prometheus holding only team-a's samples) to the same form sent with its length.
 """
 import http.client
+import json
 import socket
+import threading
 import urllib.parse
 
 import h2.config
@@ -147,3 +149,80 @@ def test_h2_empty_body_without_length_keeps_the_url_enforced(st):
     assert_safe(st, r)
     assert _ok(r), r
     assert {s["metric"]["project_id"] for s in r.json()["data"]["result"]} == {st["TEAM_A_ID"]}
+
+
+# ------------------------------------------------------------------ answers that end with trailers
+class TrailerUpstream:
+    """An HTTP/1.1 upstream whose every answer is `body`, chunked, ending with a trailer."""
+
+    def __init__(self, body):
+        self.body = body
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.served = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn):
+        with conn:
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    got = conn.recv(65536)
+                    if not got:
+                        return
+                    buf += got
+                _, _, buf = buf.partition(b"\r\n\r\n")  # GET: no body
+                self.served += 1
+                half = len(self.body) // 2
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                             b"Trailer: x-upstream-trailer\r\n\r\n"
+                             + b"%x\r\n%s\r\n" % (half, self.body[:half])
+                             + b"%x\r\n%s\r\n" % (len(self.body) - half, self.body[half:])
+                             + b"0\r\nx-upstream-trailer: 1\r\n\r\n")
+
+    def close(self):
+        self.sock.close()
+
+
+def test_rules_answer_ending_with_trailers_is_not_let_through(st, envoy_variants):
+    """Both projects' rules, from an upstream that ends its answer with a trailer: the filter holds
+    the answer to filter it and never sees it end, so it answers itself; the headers being gone,
+    Envoy resets the stream. Nothing of team-b's may reach the client either way."""
+    rules = {"status": "success", "data": {"groups": [{"name": "g", "file": "f", "interval": 60, "rules": [
+        {"name": "mine", "query": "up", "labels": {"project_id": st["TEAM_A_ID"]}, "health": "ok", "type": "recording"},
+        {"name": "theirs", "query": "up", "labels": {"project_id": st["TEAM_B_ID"]}, "health": "ok",
+         "type": "recording"}]}]}}
+    upstream = TrailerUpstream(json.dumps(rules).encode())
+    try:
+        e = envoy_variants("trailers", prom_port=upstream.port, prom_trailers=True)
+        host, port = urllib.parse.urlsplit(e.url).hostname, urllib.parse.urlsplit(e.url).port
+        s = socket.create_connection((host, port), timeout=30)
+        try:
+            s.sendall(b"GET /api/v1/rules HTTP/1.1\r\nHost: x\r\nX-Auth-Token: %s\r\nConnection: close\r\n\r\n"
+                      % st["ALICE_TOKEN"].encode())
+            got = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except ConnectionResetError:
+                    break
+                if not chunk:
+                    break
+                got += chunk
+        finally:
+            s.close()
+        assert upstream.served >= 1, "the request reached the upstream"
+        assert st["TEAM_B_ID"].encode() not in got, got
+        assert b"theirs" not in got, got
+    finally:
+        upstream.close()
