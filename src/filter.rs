@@ -227,6 +227,8 @@ pub struct Flow {
     /// How many PromQL parameters the query string had, once it is enforced.
     url_params: Option<usize>,
     body_seen: bool,
+    /// Part of the body is held and its end has not come (see `resume`).
+    body_held: bool,
     /// A response was sent: nothing else happens for this request.
     done: bool,
     /// The upstream answer is filtered (rules, alerts), and how it is encoded.
@@ -266,6 +268,7 @@ impl Flow {
             body: None,
             url_params: None,
             body_seen: false,
+            body_held: false,
             done: false,
             filter_response: None,
         }
@@ -312,6 +315,12 @@ impl Flow {
             return self.refuse(host, ApiError::unavailable("the proxy handed over unreadable request headers"));
         };
         self.head = head;
+        // Envoy's codec refuses these; NGINX hands over its decoded URI, and its
+        // `proxy_pass …$uri` would write a CR, LF or space into the upstream request line
+        // (a second request, unenforced).
+        if self.head.known(HeaderName::Path).and_then(Result::ok).is_some_and(|p| p.bytes().any(|b| b <= b' ' || b == 0x7f)) {
+            return self.refuse(host, ApiError::bad_data("the path holds a control character or a space"));
+        }
         let token_digest = match self.cached_get(host) {
             Ok(action) => return action,
             Err(digest) => digest,
@@ -670,7 +679,7 @@ impl Flow {
             },
         };
         if action == Action::Continue {
-            host.resume();
+            self.resume(host);
         }
     }
 
@@ -786,7 +795,7 @@ impl Flow {
             Wake::Retry => self.authenticate(host),
         };
         if action == Action::Continue {
-            host.resume();
+            self.resume(host);
         }
     }
 
@@ -844,8 +853,10 @@ impl Flow {
             }
         }
         if !end_of_stream {
+            self.body_held = true;
             return Action::Pause;
         }
+        self.body_held = false;
         self.body = Some(host.request_body(body_size).unwrap_or_default());
         self.body_seen = true;
         if !self.decided {
@@ -854,6 +865,16 @@ impl Flow {
             return Action::Pause;
         }
         self.finish(host)
+    }
+
+    /// Lets the paused request go on, unless part of its body is held: resuming would send
+    /// that part upstream as it came (Envoy passes what a paused filter holds on to the next
+    /// one and shows it only later pieces). The body callback that brings the end enforces
+    /// the whole body and continues the request itself.
+    fn resume(&mut self, host: &mut dyn Host) {
+        if !self.body_held {
+            host.resume();
+        }
     }
 
     /// A body that ends with trailers never reached `end_of_stream` in `on_request_body`,
@@ -1006,8 +1027,10 @@ impl Flow {
         if self.done || self.tenant.is_none() {
             return Action::Continue;
         }
-        if host.response_header(":status").as_deref() != Some("200") {
-            return Action::Continue; // Prometheus errors carry no tenant data
+        // Prometheus errors carry no tenant data; an answer without a status (a host that
+        // does not give one) is filtered all the same.
+        if host.response_header(":status").is_some_and(|s| s != "200") {
+            return Action::Continue;
         }
         let encoding = host.response_header("content-encoding").map(|e| e.trim().to_ascii_lowercase());
         self.filter_response = Some(match encoding.as_deref() {

@@ -330,6 +330,28 @@ fn post_body_and_url_are_both_enforced_whichever_arrives_first() {
 }
 
 #[test]
+fn a_body_held_in_part_when_keystone_answers_goes_on_whole_and_enforced() {
+    // Envoy: resuming would pass the held part on as it came, and show the filter only the rest.
+    for unannounced in [false, true] {
+        let world = World::new();
+        let body = "query=a&time=1";
+        let headers = if unannounced { post_unannounced("/api/v1/query", "application/x-www-form-urlencoded") } else { post("/api/v1/query", body) };
+        let mut h = host(&world, 1, &headers);
+        h.body = body.as_bytes().to_vec();
+        let mut f = Flow::new(shared(), 1);
+        assert_eq!(f.on_request_headers(&mut h, false), Action::Pause);
+        assert_eq!(f.on_request_body(&mut h, 8, false), Action::Pause, "query=a& is held");
+        f.on_callout(&mut h, 1, &ok(KS_OK));
+        assert!(!h.resumed, "not resumed while part of the body is held");
+        assert_eq!(h.status(), None);
+        assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue, "the end lets it all go");
+        let got = crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
+        assert_eq!(got[0].value, r#"a{project_id="p1"}"#);
+        assert_eq!(world.metric(Metric::RequestsAllowed), 1);
+    }
+}
+
+#[test]
 fn post_without_body_needs_no_content_type_and_does_not_wait() {
     // NGINX: no body callback when there is no body.
     let world = World::new();
@@ -883,12 +905,59 @@ mod nginx {
 
     #[test]
     fn a_get_never_waits_for_a_body() {
-        // eos is always false in NGINX's headers phase: the flow does not even see it.
+        // eos is always false in NGINX's headers phase.
         let world = World::new();
         let sh = shared();
         validated(&world, &sh, "/api/v1/query?query=up");
         let mut h = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
-        assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h, true), Action::Continue);
+        assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h, false), Action::Continue);
+    }
+
+    #[test]
+    fn header_names_in_the_clients_case_are_known_and_stripped() {
+        // NGINX hands names over as the client sent them.
+        let world = World::new();
+        let headers = vec![
+            (":method", "GET".to_string()),
+            (":path", "/api/v1/query?query=up".into()),
+            ("X-Auth-Token", "tok".into()),
+            ("X-Project-Id", "evil".into()),
+            ("X-Roles", "admin".into()),
+        ];
+        let mut h = host(&world, 1, &headers);
+        let mut f = Flow::new(shared(), 1);
+        assert_eq!(f.on_request_headers(&mut h, false), Action::Pause, "the token is found");
+        f.on_callout(&mut h, 1, &ok(KS_OK));
+        assert!(h.resumed);
+        for name in ["x-auth-token", "x-project-id", "x-roles"] {
+            assert_eq!(h.header(name), None, "{name} stripped");
+        }
+        assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
+    }
+
+    #[test]
+    fn a_path_with_a_control_character_or_a_space_is_refused() {
+        // NGINX's :path is its decoded URI; `proxy_pass …$uri` would write it into the
+        // upstream request line as it is.
+        let world = World::new();
+        let sh = shared();
+        validated(&world, &sh, "/api/v1/query?query=up");
+        let split = "/-/healthy? HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/query?query=secret";
+        for (path, token) in [(split, None), ("/api/v1/query?query=up&x=\r\n", Some("tok")), ("/api/v1/query\t?query=up", Some("tok"))] {
+            let mut h = host(&world, 2, &get(path, token));
+            assert_eq!(Flow::new(sh.clone(), 2).on_request_headers(&mut h, false), Action::Pause, "{path:?}");
+            assert_eq!(h.status(), Some(400), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn an_answer_without_a_status_is_filtered() {
+        let (mut h, mut f) = validated(&World::new(), &shared(), "/api/v1/rules");
+        h.upstream_headers = vec![];
+        h.upstream_body = RULES.as_bytes().to_vec();
+        f.on_response_headers(&mut h);
+        f.on_response_body(&mut h, RULES.len(), true);
+        assert_eq!(rule_names(&h.upstream_body), ["mine"]);
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Headers {
     /// Checks a host's serialized map once, so that reading it later cannot fail, and
     /// indexes the known headers. `None` if the layout is broken (a host bug; the request
     /// is then refused).
-    pub fn from_serialized(raw: Vec<u8>) -> Option<Headers> {
+    pub fn from_serialized(mut raw: Vec<u8>) -> Option<Headers> {
         let mut headers = Headers::default();
         if raw.is_empty() {
             return Some(headers);
@@ -77,6 +77,11 @@ impl Headers {
                 data = end + 1;
             }
             let [name, value] = ranges;
+            // Envoy and HTTP/2 hand names over in lower case; NGINX as the client sent them
+            // (`X-Auth-Token`), and a name the filter did not recognise would not be stripped.
+            if let Some(n) = raw.get_mut(name.clone()) {
+                n.make_ascii_lowercase();
+            }
             let known = raw.get(name).and_then(|n| std::str::from_utf8(n).ok()).and_then(HeaderName::of);
             if let Some(h) = known.filter(|h| headers.present & h.bit() == 0) {
                 headers.present |= h.bit();

@@ -74,11 +74,12 @@ pub struct MockHost {
 }
 
 fn find(headers: &Headers, name: &str) -> Option<String> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    // Header maps are case-insensitive in every host.
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
 }
 
 fn replace(headers: &mut Headers, name: &str, value: Option<&str>) {
-    headers.retain(|(k, _)| k != name);
+    headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
     if let Some(v) = value {
         headers.push((name.to_string(), v.to_string()));
     }

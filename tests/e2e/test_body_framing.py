@@ -7,10 +7,12 @@ that ends with trailers (HTTP/2) never reaches its end in the body callback, so 
 Every answer goes through `assert_safe` (test_attacks.py), and the query answers must equal
 PROM_A's (the Prometheus holding only team-a's samples) to the same form sent with its length.
 """
+import base64
 import http.client
 import json
 import socket
 import threading
+import time
 import urllib.parse
 
 import h2.config
@@ -19,6 +21,7 @@ import h2.events
 import pytest
 
 from test_attacks import ALL, FORM, Resp, _ok, _query_of, assert_safe, direct, st  # noqa: F401 (st: fixture)
+from conftest import new_token
 from test_equivalence import canon
 
 
@@ -149,6 +152,52 @@ def test_h2_empty_body_without_length_keeps_the_url_enforced(st):
     assert_safe(st, r)
     assert _ok(r), r
     assert {s["metric"]["project_id"] for s in r.json()["data"]["result"]} == {st["TEAM_A_ID"]}
+
+
+# ------------------------------------------------------------------ a body that arrives while Keystone is asked
+def slow_post(st, token, path, first, rest, chunked_body=False, pause=1.0):
+    """POST whose body comes in two writes `pause` seconds apart (the token is new, so Keystone is asked
+    meanwhile)."""
+    host, port = _addr(st)
+    s = socket.create_connection((host, port), timeout=30)
+    try:
+        frame = (lambda b: b"%x\r\n%s\r\n" % (len(b), b)) if chunked_body else (lambda b: b)
+        length = "Transfer-Encoding: chunked" if chunked_body else "Content-Length: %d" % (len(first) + len(rest))
+        s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nX-Auth-Token: %s\r\nContent-Type: %s\r\n%s\r\n"
+                   "Connection: close\r\n\r\n" % (path, token, FORM, length)).encode() + frame(first))
+        time.sleep(pause)
+        s.sendall(frame(rest) + (b"0\r\n\r\n" if chunked_body else b""))
+        r = http.client.HTTPResponse(s)
+        r.begin()
+        return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("chunked_body", [False, True])
+def test_body_held_in_part_while_keystone_answers_is_enforced_whole(st, chunked_body):
+    """The first part of the body is held while the new token is validated; when Keystone answers,
+    that part must not go upstream as it came (it names the query), only with the rest, enforced."""
+    token = new_token(st, "alice", "alice-secret", st["TEAM_A_ID"])
+    first = _form(st, query="count by (project_id) (cloud_instances)") + b"&"
+    rest = _form(st, time="<E>")
+    r = slow_post(dict(st, ALICE_TOKEN=token), token, "/api/v1/query", first, rest, chunked_body)
+    assert_like_prom_a(st, r, "/api/v1/query", first + rest)
+
+
+@pytest.mark.parametrize("chunked_body", [False, True])
+def test_body_held_in_part_reaches_upstream_whole_and_enforced(st, envoy_variants, chunked_body):
+    """The same, seen from the upstream (the recorder in front of PROM_X): one body, enforced whole."""
+    e = envoy_variants("slowbody")
+    token = new_token(st, "alice", "alice-secret", st["TEAM_A_ID"])
+    first, rest = b"query=cloud_instances&", _form(st, time="<E>")
+    r = slow_post(dict(st, ENVOY_URL=e.url), token, "/api/v1/query", first, rest, chunked_body)
+    raw = r.headers.get("x-upstream-request")
+    assert raw, "nothing reached the upstream: %r" % r
+    saw = json.loads(base64.b64decode(raw))
+    body = urllib.parse.parse_qs(saw["body"])
+    assert body["query"] == ['cloud_instances{project_id="%s"}' % st["TEAM_A_ID"]], saw
+    assert body["time"] == [st["SEED_END"]], saw
 
 
 # ------------------------------------------------------------------ answers that end with trailers
