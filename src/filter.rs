@@ -136,7 +136,14 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
-        let ns = Credential::Token(format!("{}|{}", config.keystone.url, config.project_label)).digest();
+        // Filters that share a VM id share the cache: every setting that changes what is
+        // stored (which Keystone, as whom, sub-projects, lifetimes) separates it.
+        let c = &config;
+        let ns = Credential::Token(format!(
+            "{:?}|{}|{}|{}|{}",
+            c.keystone, c.project_label, c.policy.include_subprojects, c.cache.ttl_seconds, c.cache.negative_ttl_seconds
+        ))
+        .digest();
         let rewrites = RefCell::new(RewriteCache::new(config.cache.rewrite_bytes));
         let tenant_header_to_strip =
             config.policy.tenant_header.clone().filter(|h| !HeaderName::of(h).is_some_and(HeaderName::is_stripped));

@@ -554,6 +554,27 @@ fn a_pending_callout_is_known_until_answered_or_done() {
 }
 
 #[test]
+fn configurations_that_store_different_scopes_do_not_share_the_cache() {
+    let ns = |extra: &str| {
+        let cfg = format!(r#"{{"keystone":{{"url":"http://ks:5000/v3","upstream":"keystone"}}{extra}}}"#);
+        Shared::new(Config::from_json(cfg.as_bytes()).unwrap()).namespace
+    };
+    let base = ns("");
+    assert_eq!(ns(""), base, "the same configuration, the same cache");
+    assert_eq!(ns(r#","required_roles":["reader"]"#), base, "decided per request, not stored");
+    for other in [
+        r#","include_subprojects":true"#,
+        r#","cache":{"ttl_seconds":60}"#,
+        r#","cache":{"negative_ttl_seconds":1}"#,
+        r#","project_label":"tenant""#,
+    ] {
+        assert_ne!(ns(other), base, "{other}");
+    }
+    let other_upstream = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone-b"}}"#;
+    assert_ne!(Shared::new(Config::from_json(other_upstream.as_bytes()).unwrap()).namespace, base);
+}
+
+#[test]
 fn bad_promql_is_400_after_validation() {
     let world = World::new();
     let (h, _) = validated(&world, &shared(), "/api/v1/query?query=sum(");

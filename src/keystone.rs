@@ -9,6 +9,9 @@ use serde_json::{json, Value};
 
 /// Keystone's validation response without the catalog is a few KiB; more is refused.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+/// Bounds on an application credential's access rules (see `parse_token_answer`).
+const MAX_ACCESS_RULES: usize = 16;
+const MAX_RULE_PATH: usize = 128;
 
 /// The access-rules version this filter enforces (keystonemiddleware sends the same).
 pub const ACCESS_RULES_VERSION: &str = "1";
@@ -219,6 +222,18 @@ pub fn parse_token_answer(answer: &Answer, ok: u16, now: u64) -> Result<Scope, A
         return Err(AuthFailure::Invalid("the token has expired; get a new one".into()));
     }
     let roles: Vec<String> = t.roles.into_iter().filter_map(|r| r.name.or(Some(r.id))).collect();
+    let access_rules = t.application_credential.and_then(|a| a.access_rules);
+    // Any user can write an application credential's rules, and each validated token of it
+    // is cached with them: bounded, so that one user cannot fill the caches' memory.
+    if let Some(rules) = &access_rules {
+        let long = |r: &AccessRule| r.path.len() > MAX_RULE_PATH || r.service.len() > 64 || r.method.len() > 16;
+        if rules.len() > MAX_ACCESS_RULES || rules.iter().any(long) {
+            return Err(AuthFailure::Forbidden(format!(
+                "the application credential's access rules exceed what the filter holds \
+                 ({MAX_ACCESS_RULES} rules, paths of {MAX_RULE_PATH} bytes)"
+            )));
+        }
+    }
     let mut scope = Scope {
         user_id: t.user.id,
         project_id: None,
@@ -228,8 +243,15 @@ pub fn parse_token_answer(answer: &Answer, ok: u16, now: u64) -> Result<Scope, A
         roles,
         expires_at,
         subprojects: Vec::new(),
-        access_rules: t.application_credential.and_then(|a| a.access_rules),
+        access_rules,
     };
+    // An empty id would become `project_id=""`, which matches every series without the label.
+    let empty = |id: &str| id.trim().is_empty();
+    if t.project.as_ref().is_some_and(|p| empty(&p.id) || p.domain.as_ref().is_some_and(|d| empty(&d.id)))
+        || t.domain.as_ref().is_some_and(|d| empty(&d.id))
+    {
+        return Err(AuthFailure::Unavailable("Keystone's answer has an empty project or domain id".into()));
+    }
     match (t.project, t.domain, t.system) {
         (Some(p), _, _) => {
             scope.project_id = Some(p.id);
@@ -286,6 +308,9 @@ pub fn parse_subtree(answer: &Answer) -> Result<Vec<String>, AuthFailure> {
             for (id, children) in map {
                 if out.len() >= 1024 {
                     return Err(AuthFailure::Forbidden("the project has more than 1024 sub-projects".into()));
+                }
+                if id.trim().is_empty() {
+                    return Err(AuthFailure::Unavailable("Keystone's project answer has an empty sub-project id".into()));
                 }
                 out.push(id.clone());
                 stack.push(children);
@@ -458,6 +483,32 @@ mod tests {
         assert_eq!(s.access_rules, None);
         // A token request answers 201; 200 is then not success.
         assert!(parse_token_answer(&ok(BODY), 201, now).is_err());
+    }
+
+    #[test]
+    fn empty_ids_and_oversized_access_rules_are_refused() {
+        for body in [
+            r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"project":{"id":""},"roles":[]}}"#,
+            r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"project":{"id":"p","domain":{"id":" "}},"roles":[]}}"#,
+            r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"domain":{"id":""},"roles":[]}}"#,
+        ] {
+            assert!(matches!(parse_token_answer(&ok(body), 200, 0), Err(AuthFailure::Unavailable(_))), "{body}");
+        }
+        let subtree = r#"{"project":{"id":"p","subtree":{"c1":{"":null}}}}"#;
+        assert!(matches!(parse_subtree(&ok(subtree)), Err(AuthFailure::Unavailable(_))));
+        let rule = |path: &str| format!(r#"{{"id":"x","service":"metric-storage","method":"GET","path":"{path}"}}"#);
+        let app = |rules: Vec<String>| {
+            format!(
+                r#"{{"token":{{"expires_at":"2099-01-01T00:00:00Z","user":{{"id":"u"}},"project":{{"id":"p"}},"roles":[],
+                "application_credential":{{"id":"a","name":"n","restricted":true,"access_rules":[{}]}}}}}}"#,
+                rules.join(",")
+            )
+        };
+        let fine = app(vec![rule("/api/v1/query"); MAX_ACCESS_RULES]);
+        assert!(parse_token_answer(&ok(&fine), 200, 0).is_ok());
+        for body in [app(vec![rule("/api/v1/query"); MAX_ACCESS_RULES + 1]), app(vec![rule(&"/x".repeat(MAX_RULE_PATH))])] {
+            assert!(matches!(parse_token_answer(&ok(&body), 200, 0), Err(AuthFailure::Forbidden(_))));
+        }
     }
 
     #[test]

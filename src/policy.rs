@@ -47,7 +47,11 @@ pub fn decide(cfg: &Config, scope: &Scope, method: &str, path: &str) -> Result<D
     let tenant = match (&scope.project_id, &scope.domain_id) {
         (Some(project), _) => {
             let mut ids = vec![project.clone()];
-            ids.extend(scope.subprojects.iter().filter(|s| *s != project).cloned());
+            // Only where this configuration asks for them: an entry stored by another
+            // configuration may carry them.
+            if policy.include_subprojects {
+                ids.extend(scope.subprojects.iter().filter(|s| *s != project).cloned());
+            }
             Tenant::new(&cfg.project_label, ids)
         }
         (None, Some(domain)) if scope.domain_scoped => Tenant::new(&policy.domain_label, vec![domain.clone()]),
@@ -91,7 +95,10 @@ mod tests {
         assert_eq!(tenant(decide(&cfg(""), &scope(), "GET", "/")), r#"{project_id="p1"}"#);
         let mut s = scope();
         s.subprojects = vec!["c1".into(), "c.2".into()];
-        assert_eq!(tenant(decide(&cfg(""), &s, "GET", "/")), r#"{project_id=~"p1|c1|c\\.2"}"#);
+        let subs = cfg(r#","include_subprojects":true"#);
+        assert_eq!(tenant(decide(&subs, &s, "GET", "/")), r#"{project_id=~"p1|c1|c\\.2"}"#);
+        // An entry another configuration stored with its sub-projects: not for this one.
+        assert_eq!(tenant(decide(&cfg(""), &s, "GET", "/")), r#"{project_id="p1"}"#);
         let mut s = scope();
         s.project_id = None;
         s.domain_scoped = true;
