@@ -99,8 +99,12 @@ struct ServiceEntry {
 /// Refresh the service token this long before it expires.
 pub const SERVICE_TOKEN_MARGIN: u64 = 120;
 
-pub fn encode_service_token(token: &str, expires_at: u64) -> Vec<u8> {
-    let e = ServiceEntry { token: token.to_string(), until: expires_at.saturating_sub(SERVICE_TOKEN_MARGIN) };
+/// Kept until `SERVICE_TOKEN_MARGIN` before it expires, or half its remaining life when that
+/// is shorter (a Keystone that issues short tokens would otherwise have them stored stale,
+/// and every request would log in again).
+pub fn encode_service_token(token: &str, expires_at: u64, now: u64) -> Vec<u8> {
+    let margin = SERVICE_TOKEN_MARGIN.min(expires_at.saturating_sub(now) / 2);
+    let e = ServiceEntry { token: token.to_string(), until: expires_at.saturating_sub(margin) };
     serde_json::to_vec(&e).unwrap_or_default()
 }
 
@@ -138,9 +142,13 @@ mod tests {
 
     #[test]
     fn service_token() {
-        let e = encode_service_token("svc", 10_000);
+        let e = encode_service_token("svc", 10_000, 0);
         assert_eq!(decode_service_token(&e, 10_000 - SERVICE_TOKEN_MARGIN - 1).as_deref(), Some("svc"));
         assert_eq!(decode_service_token(&e, 10_000 - SERVICE_TOKEN_MARGIN), None);
+        // A token that lives 60 s: usable for 30 of them, not stored stale.
+        let e = encode_service_token("svc", 10_060, 10_000);
+        assert_eq!(decode_service_token(&e, 10_029).as_deref(), Some("svc"));
+        assert_eq!(decode_service_token(&e, 10_030), None);
         assert_eq!(decode_service_token(b"x", 0), None);
     }
 

@@ -606,20 +606,22 @@ impl Flow {
     }
 
     fn service_login(&mut self, host: &mut dyn Host) -> Action {
-        let mut login = self.shared.service_login.borrow_mut();
-        if let Some(waiters) = login.as_mut() {
+        if let Some(waiters) = self.shared.service_login.borrow_mut().as_mut() {
             waiters.push(self.context_id);
-            drop(login);
             self.waiting = Waiting::ServiceLogin;
             return Action::Pause;
         }
-        *login = Some(Vec::new());
-        drop(login);
         let Some(creds) = self.cfg().keystone.service_credentials.clone() else {
             return self.refuse(host, ApiError::unavailable("no service credentials"));
         };
         let call = keystone::service_auth_request(&self.cfg().keystone, &creds);
-        self.send(host, call, Pending::ServiceLogin)
+        let action = self.send(host, call, Pending::ServiceLogin);
+        // Others wait for this login only once it is under way: a login that could not
+        // even be sent must not leave them waiting for an answer that never comes.
+        if self.callout.is_some() {
+            *self.shared.service_login.borrow_mut() = Some(Vec::new());
+        }
+        action
     }
 
     fn send(&mut self, host: &mut dyn Host, call: Callout, pending: Pending) -> Action {
@@ -657,7 +659,11 @@ impl Flow {
         let action = match pending {
             Pending::ServiceLogin => self.on_service_login(host, &a, answer.subject_token.as_deref(), now),
             Pending::Token { ok, with_service_token } => {
-                if with_service_token && a.status == Some(401) && !self.retried_service_login {
+                let can_login = self.cfg().keystone.service_credentials.is_some();
+                if with_service_token && a.status == Some(401) && !can_login {
+                    // The configured `keystone.service_token` itself was refused.
+                    self.fail(host, AuthFailure::Unavailable("Keystone refused keystone.service_token".into()))
+                } else if with_service_token && a.status == Some(401) && !self.retried_service_login {
                     // 401 is about the X-Auth-Token: the service token went stale. Log in again, once.
                     self.retried_service_login = true;
                     let key = cache::service_key(&self.shared.namespace);
@@ -696,7 +702,7 @@ impl Flow {
             Ok((token, expires_at)) => {
                 let key = cache::service_key(&self.shared.namespace);
                 let (_, cas) = host.shared_get(&key);
-                host.shared_set(&key, &cache::encode_service_token(&token, expires_at), cas);
+                host.shared_set(&key, &cache::encode_service_token(&token, expires_at, now), cas);
                 host.wake(&waiters, &Wake::Retry);
                 self.exchange(host)
             }

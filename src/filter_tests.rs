@@ -668,6 +668,37 @@ fn service_credentials_log_in_once_and_validate_with_the_service_token() {
 }
 
 #[test]
+fn a_service_login_that_fails_leaves_no_one_waiting() {
+    // A static service token refused (401): 503, and the next request still asks Keystone.
+    let cfg = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone","service_token":"static"}}"#;
+    let world = World::new();
+    let sh = shared_with(cfg);
+    let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("tok1")));
+    let mut f = Flow::new(sh.clone(), 1);
+    f.on_request_headers(&mut h, true);
+    f.on_callout(&mut h, 1, &answer(Some(401)));
+    assert_eq!(h.status(), Some(503));
+    let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok2")));
+    assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h2, true), Action::Pause);
+    assert_eq!(world.callouts.borrow().len(), 2, "validated, not left waiting for a login");
+
+    // A login that could not be sent (the cluster briefly missing): the next one is sent.
+    let cfg = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone",
+        "service_credentials":{"application_credential_id":"svc-ac","application_credential_secret":"svc-s"}}}"#;
+    let world = World::new();
+    let sh = shared_with(cfg);
+    world.dispatch_fails.set(true);
+    let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("tok1")));
+    Flow::new(sh.clone(), 1).on_request_headers(&mut h, true);
+    assert_eq!(h.status(), Some(503));
+    world.dispatch_fails.set(false);
+    let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok2")));
+    assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h2, true), Action::Pause);
+    assert_eq!(world.callouts.borrow().len(), 1, "a login is sent");
+    assert_eq!(world.callouts.borrow()[0].header(":method"), Some("POST"));
+}
+
+#[test]
 fn subprojects_are_looked_up_and_cached() {
     let cfg = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone"},"include_subprojects":true}"#;
     let world = World::new();
