@@ -975,13 +975,14 @@ mod nginx {
             ("X-Auth-Token", "tok".into()),
             ("X-Project-Id", "evil".into()),
             ("X-Roles", "admin".into()),
+            ("X-Service-Token", "someone-elses".into()),
         ];
         let mut h = host(&world, 1, &headers);
         let mut f = Flow::new(shared(), 1);
         assert_eq!(f.on_request_headers(&mut h, false), Action::Pause, "the token is found");
         f.on_callout(&mut h, 1, &ok(KS_OK));
         assert!(h.resumed);
-        for name in ["x-auth-token", "x-project-id", "x-roles"] {
+        for name in ["x-auth-token", "x-project-id", "x-roles", "x-service-token"] {
             assert_eq!(h.header(name), None, "{name} stripped");
         }
         assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);

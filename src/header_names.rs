@@ -62,6 +62,8 @@ header_names! {
     AppCredentialId = "x-application-credential-id", read: true, strip: true;
     AppCredentialName = "x-application-credential-name", read: true, strip: true;
     AppCredentialSecret = "x-application-credential-secret", read: true, strip: true;
+    // keystonemiddleware's second token (a service's own): a credential all the same.
+    ServiceToken = "x-service-token", read: false, strip: true;
     // Identities and tenants a client may claim (what keystonemiddleware would set, and
     // the tenant headers of Cortex, Mimir and Thanos); the first three also name the user
     // of an application credential.

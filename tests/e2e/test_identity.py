@@ -37,7 +37,7 @@ SPOOFED = {
     "THANOS-TENANT": "spoofed-thanos", "X-Scope-OrgID": "spoofed-org",
 }
 CREDENTIAL_HEADERS = ("x-auth-token", "authorization", "x-application-credential-id",
-                      "x-application-credential-name", "x-application-credential-secret")
+                      "x-application-credential-name", "x-application-credential-secret", "x-service-token")
 
 
 # ====================================================================== fixtures
@@ -191,7 +191,8 @@ def test_credential_form_gets_only_its_project(envoy, st, form):
                                   "basic user@domain|project@domain", "basic *appcred_id"])
 def test_credentials_never_reach_upstream(V, st, form):
     creds, project, n = credential_forms(st)[form]
-    r = q(V("plain"), creds)
+    # a second token a client may send along (keystonemiddleware's X-Service-Token): a credential too
+    r = q(V("plain"), dict(creds, **{"X-Service-Token": st["SERVICE_TOKEN"]}))
     assert_projects(r, [project], n)
     saw = upstream_saw(r)
     for h in CREDENTIAL_HEADERS:
