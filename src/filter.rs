@@ -612,7 +612,9 @@ impl Flow {
             return Action::Pause;
         }
         let Some(creds) = self.cfg().keystone.service_credentials.clone() else {
-            return self.refuse(host, ApiError::unavailable("no service credentials"));
+            // Only a configured `keystone.service_token` that Keystone refused comes here.
+            let e = ApiError::unavailable("Keystone refused keystone.service_token, and there are no service_credentials to log in with");
+            return self.refuse(host, e);
         };
         let call = keystone::service_auth_request(&self.cfg().keystone, &creds);
         let action = self.send(host, call, Pending::ServiceLogin);
@@ -659,11 +661,7 @@ impl Flow {
         let action = match pending {
             Pending::ServiceLogin => self.on_service_login(host, &a, answer.subject_token.as_deref(), now),
             Pending::Token { ok, with_service_token } => {
-                let can_login = self.cfg().keystone.service_credentials.is_some();
-                if with_service_token && a.status == Some(401) && !can_login {
-                    // The configured `keystone.service_token` itself was refused.
-                    self.fail(host, AuthFailure::Unavailable("Keystone refused keystone.service_token".into()))
-                } else if with_service_token && a.status == Some(401) && !self.retried_service_login {
+                if with_service_token && a.status == Some(401) && !self.retried_service_login {
                     // 401 is about the X-Auth-Token: the service token went stale. Log in again, once.
                     self.retried_service_login = true;
                     let key = cache::service_key(&self.shared.namespace);
@@ -812,13 +810,13 @@ impl Flow {
         }
     }
 
-    /// The request is over (or abandoned): an exchange it owned must not strand waiters.
     /// The callout this request still waits for: the host cancels it when the request
     /// ends early, and then no answer comes to say it is over.
     pub fn pending_callout(&self) -> Option<u32> {
         self.callout.map(|(token, _, _)| token)
     }
 
+    /// The request is over (or abandoned): an exchange it owned must not strand waiters.
     pub fn on_done(&mut self, host: &mut dyn Host) {
         if self.owner {
             self.owner = false;

@@ -678,6 +678,7 @@ fn a_service_login_that_fails_leaves_no_one_waiting() {
     f.on_request_headers(&mut h, true);
     f.on_callout(&mut h, 1, &answer(Some(401)));
     assert_eq!(h.status(), Some(503));
+    assert!(String::from_utf8(h.response.clone().unwrap().2).unwrap().contains("keystone.service_token"));
     let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok2")));
     assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h2, true), Action::Pause);
     assert_eq!(world.callouts.borrow().len(), 2, "validated, not left waiting for a login");
