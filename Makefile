@@ -17,9 +17,11 @@ $(WASM): Cargo.toml .cargo/config.toml $(shell find src -name '*.rs' 2>/dev/null
 deps:
 	bash scripts/stack.sh install
 
-# Native unit and property tests of the core and the host adapter (mock host).
+# Native unit and property tests of the core and the host adapter (mock host). The request
+# flow's tests run twice: the mock host as Envoy, then as NGINX's ngx_wasm_module.
 unit:
 	cargo test --lib --test properties --test schema
+	KPW_MOCK_HOST=nginx cargo test --lib filter::
 
 # The core compiled to Wasm, run under node by wasm-bindgen-test.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/[^0-9.]/,""); print}' Cargo.lock)

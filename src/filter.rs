@@ -66,6 +66,10 @@ pub trait Host {
         self.now_ms() / 1000
     }
     fn resume(&mut self);
+    /// The host can run a callback as another request's context (`set_effective_context`).
+    /// Only then may a request wait for another request's Keystone exchange: NGINX's
+    /// ngx_wasm_module accepts the call and does nothing, so a waiter would never be woken.
+    fn switches_context(&self) -> bool;
     /// Runs [`Flow::on_wake`] of each waiting request (other HTTP contexts of this worker).
     fn wake(&mut self, contexts: &[u32], wake: &Wake);
     fn count(&mut self, metric: Metric);
@@ -132,6 +136,11 @@ pub struct Shared {
     /// The configured tenant header, when it is not one of the known names every request
     /// is stripped of anyway (decided once here, not per request).
     tenant_header_to_strip: Option<String>,
+    /// The known headers the policy may set (identity headers, the tenant header): the
+    /// client's copies are left to `Flow::decide`, which sets them in place or strips them,
+    /// so that the upstream gets exactly one value even where a removed header is still
+    /// sent (NGINX).
+    sets: u64,
 }
 
 impl Shared {
@@ -147,6 +156,15 @@ impl Shared {
         let rewrites = RefCell::new(RewriteCache::new(config.cache.rewrite_bytes));
         let tenant_header_to_strip =
             config.policy.tenant_header.clone().filter(|h| !HeaderName::of(h).is_some_and(HeaderName::is_stripped));
+        let mut sets = 0;
+        if config.policy.forward_identity_headers {
+            for (h, _) in IDENTITY_HEADERS {
+                sets |= h.bit();
+            }
+        }
+        if let Some(h) = config.policy.tenant_header.as_deref().and_then(HeaderName::of) {
+            sets |= h.bit();
+        }
         Shared {
             namespace: cache::hex(&ns[..6]),
             rewrites,
@@ -157,9 +175,49 @@ impl Shared {
             service_login: RefCell::default(),
             local: RefCell::new(LocalCache::new(config_local_capacity(&config))),
             tenant_header_to_strip,
+            sets,
             config,
         }
     }
+}
+
+/// The identity headers `policy.forward_identity_headers` sets, keystonemiddleware's names.
+const IDENTITY_HEADERS: [(HeaderName, IdentityField); 5] = [
+    (HeaderName::IdentityStatus, IdentityField::Status),
+    (HeaderName::UserId, IdentityField::User),
+    (HeaderName::ProjectId, IdentityField::Project),
+    (HeaderName::DomainId, IdentityField::Domain),
+    (HeaderName::Roles, IdentityField::Roles),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum IdentityField {
+    Status,
+    User,
+    Project,
+    Domain,
+    Roles,
+}
+
+impl IdentityField {
+    fn of(self, scope: &Scope) -> Option<String> {
+        match self {
+            IdentityField::Status => Some("Confirmed".to_string()),
+            IdentityField::User => Some(scope.user_id.clone()),
+            IdentityField::Project => scope.project_id.clone(),
+            IdentityField::Domain => scope.domain_id.clone().filter(|_| scope.domain_scoped),
+            IdentityField::Roles => Some(scope.roles.join(",")),
+        }
+    }
+}
+
+/// Takes a header the client sent out of the request. NGINX only marks a removed header,
+/// and its proxy module sends it all the same, so the value is first overwritten where it
+/// lies (an upstream reads an empty value as no header). NGINX can't overwrite a second
+/// copy, which is why a request with two copies of a header the filter strips is refused.
+fn strip(host: &mut dyn Host, name: &str) {
+    host.set_request_header(name, Some(""));
+    host.set_request_header(name, None);
 }
 
 /// Entries of the worker's local scope cache per generation: as many as the shared
@@ -246,6 +304,7 @@ pub struct Flow {
 enum ResponseFilter {
     Plain(Kind),
     Gzip(Kind),
+    Deflate(Kind),
     /// The answer can't be filtered (unknown encoding, too large): its body is replaced.
     Refuse(&'static str),
     /// An error already replaced the body; later chunks are dropped.
@@ -348,12 +407,21 @@ impl Flow {
         // Credentials never go upstream, and neither does any identity the client claims.
         let found = Credential::from_headers(|n| self.head.get(n).and_then(Result::ok));
         let consumed_authorization = matches!(&found, Ok(f) if f.from_authorization);
-        let strip = self.head.known_present().filter(|h| h.is_stripped() || (*h == HeaderName::Authorization && consumed_authorization));
-        for h in strip {
-            host.set_request_header(h.as_str(), None);
+        let stripped = |h: HeaderName| h.is_stripped() || (h == HeaderName::Authorization && consumed_authorization);
+        let tenant_header = self.shared.tenant_header_to_strip.as_deref();
+        let repeated = self.head.known_present().find(|h| self.head.repeated_mask() & h.bit() != 0 && stripped(*h));
+        if let Some(name) = repeated.map(HeaderName::as_str).or(tenant_header.filter(|h| self.head.count_of(h) > 1)) {
+            return self.refuse(host, ApiError::bad_data(format!("the request carries the {name} header more than once")));
         }
-        if let Some(h) = self.shared.tenant_header_to_strip.as_deref().filter(|h| self.head.get(h).is_some()) {
-            host.set_request_header(h, None);
+        // Headers the policy may set wait for `decide`, which sets or strips them; a request
+        // that goes on without a decision loses them here.
+        let decides = matches!(route, Route::Enforced(_) | Route::Authenticated);
+        let later = if decides { self.shared.sets } else { 0 };
+        for h in self.head.known_present().filter(|h| stripped(*h) && later & h.bit() == 0) {
+            strip(host, h.as_str());
+        }
+        if let Some(h) = tenant_header.filter(|h| !decides && self.head.get(h).is_some()) {
+            strip(host, h);
         }
         match route {
             Route::Open => return Action::Continue,
@@ -365,8 +433,9 @@ impl Flow {
                 return self.refuse(host, e);
             }
             Route::Enforced(Endpoint::Rules | Endpoint::Alerts) => {
-                // Ask for an identity answer; a gzip one is still inflated when it comes.
-                host.set_request_header("accept-encoding", None);
+                // Ask for an identity answer, overwriting the client's choice in place (NGINX
+                // would still send a removed one); gzip and deflate are inflated all the same.
+                host.set_request_header("accept-encoding", Some("identity"));
             }
             Route::Enforced(_) | Route::Authenticated => {}
         }
@@ -435,7 +504,7 @@ impl Flow {
         // Read only to name the request in a log line, which this path never writes.
         const HARMLESS: u64 = H::RequestId.bit();
         let present = self.head.known_mask();
-        if !self.shared.cached_get || present & NEEDED != NEEDED || present & !(NEEDED | HARMLESS) != 0 {
+        if !self.shared.cached_get || present & NEEDED != NEEDED || present & !(NEEDED | HARMLESS) != 0 || self.head.repeated_mask() != 0 {
             return Err(None);
         }
         // The general path refuses a header it reads that is not UTF-8; the three this path
@@ -474,7 +543,7 @@ impl Flow {
         let Ok((new_path, params)) = self.query_path(endpoint, tenant) else {
             return declined;
         };
-        host.set_request_header(H::AuthToken.as_str(), None);
+        strip(host, H::AuthToken.as_str());
         host.count(Metric::CacheHits);
         host.set_request_header(":path", Some(&new_path));
         host.count(Metric::RequestsAllowed);
@@ -526,6 +595,10 @@ impl Flow {
             }
             Lookup::Miss => {
                 host.count(Metric::CacheMisses);
+                if !host.switches_context() {
+                    // Nothing could wake this request from another's callout: it asks itself.
+                    return self.exchange(host);
+                }
                 let mut inflight = self.shared.inflight.borrow_mut();
                 if let Some(waiters) = inflight.get_mut(&self.digest) {
                     waiters.push(self.context_id);
@@ -606,7 +679,8 @@ impl Flow {
     }
 
     fn service_login(&mut self, host: &mut dyn Host) -> Action {
-        if let Some(waiters) = self.shared.service_login.borrow_mut().as_mut() {
+        let can_wait = host.switches_context();
+        if let Some(waiters) = self.shared.service_login.borrow_mut().as_mut().filter(|_| can_wait) {
             waiters.push(self.context_id);
             self.waiting = Waiting::ServiceLogin;
             return Action::Pause;
@@ -620,7 +694,8 @@ impl Flow {
         let action = self.send(host, call, Pending::ServiceLogin);
         // Others wait for this login only once it is under way: a login that could not
         // even be sent must not leave them waiting for an answer that never comes.
-        if self.callout.is_some() {
+        // Where nothing could wake them (NGINX), each request logs in itself.
+        if self.callout.is_some() && can_wait {
             *self.shared.service_login.borrow_mut() = Some(Vec::new());
         }
         action
@@ -945,23 +1020,19 @@ impl Flow {
             }
         };
         let policy = &self.shared.config.policy;
+        // Each header is set where the client's copy lies (one value upstream on every
+        // host), or stripped where the policy has no value for it.
         if policy.forward_identity_headers {
-            let domain = if scope.domain_scoped { scope.domain_id.as_deref() } else { None };
-            let forward = [
-                ("x-identity-status", Some("Confirmed")),
-                ("x-user-id", Some(scope.user_id.as_str())),
-                ("x-project-id", scope.project_id.as_deref()),
-                ("x-domain-id", domain),
-            ];
-            for (h, v) in forward {
-                if let Some(v) = v {
-                    host.set_request_header(h, Some(v));
-                }
+            for (h, field) in IDENTITY_HEADERS {
+                self.set_or_strip(host, h.as_str(), field.of(&scope).as_deref());
             }
-            host.set_request_header("x-roles", Some(&scope.roles.join(",")));
         }
-        if let (Some(h), Decision::Enforce(t)) = (&policy.tenant_header, &decision) {
-            host.set_request_header(h, Some(&t.values().join("|")));
+        if let Some(h) = &policy.tenant_header {
+            let value = match &decision {
+                Decision::Enforce(t) => Some(t.values().join("|")),
+                _ => None,
+            };
+            self.set_or_strip(host, h, value.as_deref());
         }
         self.tenant = match decision {
             Decision::Enforce(t) if policy.label_enforcement => Some(t),
@@ -969,6 +1040,14 @@ impl Flow {
         };
         self.decided = true;
         Ok(())
+    }
+
+    fn set_or_strip(&self, host: &mut dyn Host, name: &str, value: Option<&str>) {
+        match value {
+            Some(v) => host.set_request_header(name, Some(v)),
+            None if self.head.get(name).is_some() => strip(host, name),
+            None => {}
+        }
     }
 
     fn enforce(&mut self, host: &mut dyn Host) -> Result<(), ApiError> {
@@ -1024,7 +1103,9 @@ impl Flow {
             if needs_default(endpoint, n + self.url_params.unwrap_or(0)) {
                 append_param(&mut new_body, 0, &request::default_match(tenant));
             }
-            host.set_request_body(body.len(), new_body.as_bytes());
+            // NGINX keeps only `size` bytes of the new body, Envoy drains `size` bytes of the
+            // old one: the larger of the two replaces the whole body on both.
+            host.set_request_body(body.len().max(new_body.len()), new_body.as_bytes());
         }
         Ok(())
     }
@@ -1047,6 +1128,7 @@ impl Flow {
         self.filter_response = Some(match encoding.as_deref() {
             None | Some("") | Some("identity") => ResponseFilter::Plain(kind),
             Some("gzip") | Some("x-gzip") => ResponseFilter::Gzip(kind),
+            Some("deflate") => ResponseFilter::Deflate(kind),
             Some(_) => ResponseFilter::Refuse("the upstream answer has an encoding the filter cannot read"),
         });
         host.set_response_header("content-encoding", None);
@@ -1067,10 +1149,11 @@ impl Flow {
             ResponseFilter::Refuse(why) => Err(why.to_string()),
             _ if body_size > max => Err(format!("the upstream answer is larger than {max} bytes (limits.max_response_bytes)")),
             _ if !end_of_stream => return Action::Pause,
-            ResponseFilter::Plain(kind) | ResponseFilter::Gzip(kind) => {
+            ResponseFilter::Plain(kind) | ResponseFilter::Gzip(kind) | ResponseFilter::Deflate(kind) => {
                 let raw = host.response_body(body_size).unwrap_or_default();
                 let plain = match mode {
                     ResponseFilter::Gzip(_) => response::gunzip(&raw, max),
+                    ResponseFilter::Deflate(_) => response::inflate(&raw, max),
                     _ => Ok(raw),
                 };
                 let tenant = self.tenant.as_ref();
@@ -1080,13 +1163,15 @@ impl Flow {
                 })
             }
         };
+        // The larger size replaces the whole body on every host (see `enforce_params`).
         match result {
-            Ok(body) => host.set_response_body(body_size, &body),
+            Ok(body) => host.set_response_body(body_size.max(body.len()), &body),
             Err(why) => {
                 host.log(Level::Warn, &format!("upstream answer not filtered: {why}"));
                 // Headers are gone already: the body becomes the error, nothing else passes.
                 let e = ApiError::new(502, "internal", format!("{why}; nothing of it is shown"));
-                host.set_response_body(body_size, &e.body());
+                let body = e.body();
+                host.set_response_body(body_size.max(body.len()), &body);
                 self.filter_response = Some(ResponseFilter::Drop);
             }
         }
@@ -1097,7 +1182,7 @@ impl Flow {
     /// `on_response_body`, and the host would send what it holds unfiltered: a local
     /// answer instead, which, the headers being gone, makes the host reset the stream.
     pub fn on_response_trailers(&mut self, host: &mut dyn Host) -> Action {
-        if !matches!(self.filter_response, Some(ResponseFilter::Plain(_) | ResponseFilter::Gzip(_) | ResponseFilter::Refuse(_))) {
+        if !matches!(self.filter_response, Some(ResponseFilter::Plain(_) | ResponseFilter::Gzip(_) | ResponseFilter::Deflate(_) | ResponseFilter::Refuse(_))) {
             return Action::Continue;
         }
         host.log(Level::Warn, "upstream answer not filtered: it ended with trailers");

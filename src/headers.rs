@@ -25,6 +25,8 @@ pub struct Headers {
     known: [(u32, u32); HeaderName::COUNT],
     /// Which known headers are present, one bit each.
     present: u64,
+    /// Which known headers are present more than once.
+    repeated: u64,
 }
 
 /// The names and values, checked for UTF-8 once: in the usual case (all UTF-8) a value is
@@ -83,9 +85,13 @@ impl Headers {
                 n.make_ascii_lowercase();
             }
             let known = raw.get(name).and_then(|n| std::str::from_utf8(n).ok()).and_then(HeaderName::of);
-            if let Some(h) = known.filter(|h| headers.present & h.bit() == 0) {
-                headers.present |= h.bit();
-                headers.known[h.index()] = (u32::try_from(value.start - start).ok()?, u32::try_from(value.len()).ok()?);
+            match known {
+                Some(h) if headers.present & h.bit() != 0 => headers.repeated |= h.bit(),
+                Some(h) => {
+                    headers.present |= h.bit();
+                    headers.known[h.index()] = (u32::try_from(value.start - start).ok()?, u32::try_from(value.len()).ok()?);
+                }
+                None => {}
             }
         }
         let mut table = raw;
@@ -161,6 +167,16 @@ impl Headers {
         self.present
     }
 
+    /// Which known headers are present more than once, as a set of `HeaderName::bit`s.
+    pub fn repeated_mask(&self) -> u64 {
+        self.repeated
+    }
+
+    /// How many times `name` (lower case) is present.
+    pub fn count_of(&self, name: &str) -> usize {
+        self.ranges().filter(|(k, _)| self.bytes(k.clone()) == name.as_bytes()).count()
+    }
+
     fn locate_known(&self, h: HeaderName) -> Option<Range<usize>> {
         let (start, len) = self.known[h.index()];
         let start = start as usize;
@@ -211,7 +227,7 @@ impl Headers {
 
 impl Default for Headers {
     fn default() -> Self {
-        Headers { table: Vec::new(), buf: Buf::Text(String::new()), count: 0, known: [(0, 0); HeaderName::COUNT], present: 0 }
+        Headers { table: Vec::new(), buf: Buf::Text(String::new()), count: 0, known: [(0, 0); HeaderName::COUNT], present: 0, repeated: 0 }
     }
 }
 
@@ -284,6 +300,8 @@ mod tests {
         let present: Vec<_> = m.known_present().collect();
         assert_eq!(present, [HeaderName::Path, HeaderName::ContentType, HeaderName::AuthToken, HeaderName::ProjectId]);
         assert_eq!(Headers::default().known_present().count(), 0);
+        assert_eq!(m.repeated_mask(), HeaderName::AuthToken.bit(), "a second copy is noted");
+        assert_eq!((m.count_of("x-auth-token"), m.count_of("x-junk"), m.count_of("x-none")), (2, 1, 0));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! Requests of one worker wait for each other's Keystone exchange (see `filter`), so the
 //! adapter keeps a registry of this worker's flows: a callout's answer goes to the flow
 //! that dispatched it, and a finished exchange wakes the flows that wait for it, each
-//! run as its own context (`set_effective_context`).
+//! run as its own context (`set_effective_context`). A host that can't switch contexts
+//! (NGINX's ngx_wasm_module answers the call and does nothing) is found out when the
+//! filter is configured: there no request waits for another (`Host::switches_context`).
 
 use crate::clock::TickClock;
 use crate::config::Config;
@@ -47,6 +49,18 @@ thread_local! {
     static DEFERRED: RefCell<Vec<(u32, Wake)>> = const { RefCell::new(Vec::new()) };
     /// The time for expiry checks, refreshed on the root's ticks.
     static CLOCK: Cell<TickClock> = Cell::new(TickClock::default());
+    /// The host runs a callback as another context when asked (see `probe_context_switching`).
+    static SWITCHES: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether `set_effective_context` really switches: a host that does looks the context up
+/// and refuses one that does not exist (Envoy: `BadArgument`); ngx_wasm_module 0.6.0
+/// answers OK to any id and switches nothing. Until this has said yes, no request waits
+/// for another, so a host that can't switch never strands one.
+fn probe_context_switching(own: u32) -> bool {
+    let switches = hostcalls::set_effective_context(u32::MAX).is_err();
+    let _ = hostcalls::set_effective_context(own);
+    switches
 }
 
 fn tick_clock(now_ms: u64) {
@@ -136,6 +150,11 @@ impl RootContext for Root {
                     config.keystone.url, config.keystone.upstream, config.project_label
                 ));
                 define_metrics();
+                let switches = probe_context_switching(self.id);
+                SWITCHES.with(|s| s.set(switches));
+                if !switches {
+                    log(LogLevel::Info, "keystone-prom-wasm: this host does not switch contexts: requests with the same new credential each ask Keystone");
+                }
                 self.shared = Some(Rc::new(Shared::new(config)));
                 if hostcalls::set_tick_period(TICK).is_ok() {
                     tick_clock(host_now_ms());
@@ -419,6 +438,10 @@ impl Host for Adapter {
 
     fn resume(&mut self) {
         let _ = hostcalls::resume_http_request();
+    }
+
+    fn switches_context(&self) -> bool {
+        SWITCHES.with(Cell::get)
     }
 
     /// A scope or an error is delivered at once. A retry may dispatch a callout, which the

@@ -1,5 +1,7 @@
 //! Filtering of `/api/v1/rules` and `/api/v1/alerts` answers down to the tenant's own
-//! rules and alerts, by the tenant label on each one. Gzip answers are inflated first.
+//! rules and alerts, by the tenant label on each one. Gzip and deflate answers are
+//! inflated first (the filter asks for an identity answer, but a host may pass the
+//! client's `accept-encoding` on as well: NGINX sends a header it was told to remove).
 
 use serde_json::Value;
 
@@ -36,6 +38,13 @@ pub fn gunzip(data: &[u8], max: usize) -> Result<Vec<u8>, String> {
     let deflated = data.get(pos..data.len().saturating_sub(8)).ok_or("truncated gzip stream")?;
     miniz_oxide::inflate::decompress_to_vec_with_limit(deflated, max)
         .map_err(|e| format!("invalid gzip stream: {:?}", e.status))
+}
+
+/// Inflates an HTTP `deflate` answer (a zlib stream, as Go's `compress/zlib` writes for
+/// Prometheus), refusing more than `max` bytes of output.
+pub fn inflate(data: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(data, max)
+        .map_err(|e| format!("invalid deflate stream: {:?}", e.status))
 }
 
 fn owned_by(labels: Option<&Value>, label: &str, values: &[String]) -> bool {
@@ -127,5 +136,14 @@ mod tests {
         assert_eq!(gunzip(&gz, 100).unwrap(), b"hello");
         assert!(gunzip(&gz, 2).is_err(), "output limit");
         assert!(gunzip(b"hello", 100).is_err());
+    }
+
+    #[test]
+    fn deflate() {
+        // python3 -c "import zlib; print(zlib.compress(b'hello'))"
+        let z = [0x78, 0x9c, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x06, 0x2c, 0x02, 0x15];
+        assert_eq!(inflate(&z, 100).unwrap(), b"hello");
+        assert!(inflate(&z, 2).is_err(), "output limit");
+        assert!(inflate(b"hello", 100).is_err());
     }
 }

@@ -1,8 +1,12 @@
 """Endpoints whose answer (not the request) is filtered, and request-shape rules, on the real stack."""
 import gzip
+import http.client
 import json
 import time
+import urllib.parse
+import zlib
 
+import pytest
 import requests
 
 
@@ -35,6 +39,40 @@ def test_rules_with_gzip_requested(stack):
         body = gzip.decompress(body)
     assert stack["TEAM_B_ID"] not in body.decode()
     assert json.loads(body)["status"] == "success"
+
+
+def test_rules_with_deflate_requested(stack):
+    # Prometheus also answers deflate: the filter asks for identity (overwriting the client's
+    # Accept-Encoding where it lies) and can read a deflate answer all the same.
+    r = get(stack, "/api/v1/rules", stack["ALICE_TOKEN"], headers={"Accept-Encoding": "deflate"})
+    assert r.status_code == 200, r.text
+    body = r.content
+    if r.headers.get("Content-Encoding") == "deflate":
+        body = zlib.decompress(body)
+    doc = json.loads(body)
+    assert doc["status"] == "success"
+    assert [g["name"] for g in doc["data"]["groups"]] == ["project-" + stack["TEAM_A_ID"]]
+    assert stack["TEAM_B_ID"] not in body.decode()
+
+
+@pytest.mark.parametrize("name", ["X-Auth-Token", "X-Project-Id", "X-Scope-OrgID", "X-Service-Token"])
+def test_a_header_the_filter_strips_may_come_only_once(stack, name):
+    # A host that only marks a removed header (NGINX) can overwrite one copy, not two: refused on every host.
+    u = urllib.parse.urlsplit(stack["ENVOY_URL"])
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
+    try:
+        c.putrequest("GET", "/api/v1/query?query=up&time=" + stack["SEED_END"])
+        if name != "X-Auth-Token":
+            c.putheader("X-Auth-Token", stack["ALICE_TOKEN"])
+        for value in (stack["ALICE_TOKEN"] if name == "X-Auth-Token" else stack["TEAM_B_ID"], stack["TEAM_B_ID"]):
+            c.putheader(name, value)
+        c.endheaders()
+        r = c.getresponse()
+        body = json.loads(r.read())
+    finally:
+        c.close()
+    assert r.status == 400, body
+    assert body["errorType"] == "bad_data" and "more than once" in body["error"], body
 
 
 def test_alerts_only_the_tenants(stack):
