@@ -21,7 +21,7 @@ deps:
 # flow's tests run twice: the mock host as Envoy, then as NGINX's ngx_wasm_module.
 unit:
 	cargo test --lib --test properties --test schema
-	KPW_MOCK_HOST=nginx cargo test --lib filter::
+	KPW_MOCK_HOST=nginx cargo test --lib flow::
 
 # The core compiled to Wasm, run under node by wasm-bindgen-test.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/[^0-9.]/,""); print}' Cargo.lock)

@@ -1,9 +1,9 @@
 //! What a scope may see: the tenant matcher, no enforcement at all, or a refusal.
 
+use crate::auth::scope::Scope;
 use crate::config::Config;
+use crate::enforce::promql::Tenant;
 use crate::error::ApiError;
-use crate::promql::Tenant;
-use crate::scope::Scope;
 use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub fn decide(cfg: &Config, scope: &Scope, method: &str, path: &str) -> Result<D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scope::AccessRule;
+    use crate::auth::scope::AccessRule;
 
     fn cfg(extra: &str) -> Config {
         Config::from_json(format!(r#"{{"keystone":{{"url":"http://k/v3"}}{extra}}}"#).as_bytes()).unwrap()

@@ -3,7 +3,7 @@
 //! matcher, and rewriting the output again changes nothing.
 #![cfg(not(target_arch = "wasm32"))]
 
-use keystone_prom_wasm::promql::{all_selectors_carry, enforce, enforce_with, parse, Tenant};
+use keystone_prom_wasm::enforce::promql::{all_selectors_carry, enforce, enforce_with, parse, Tenant};
 use proptest::prelude::*;
 
 const LABEL: &str = "project_id";

@@ -4,11 +4,11 @@
 #![cfg(target_arch = "wasm32")]
 
 use keystone_prom_wasm::config::Config;
-use keystone_prom_wasm::form;
-use keystone_prom_wasm::promql::{all_selectors_carry, enforce, parse, EnforceError, Tenant};
-use keystone_prom_wasm::request::Enforcer;
-use keystone_prom_wasm::rewrite_cache::RewriteCache;
-use keystone_prom_wasm::routes::Endpoint;
+use keystone_prom_wasm::enforce::form;
+use keystone_prom_wasm::enforce::params::Enforcer;
+use keystone_prom_wasm::enforce::promql::{all_selectors_carry, enforce, parse, EnforceError, Tenant};
+use keystone_prom_wasm::enforce::rewrite_cache::RewriteCache;
+use keystone_prom_wasm::enforce::routes::Endpoint;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 fn tenant() -> Tenant {

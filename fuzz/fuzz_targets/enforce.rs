@@ -1,7 +1,7 @@
 //! PromQL enforcement on arbitrary text: never a panic, and whatever is accepted comes
 //! out re-parseable, with the tenant matcher on every selector, and stable.
 #![no_main]
-use keystone_prom_wasm::promql::{all_selectors_carry, enforce, enforce_with, parse, Tenant};
+use keystone_prom_wasm::enforce::promql::{all_selectors_carry, enforce, enforce_with, parse, Tenant};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

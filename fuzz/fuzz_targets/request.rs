@@ -2,11 +2,11 @@
 //! `query` Prometheus would read from the output carries the tenant matcher.
 #![no_main]
 use keystone_prom_wasm::config::Config;
-use keystone_prom_wasm::form;
-use keystone_prom_wasm::promql::{all_selectors_carry, parse, Tenant};
-use keystone_prom_wasm::request::Enforcer;
-use keystone_prom_wasm::rewrite_cache::RewriteCache;
-use keystone_prom_wasm::routes::Endpoint;
+use keystone_prom_wasm::enforce::form;
+use keystone_prom_wasm::enforce::params::Enforcer;
+use keystone_prom_wasm::enforce::promql::{all_selectors_carry, parse, Tenant};
+use keystone_prom_wasm::enforce::rewrite_cache::RewriteCache;
+use keystone_prom_wasm::enforce::routes::Endpoint;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,13 +2,13 @@
 //! missed. `cargo bench --manifest-path bench/stages/Cargo.toml` (or `make bench-stages`).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use keystone_prom_wasm::cache;
+use keystone_prom_wasm::auth::credentials::Credential;
+use keystone_prom_wasm::auth::shared_cache;
 use keystone_prom_wasm::config::Config;
-use keystone_prom_wasm::credentials::Credential;
-use keystone_prom_wasm::promql::{enforce, Tenant};
-use keystone_prom_wasm::request::Enforcer;
-use keystone_prom_wasm::rewrite_cache::RewriteCache;
-use keystone_prom_wasm::routes::{self, Endpoint};
+use keystone_prom_wasm::enforce::params::Enforcer;
+use keystone_prom_wasm::enforce::promql::{enforce, Tenant};
+use keystone_prom_wasm::enforce::rewrite_cache::RewriteCache;
+use keystone_prom_wasm::enforce::routes::{self, Endpoint};
 
 use keystone_prom_wasm_stages::{DASHBOARD, TOKEN};
 const PLAIN: &str = r#"sum by (job) (rate(http_requests_total{job="api",instance!="x"}[5m]))"#;
@@ -19,14 +19,14 @@ fn stages(c: &mut Criterion) {
     let tenant = Tenant::new("project_id", vec!["236330d7b278485bbb7f97d3d03965a0".into()]);
     let scope = keystone_prom_wasm_stages::member_scope();
     let digest = Credential::Token(TOKEN.into()).digest();
-    let entry = cache::encode(&digest, &scope, 2_000_000_000);
+    let entry = shared_cache::encode(&digest, &scope, 2_000_000_000);
 
     c.bench_function("credential: parse X-Auth-Token", |b| {
         b.iter(|| Credential::from_headers(|n| (n == "x-auth-token").then_some(TOKEN)))
     });
     c.bench_function("credential: SHA-256", |b| b.iter(|| black_box(Credential::Token(TOKEN.into())).digest()));
-    c.bench_function("cache: slot key", |b| b.iter(|| cache::slot_key("ns", black_box(&digest), 16384)));
-    c.bench_function("cache: decode shared entry", |b| b.iter(|| cache::decode(black_box(&entry), &digest, 1)));
+    c.bench_function("cache: slot key", |b| b.iter(|| shared_cache::slot_key("ns", black_box(&digest), 16384)));
+    c.bench_function("cache: decode shared entry", |b| b.iter(|| shared_cache::decode(black_box(&entry), &digest, 1)));
     c.bench_function("route: classify", |b| b.iter(|| routes::classify(black_box("/api/v1/query_range"), "", &[])));
     c.bench_function("policy: tenant", |b| {
         b.iter(|| keystone_prom_wasm::policy::decide(&cfg, black_box(&scope), "GET", "/api/v1/query"))

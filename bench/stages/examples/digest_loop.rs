@@ -2,7 +2,7 @@
 //! loop: what one digest costs warm, built for wasm32-wasip1 and run by node's V8 like
 //! `request_loop` (bench/README.md, "Floor against floor").
 
-use keystone_prom_wasm::credentials::Credential;
+use keystone_prom_wasm::auth::credentials::Credential;
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -2,13 +2,14 @@
 //! `benches/stages.rs` (natively) and `examples/request_loop.rs` (in Wasm, under a
 //! profiler). The stages one by one are in `benches/stages.rs`.
 
-use keystone_prom_wasm::cache;
+use keystone_prom_wasm::auth::credentials::Credential;
+use keystone_prom_wasm::auth::scope::Scope;
+use keystone_prom_wasm::auth::shared_cache;
 use keystone_prom_wasm::config::Config;
-use keystone_prom_wasm::credentials::Credential;
-use keystone_prom_wasm::filter::{Flow, Host, Level, Shared, Wake};
-use keystone_prom_wasm::headers::Headers;
+use keystone_prom_wasm::flow::{Flow, Shared};
+use keystone_prom_wasm::host::{Host, Level, Wake};
 use keystone_prom_wasm::metrics::Metric;
-use keystone_prom_wasm::scope::Scope;
+use keystone_prom_wasm::request::headers::Headers;
 use std::rc::Rc;
 
 pub const TOKEN: &str = "gAAAAABrAZywN0vByCDpWEHTp9PL-ZBxu4HQfEwY4KvWpS9g84bhGfAxr-R33_x35Umgpc9D7sa3MUYTMVlT33RHM-c6eANRKkKhV23CetauTfk68aMDkL53HcR5AmJdL78O05eLVXqiOgVou52lPpk3VnojusJM4Sm2supaCApSj-07yOrlOcw";
@@ -74,6 +75,9 @@ impl Host for BenchHost {
         1_000_000_000
     }
     fn resume(&mut self) {}
+    fn switches_context(&self) -> bool {
+        true
+    }
     fn wake(&mut self, _contexts: &[u32], _wake: &Wake) {}
     fn count(&mut self, _metric: Metric) {}
     fn record(&mut self, _metric: Metric, _value: u64) {}
@@ -106,7 +110,7 @@ impl DashboardRequest {
         ];
         let host = BenchHost {
             headers: Headers::from_pairs(headers.iter().map(|(k, v)| (*k, v.as_bytes()))),
-            entry: cache::encode(&digest, &scope, 2_000_000_000),
+            entry: shared_cache::encode(&digest, &scope, 2_000_000_000),
             path_len: 0,
         };
         let mut bench = DashboardRequest { shared: Rc::new(Shared::new(cfg)), host, id: 0 };

@@ -7,7 +7,7 @@
 //! braces); here every node is printed so that it re-parses to the same meaning.
 
 use crate::config::is_label_name;
-use crate::regex_mask::{self, Op};
+use crate::enforce::regex_mask::{self, Op};
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{
     self, AtModifier, BinModifier, Expr, LabelModifier, Offset, VectorMatchCardinality, VectorSelector,
@@ -678,7 +678,7 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&str, &str)] = include!("../tests/cases/promql_table.rs");
+        let cases: &[(&str, &str)] = include!("../../tests/cases/promql_table.rs");
         for (q, want) in cases {
             assert_eq!(rw(q), *want, "{q}");
         }

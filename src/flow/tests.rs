@@ -2,7 +2,7 @@
 //! authentication path, coalescing, and the response filter.
 
 use super::*;
-use crate::mock_host::{b64, eos, is_nginx, HostKind, MockHost, World};
+use crate::host::mock::{b64, eos, is_nginx, HostKind, MockHost, World};
 use std::rc::Rc;
 
 const KS_OK: &str = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u1"},
@@ -38,9 +38,9 @@ fn answer(status: Option<u16>) -> CalloutAnswer {
     CalloutAnswer { status, ..Default::default() }
 }
 
-fn decoded_query(h: &MockHost) -> Vec<crate::form::Param> {
+fn decoded_query(h: &MockHost) -> Vec<crate::enforce::form::Param> {
     let path = h.header(":path").unwrap();
-    crate::form::parse(path.split_once('?').unwrap().1).unwrap()
+    crate::enforce::form::parse(path.split_once('?').unwrap().1).unwrap()
 }
 
 /// A flow that got through the headers and a 200 validation.
@@ -366,7 +366,7 @@ fn post_body_and_url_are_both_enforced_whichever_arrives_first() {
         assert_eq!(world.metric(Metric::RequestsAllowed), 1);
         assert_eq!(h.status(), None);
         assert_eq!(decoded_query(&h)[0].value, r#"b{project_id="p1"}"#);
-        let body = crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
+        let body = crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
         assert_eq!(body[0].value, r#"a{project_id="p1"}"#);
         // Envoy frames the new body itself; NGINX sends the new body's length.
         let length = if is_nginx() { vec![h.body.len().to_string()] } else { vec![] };
@@ -390,7 +390,7 @@ fn a_body_held_in_part_when_keystone_answers_goes_on_whole_and_enforced() {
         assert!(!h.resumed, "not resumed while part of the body is held");
         assert_eq!(h.status(), None);
         assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue, "the end lets it all go");
-        let got = crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
+        let got = crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
         assert_eq!(got[0].value, r#"a{project_id="p1"}"#);
         assert_eq!(world.metric(Metric::RequestsAllowed), 1);
     }
@@ -423,7 +423,7 @@ fn cached_post_lets_headers_go_and_enforces_the_body() {
     assert_eq!(f.on_request_headers(&mut h, eos(false)), Action::Continue);
     assert_eq!(h.header(":path"), Some("/api/v1/query?"), "path always carries its ?");
     assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
-    assert_eq!(crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap()[0].value, r#"a{project_id="p1"}"#);
+    assert_eq!(crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap()[0].value, r#"a{project_id="p1"}"#);
 }
 
 #[test]
@@ -437,7 +437,7 @@ fn post_match_default_goes_where_prometheus_reads_it() {
         f.on_callout(&mut h, 1, &ok(KS_OK));
         f.on_request_body(&mut h, body.len(), true);
         assert!(decoded_query(&h).is_empty(), "nothing added to the URL");
-        let b = crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
+        let b = crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
         let got: Vec<&str> = b.iter().filter(|p| p.key == "match[]").map(|p| p.value.as_str()).collect();
         assert_eq!(got, want);
     }
@@ -498,7 +498,7 @@ fn a_body_only_end_of_stream_announces_is_enforced() {
         assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
         assert_eq!(h.status(), None);
         assert_eq!(decoded_query(&h)[0].value, url);
-        let got = crate::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
+        let got = crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
         assert_eq!(got.len(), 1, "no second default in the body: {got:?}");
         assert_eq!(got[0].value, form);
     }
@@ -1291,7 +1291,7 @@ fn cached_get_matches_general_path(cfg: &str, prefix: &str, expect_used: bool) {
     ];
     // A Fernet token's length: its header length does not fit in a UTF-8 byte.
     let fernet = format!("gAAAAAB{}", "x".repeat(176));
-    let too_long = "t".repeat(crate::credentials::MAX_TOKEN_BYTES + 1);
+    let too_long = "t".repeat(crate::auth::credentials::MAX_TOKEN_BYTES + 1);
     let tokens = [
         Some("tok"),
         Some("tok"),

@@ -288,7 +288,7 @@ mod tests {
     }
 
 
-    use crate::mock_host::b64;
+    use crate::host::mock::b64;
 
     fn basic(user: &str, pw: &str) -> Result<Credential, CredentialError> {
         let v = format!("Basic {}", b64(&format!("{user}:{pw}")));

@@ -11,7 +11,7 @@
 //! The pass that checks the layout also notes where each header the filter knows by name
 //! lies, so reading one later is an index, not a scan of the block.
 
-use crate::header_names::HeaderName;
+use crate::request::header_names::HeaderName;
 use std::ops::Range;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

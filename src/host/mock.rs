@@ -27,7 +27,7 @@
 //! flow tests as NGINX; the default is Envoy. A test about one host's behaviour names it with
 //! [`World::of`].
 
-use crate::filter::{Host, Level, Wake};
+use crate::host::{Host, Level, Wake};
 use crate::metrics::Metric;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -295,11 +295,11 @@ impl MockHost {
 }
 
 impl Host for MockHost {
-    fn request_headers(&self) -> Option<crate::headers::Headers> {
+    fn request_headers(&self) -> Option<crate::request::headers::Headers> {
         // Both hosts serialize the live entries only.
         let text = self.entries.iter().filter(|e| e.live).map(|e| (e.name.as_str(), e.value.as_bytes()));
         let binary = self.binary_headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
-        Some(crate::headers::Headers::from_pairs(text.chain(binary)))
+        Some(crate::request::headers::Headers::from_pairs(text.chain(binary)))
     }
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
         match self.world.host() {

@@ -10,12 +10,13 @@
 //! (NGINX's ngx_wasm_module answers the call and does nothing) is found out when the
 //! filter is configured: there no request waits for another (`Host::switches_context`).
 
+use crate::auth::keystone::MAX_RESPONSE_BYTES;
 use crate::clock::TickClock;
 use crate::config::Config;
-use crate::filter::{Action, CalloutAnswer, Flow, Host, Level, Shared, Wake};
-use crate::headers::Headers;
-use crate::keystone::MAX_RESPONSE_BYTES;
+use crate::flow::{Flow, Shared};
+use crate::host::{Action, CalloutAnswer, Host, Level, Wake};
 use crate::metrics::{self, Metric};
+use crate::request::headers::Headers;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{self, BufferType, ContextType, LogLevel, MapType, MetricType};

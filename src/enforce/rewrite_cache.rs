@@ -7,7 +7,7 @@
 //! dropped and the young one becomes old. Refusals are cached too: a broken panel
 //! refreshes as often as a working one.
 
-use crate::promql::EnforceError;
+use crate::enforce::promql::EnforceError;
 use std::collections::HashMap;
 use std::rc::Rc;
 

@@ -3,9 +3,9 @@
 //! Entries keep the shared entry's expiry, so the two caches agree on when a credential
 //! must be asked about again; two generations bound the number of entries.
 
+use crate::auth::scope::Scope;
 use crate::error::ApiError;
 use crate::policy::Decision;
-use crate::scope::Scope;
 use std::collections::HashMap;
 use std::rc::Rc;
 

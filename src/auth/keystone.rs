@@ -1,9 +1,9 @@
 //! The Keystone callout: the validation request, and the mapping of Keystone's answer
 //! to a [`Scope`] or a refusal. Plain data in, plain data out.
 
+use crate::auth::credentials::{AppCredRef, Credential, ScopeRef, UserRef};
+use crate::auth::scope::{AccessRule, Scope};
 use crate::config::{KeystoneConfig, ProjectSpec, ServiceCredentials, UserSpec};
-use crate::credentials::{AppCredRef, Credential, ScopeRef, UserRef};
-use crate::scope::{AccessRule, Scope};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

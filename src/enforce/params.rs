@@ -1,11 +1,11 @@
 //! Enforcement of one request's parameters: the query string and the form body.
 
 use crate::config::Limits;
+use crate::enforce::form::{self, Param};
+use crate::enforce::promql::{self, EnforceError, Tenant};
+use crate::enforce::rewrite_cache::RewriteCache;
+use crate::enforce::routes::{Endpoint, Params};
 use crate::error::ApiError;
-use crate::form::{self, Param};
-use crate::promql::{self, EnforceError, Tenant};
-use crate::rewrite_cache::RewriteCache;
-use crate::routes::{Endpoint, Params};
 use std::rc::Rc;
 
 impl From<EnforceError> for ApiError {

@@ -18,100 +18,26 @@
 //! exchange is an optional service login, the token validation or token request, and an
 //! optional sub-project lookup.
 
-use crate::cache::{self, Lookup};
+use crate::auth::credentials::{self, Credential, CredentialError};
+use crate::auth::keystone::{self, Answer, AuthFailure, Callout};
+use crate::auth::local_cache::{Known, LocalCache};
+use crate::auth::scope::Scope;
+use crate::auth::shared_cache::{self, Lookup};
 use crate::config::Config;
-use crate::credentials::{self, Credential, CredentialError};
+use crate::enforce::answers::{self, Kind};
+use crate::enforce::params::{self, Enforcer};
+use crate::enforce::promql::Tenant;
+use crate::enforce::rewrite_cache::RewriteCache;
+use crate::enforce::routes::{self, Endpoint, MethodCheck, Params, Route};
 use crate::error::ApiError;
-use crate::header_names::HeaderName;
-use crate::headers::Headers;
-use crate::keystone::{self, Answer, AuthFailure, Callout};
-use crate::local_cache::{Known, LocalCache};
+use crate::host::{Action, CalloutAnswer, Host, Level, Wake};
 use crate::metrics::Metric;
 use crate::policy::{self, Decision};
-use crate::promql::Tenant;
-use crate::request::{self, Enforcer};
-use crate::response::{self, Kind};
-use crate::rewrite_cache::RewriteCache;
-use crate::routes::{self, Endpoint, MethodCheck, Params, Route};
-use crate::scope::Scope;
+use crate::request::header_names::HeaderName;
+use crate::request::headers::Headers;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-
-/// What the filter asks of its host. The proxy-wasm adapter implements it with host calls.
-pub trait Host {
-    /// Every request header (one host call: far cheaper than one per name).
-    fn request_headers(&self) -> Option<Headers>;
-    /// Sets a request header, or removes it with `None`.
-    fn set_request_header(&mut self, name: &str, value: Option<&str>);
-    fn request_body(&self, size: usize) -> Option<Vec<u8>>;
-    fn set_request_body(&mut self, size: usize, body: &[u8]);
-    fn response_header(&self, name: &str) -> Option<String>;
-    fn set_response_header(&mut self, name: &str, value: Option<&str>);
-    fn response_body(&self, size: usize) -> Option<Vec<u8>>;
-    fn set_response_body(&mut self, size: usize, body: &[u8]);
-    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);
-    /// Starts an HTTP callout; the answer comes back through [`Flow::on_callout`] of the
-    /// flow that started it.
-    fn dispatch(&mut self, upstream: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout_ms: u64) -> Result<u32, String>;
-    /// The value and CAS token of a shared-data key.
-    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
-    /// Stores a shared-data key; false on a CAS mismatch or error.
-    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
-    /// Unix milliseconds.
-    fn now_ms(&self) -> u64;
-    /// Unix seconds, for expiry checks: a host may answer from a clock it refreshes now and
-    /// then (a second's resolution needs no host call per request).
-    fn now_s(&self) -> u64 {
-        self.now_ms() / 1000
-    }
-    fn resume(&mut self);
-    /// The host can run a callback as another request's context (`set_effective_context`).
-    /// Only then may a request wait for another request's Keystone exchange: NGINX's
-    /// ngx_wasm_module accepts the call and does nothing, so a waiter would never be woken.
-    fn switches_context(&self) -> bool;
-    /// Runs [`Flow::on_wake`] of each waiting request (other HTTP contexts of this worker).
-    fn wake(&mut self, contexts: &[u32], wake: &Wake);
-    fn count(&mut self, metric: Metric);
-    fn record(&mut self, metric: Metric, value: u64);
-    fn log(&self, level: Level, msg: &str);
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Debug,
-    Info,
-    Warn,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Continue,
-    Pause,
-}
-
-/// What a waiting request is told when the exchange it waited for ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Wake {
-    /// The exchange succeeded: this is the credential's scope.
-    Scope(Rc<Scope>),
-    /// Look again and ask Keystone if need be (a service login ended, or the request
-    /// running the exchange went away). This may dispatch a callout, so the adapter
-    /// runs it from a callback of the waiter's own or of the root context.
-    Retry,
-    /// The exchange failed; answer with this.
-    Fail(ApiError),
-}
-
-/// How a callout ended, as the adapter read it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CalloutAnswer {
-    pub status: Option<u16>,
-    pub dispatch_status: Option<String>,
-    /// `X-Subject-Token` of a token request's answer.
-    pub subject_token: Option<String>,
-    pub body: Vec<u8>,
-}
 
 /// State shared by every request of one filter configuration in one VM (one worker).
 #[derive(Debug)]
@@ -166,7 +92,7 @@ impl Shared {
             sets |= h.bit();
         }
         Shared {
-            namespace: cache::hex(&ns[..6]),
+            namespace: shared_cache::hex(&ns[..6]),
             rewrites,
             cached_get: true,
             #[cfg(test)]
@@ -560,7 +486,7 @@ impl Flow {
     }
 
     fn slot_key(&self) -> String {
-        cache::slot_key(&self.shared.namespace, &self.digest, self.cfg().cache.max_entries)
+        shared_cache::slot_key(&self.shared.namespace, &self.digest, self.cfg().cache.max_entries)
     }
 
     /// Cache, then (on a miss) the Keystone exchange, unless another request of this worker
@@ -578,7 +504,7 @@ impl Flow {
                 return self.use_known(host, &known);
             }
             None => match host.shared_get(&self.slot_key()) {
-                (Some(bytes), _) => cache::decode(&bytes, &self.digest, now),
+                (Some(bytes), _) => shared_cache::decode(&bytes, &self.digest, now),
                 _ => Lookup::Miss,
             },
         };
@@ -674,8 +600,8 @@ impl Flow {
     }
 
     fn service_token(&self, host: &dyn Host) -> Option<String> {
-        let (bytes, _) = host.shared_get(&cache::service_key(&self.shared.namespace));
-        cache::decode_service_token(&bytes?, host.now_s())
+        let (bytes, _) = host.shared_get(&shared_cache::service_key(&self.shared.namespace));
+        shared_cache::decode_service_token(&bytes?, host.now_s())
     }
 
     fn service_login(&mut self, host: &mut dyn Host) -> Action {
@@ -739,7 +665,7 @@ impl Flow {
                 if with_service_token && a.status == Some(401) && !self.retried_service_login {
                     // 401 is about the X-Auth-Token: the service token went stale. Log in again, once.
                     self.retried_service_login = true;
-                    let key = cache::service_key(&self.shared.namespace);
+                    let key = shared_cache::service_key(&self.shared.namespace);
                     host.shared_set(&key, b"", None);
                     self.service_login(host)
                 } else {
@@ -773,9 +699,9 @@ impl Flow {
         let waiters = self.shared.service_login.borrow_mut().take().unwrap_or_default();
         match keystone::parse_service_token(a, subject, now) {
             Ok((token, expires_at)) => {
-                let key = cache::service_key(&self.shared.namespace);
+                let key = shared_cache::service_key(&self.shared.namespace);
                 let (_, cas) = host.shared_get(&key);
-                host.shared_set(&key, &cache::encode_service_token(&token, expires_at, now), cas);
+                host.shared_set(&key, &shared_cache::encode_service_token(&token, expires_at, now), cas);
                 host.wake(&waiters, &Wake::Retry);
                 self.exchange(host)
             }
@@ -802,8 +728,8 @@ impl Flow {
     fn store(&mut self, host: &mut dyn Host, scope: Scope) -> Action {
         let now = host.now_ms() / 1000;
         let key = self.slot_key();
-        let until = cache::until(&scope, now, self.cfg().cache.ttl_seconds);
-        let value = cache::encode(&self.digest, &scope, until);
+        let until = shared_cache::until(&scope, now, self.cfg().cache.ttl_seconds);
+        let value = shared_cache::encode(&self.digest, &scope, until);
         let (_, cas) = host.shared_get(&key);
         if !host.shared_set(&key, &value, cas) {
             self.log(host, Level::Debug, "scope cache slot changed under us; not stored");
@@ -837,7 +763,7 @@ impl Flow {
             let key = self.slot_key();
             let until = host.now_ms() / 1000 + negative_ttl;
             let (_, cas) = host.shared_get(&key);
-            host.shared_set(&key, &cache::encode_invalid(&self.digest, until), cas);
+            host.shared_set(&key, &shared_cache::encode_invalid(&self.digest, until), cas);
             self.remember(None, until);
         }
         let e = self.failure_error(host, f);
@@ -977,7 +903,7 @@ impl Flow {
     }
 
     fn check_form(&self) -> Result<(), ApiError> {
-        request::check_form_headers(self.header(HeaderName::ContentType), self.header(HeaderName::ContentEncoding))
+        params::check_form_headers(self.header(HeaderName::ContentType), self.header(HeaderName::ContentEncoding))
     }
 
     fn too_large(&self) -> ApiError {
@@ -1079,7 +1005,7 @@ impl Flow {
         // a body that does come with its own `match[]` then widens the answer, within the
         // tenant (Prometheus answers for all the selectors it reads).
         if !self.body_announced && needs_default(endpoint, n) {
-            append_param(&mut new_path, path.len() + 1, &request::default_match(tenant));
+            append_param(&mut new_path, path.len() + 1, &params::default_match(tenant));
             n += 1;
         }
         Ok((new_path, n))
@@ -1101,7 +1027,7 @@ impl Flow {
             let mut new_body = String::with_capacity(text.len() + 96);
             let n = enforcer.params_into(&mut new_body, text, endpoint)?;
             if needs_default(endpoint, n + self.url_params.unwrap_or(0)) {
-                append_param(&mut new_body, 0, &request::default_match(tenant));
+                append_param(&mut new_body, 0, &params::default_match(tenant));
             }
             // NGINX keeps only `size` bytes of the new body, Envoy drains `size` bytes of the
             // old one: the larger of the two replaces the whole body on both.
@@ -1152,13 +1078,13 @@ impl Flow {
             ResponseFilter::Plain(kind) | ResponseFilter::Gzip(kind) | ResponseFilter::Deflate(kind) => {
                 let raw = host.response_body(body_size).unwrap_or_default();
                 let plain = match mode {
-                    ResponseFilter::Gzip(_) => response::gunzip(&raw, max),
-                    ResponseFilter::Deflate(_) => response::inflate(&raw, max),
+                    ResponseFilter::Gzip(_) => answers::gunzip(&raw, max),
+                    ResponseFilter::Deflate(_) => answers::inflate(&raw, max),
                     _ => Ok(raw),
                 };
                 let tenant = self.tenant.as_ref();
                 plain.and_then(|p| match tenant {
-                    Some(t) => response::filter(kind, &p, t.label(), t.values()),
+                    Some(t) => answers::filter(kind, &p, t.label(), t.values()),
                     None => Err("no tenant".into()),
                 })
             }
@@ -1194,5 +1120,4 @@ impl Flow {
 }
 
 #[cfg(test)]
-#[path = "filter_tests.rs"]
 mod tests;

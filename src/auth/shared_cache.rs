@@ -6,7 +6,7 @@
 //! on every read (two credentials can share a slot, and NGINX matches keys by CRC32 only),
 //! and the time the entry stops being valid, checked on every read.
 
-use crate::scope::Scope;
+use crate::auth::scope::Scope;
 use serde::{Deserialize, Serialize};
 
 const VERSION: u8 = 1;
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn keys_stay_bounded_with_100k_credentials() {
-        use crate::credentials::Credential;
+        use crate::auth::credentials::Credential;
         let mut keys = std::collections::HashSet::new();
         for i in 0..100_000 {
             let d = Credential::Token(format!("token-{i}")).digest();
