@@ -1,5 +1,8 @@
-//! One request's journey through the filter, written against the [`Host`] trait so it
-//! runs the same under Envoy, NGINX, and the mock host of the unit tests.
+//! One request's journey through the steps of the filter, written against the [`Host`] trait
+//! so it runs the same under Envoy, NGINX, and the mock host of the unit tests:
+//! headers (route, credentials, which headers go) → scope (`auth::Scopes`: cache or Keystone)
+//! → policy (`policy::decide`) → enforcement of the query string and the form body
+//! (`enforce::params`) → upstream → filtering of the answer (`enforce::answers`).
 //!
 //! Host differences this code respects (see README, "Hosts"):
 //! - whether a body follows: `content-length` and `transfer-encoding` announce one, but
@@ -10,19 +13,14 @@
 //!   the query string safe on its own if it does not;
 //! - a body that ends with trailers is refused (the filter never saw it end);
 //! - `content-length` is dropped in the headers phase when the body may be rewritten;
-//! - `:path` is always written with its `?`;
-//! - a callout that fails arrives with no `:status` (NGINX adds `:dispatch_status`).
-//!
-//! Authentication: cache lookup; on a miss, at most one Keystone exchange per credential
-//! per worker (later requests with the same credential wait for it and are woken); the
-//! exchange is an optional service login, the token validation or token request, and an
-//! optional sub-project lookup.
+//! - a replaced body is passed with the larger of the old and new lengths (NGINX keeps at
+//!   most that many bytes of the new one);
+//! - a removed header is overwritten in place first (NGINX still sends it);
+//! - `:path` is always written with its `?`.
 
 use crate::auth::credentials::{self, Credential, CredentialError};
-use crate::auth::keystone::{self, Answer, AuthFailure, Callout};
-use crate::auth::local_cache::{Known, LocalCache};
+use crate::auth::{Attempt, Outcome, Scopes};
 use crate::auth::scope::Scope;
-use crate::auth::shared_cache::{self, Lookup};
 use crate::config::Config;
 use crate::enforce::answers::{self, Kind};
 use crate::enforce::params::{self, Enforcer};
@@ -36,15 +34,14 @@ use crate::policy::{self, Decision};
 use crate::request::header_names::HeaderName;
 use crate::request::headers::Headers;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// State shared by every request of one filter configuration in one VM (one worker).
 #[derive(Debug)]
 pub struct Shared {
     pub config: Config,
-    /// Separates the cache of different configurations that share a VM id.
-    pub namespace: String,
+    /// The scope step of this worker.
+    pub scopes: Scopes,
     /// The fast path: rewritten PromQL of this VM.
     pub rewrites: RefCell<RewriteCache>,
     /// `Flow::cached_get` may serve requests (tests turn it off to compare it with the
@@ -53,12 +50,6 @@ pub struct Shared {
     /// How many requests it served.
     #[cfg(test)]
     cached_gets: std::cell::Cell<u64>,
-    /// Exchanges in flight, by credential digest: the contexts waiting for each.
-    inflight: RefCell<HashMap<[u8; 32], Vec<u32>>>,
-    /// A service login in flight: the contexts waiting for it.
-    service_login: RefCell<Option<Vec<u32>>>,
-    /// This worker's copy of recent scope-cache entries.
-    local: RefCell<LocalCache>,
     /// The configured tenant header, when it is not one of the known names every request
     /// is stripped of anyway (decided once here, not per request).
     tenant_header_to_strip: Option<String>,
@@ -71,14 +62,6 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
-        // Filters that share a VM id share the cache: every setting that changes what is
-        // stored (which Keystone, as whom, sub-projects, lifetimes) separates it.
-        let c = &config;
-        let ns = Credential::Token(format!(
-            "{:?}|{}|{}|{}|{}",
-            c.keystone, c.project_label, c.policy.include_subprojects, c.cache.ttl_seconds, c.cache.negative_ttl_seconds
-        ))
-        .digest();
         let rewrites = RefCell::new(RewriteCache::new(config.cache.rewrite_bytes));
         let tenant_header_to_strip =
             config.policy.tenant_header.clone().filter(|h| !HeaderName::of(h).is_some_and(HeaderName::is_stripped));
@@ -92,14 +75,11 @@ impl Shared {
             sets |= h.bit();
         }
         Shared {
-            namespace: shared_cache::hex(&ns[..6]),
+            scopes: Scopes::new(&config),
             rewrites,
             cached_get: true,
             #[cfg(test)]
             cached_gets: Default::default(),
-            inflight: RefCell::default(),
-            service_login: RefCell::default(),
-            local: RefCell::new(LocalCache::new(config_local_capacity(&config))),
             tenant_header_to_strip,
             sets,
             config,
@@ -146,30 +126,6 @@ fn strip(host: &mut dyn Host, name: &str) {
     host.set_request_header(name, None);
 }
 
-/// Entries of the worker's local scope cache per generation: as many as the shared
-/// cache has slots, up to 4096.
-fn config_local_capacity(config: &Config) -> usize {
-    (config.cache.max_entries as usize).min(4096)
-}
-
-/// Which callout a flow waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pending {
-    ServiceLogin,
-    /// Validation (200) or token request (201).
-    Token { ok: u16, with_service_token: bool },
-    Subtree,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Waiting {
-    No,
-    /// For another request's exchange of the same credential.
-    Credential,
-    /// For another request's service login.
-    ServiceLogin,
-}
-
 /// No match[] anywhere would mean every series: the tenant's own selector stands in, in
 /// the body when one follows (Prometheus ORs the body's and the URL's match[]).
 fn needs_default(endpoint: Endpoint, params: usize) -> bool {
@@ -193,15 +149,8 @@ pub struct Flow {
     /// them when needed, not copied).
     head: Headers,
     route: Route,
-    credential: Option<Credential>,
-    digest: [u8; 32],
-    /// This flow runs the exchange for its credential (others may wait on it).
-    owner: bool,
-    waiting: Waiting,
-    callout: Option<(u32, Pending, u64)>,
-    retried_service_login: bool,
-    /// The token to look sub-projects up with (the user's, or the one just issued).
-    issued_token: Option<String>,
+    /// The way to the scope, once the credential is known.
+    attempt: Option<Attempt>,
     scope: Option<Rc<Scope>>,
     /// The tenant, once decided; `None` with a decision means unrestricted.
     tenant: Option<Rc<Tenant>>,
@@ -244,13 +193,7 @@ impl Flow {
             context_id,
             head: Headers::default(),
             route: Route::Denied,
-            credential: None,
-            digest: [0; 32],
-            owner: false,
-            waiting: Waiting::No,
-            callout: None,
-            retried_service_login: false,
-            issued_token: None,
+            attempt: None,
             scope: None,
             tenant: None,
             known_decision: None,
@@ -284,12 +227,16 @@ impl Flow {
         routes::split_path(self.header(HeaderName::Path).unwrap_or(""))
     }
 
-    fn log(&self, host: &dyn Host, level: Level, msg: &str) {
-        let id: String = match self.header(HeaderName::RequestId) {
+    /// The request's name in log lines: its `x-request-id`, or its context.
+    fn log_id(&self) -> String {
+        match self.header(HeaderName::RequestId) {
             Some(r) => r.chars().filter(char::is_ascii_graphic).take(64).collect(),
             None => format!("ctx-{}", self.context_id),
-        };
-        host.log(level, &format!("[{id}] {msg}"));
+        }
+    }
+
+    fn log(&self, host: &dyn Host, level: Level, msg: &str) {
+        host.log(level, &format!("[{}] {msg}", self.log_id()));
     }
 
     fn refuse(&mut self, host: &mut dyn Host, e: ApiError) -> Action {
@@ -297,7 +244,6 @@ impl Flow {
         host.count(Metric::for_status(e.status));
         host.send_response(e.status, &e.response_headers(), &e.body());
         self.done = true;
-        self.release(host, Wake::Fail(e));
         Action::Pause
     }
 
@@ -408,12 +354,27 @@ impl Flow {
         }
         // A digest `cached_get` already took is the X-Auth-Token's: it declines any request
         // that carries another credential header, and takes only tokens that need no trimming.
-        self.digest = match (&credential, token_digest) {
+        let digest = match (&credential, token_digest) {
             (Credential::Token(_), Some(digest)) => digest,
             _ => credential.digest(),
         };
-        self.credential = Some(credential);
-        self.authenticate(host)
+        let mut attempt = Attempt::new(self.context_id, self.log_id(), credential, digest);
+        let outcome = self.shared.scopes.find(&self.shared.config, host, &mut attempt);
+        self.attempt = Some(attempt);
+        self.on_outcome(host, outcome)
+    }
+
+    /// Goes on with what the scope step said.
+    fn on_outcome(&mut self, host: &mut dyn Host, outcome: Outcome) -> Action {
+        match outcome {
+            Outcome::Scope(scope, decision) => {
+                self.scope = Some(scope);
+                self.known_decision = decision;
+                self.finish(host)
+            }
+            Outcome::Wait => Action::Pause,
+            Outcome::Refused(e) => self.refuse(host, e),
+        }
     }
 
     /// The common request, a GET with a token this worker knows (a dashboard's refresh):
@@ -460,7 +421,7 @@ impl Flow {
         if now == 0 {
             return declined;
         }
-        let Some(known) = self.shared.local.borrow_mut().get(&digest, now) else {
+        let Some(known) = self.shared.scopes.known(&digest, now) else {
             return declined;
         };
         let (Some(scope), Some(Ok(Decision::Enforce(tenant)))) = (known.scope.clone(), &known.decision) else {
@@ -475,7 +436,6 @@ impl Flow {
         host.count(Metric::RequestsAllowed);
         // The state the general path leaves for the request's later callbacks.
         self.route = Route::Enforced(endpoint);
-        self.digest = digest;
         self.scope = Some(scope);
         self.tenant = Some(tenant.clone());
         self.decided = true;
@@ -485,328 +445,20 @@ impl Flow {
         Ok(Action::Continue)
     }
 
-    fn slot_key(&self) -> String {
-        shared_cache::slot_key(&self.shared.namespace, &self.digest, self.cfg().cache.max_entries)
-    }
-
-    /// Cache, then (on a miss) the Keystone exchange, unless another request of this worker
-    /// runs it already.
-    fn authenticate(&mut self, host: &mut dyn Host) -> Action {
-        let now = host.now_s();
-        if now == 0 {
-            // A host whose clock fails would make every cached entry look fresh.
-            return self.refuse(host, ApiError::unavailable("the proxy's clock cannot be read"));
-        }
-        let local = self.shared.local.borrow_mut().get(&self.digest, now);
-        let lookup = match local {
-            Some(known) => {
-                host.count(Metric::CacheHits);
-                return self.use_known(host, &known);
-            }
-            None => match host.shared_get(&self.slot_key()) {
-                (Some(bytes), _) => shared_cache::decode(&bytes, &self.digest, now),
-                _ => Lookup::Miss,
-            },
-        };
-        match lookup {
-            Lookup::Valid(scope, until) => {
-                host.count(Metric::CacheHits);
-                let known = self.remember(Some(Rc::new(scope)), until);
-                self.use_known(host, &known)
-            }
-            Lookup::Invalid(until) => {
-                host.count(Metric::CacheHits);
-                let known = self.remember(None, until);
-                self.use_known(host, &known)
-            }
-            Lookup::Miss => {
-                host.count(Metric::CacheMisses);
-                if !host.switches_context() {
-                    // Nothing could wake this request from another's callout: it asks itself.
-                    return self.exchange(host);
-                }
-                let mut inflight = self.shared.inflight.borrow_mut();
-                if let Some(waiters) = inflight.get_mut(&self.digest) {
-                    waiters.push(self.context_id);
-                    drop(inflight);
-                    self.waiting = Waiting::Credential;
-                    self.log(host, Level::Debug, "waiting for the same credential's Keystone answer");
-                    return Action::Pause;
-                }
-                inflight.insert(self.digest, Vec::new());
-                drop(inflight);
-                self.owner = true;
-                self.exchange(host)
-            }
-        }
-    }
-
-    /// Keeps what shared data (or Keystone) said in this worker's local cache, with the
-    /// decision when it does not depend on the request.
-    fn remember(&self, scope: Option<Rc<Scope>>, until: u64) -> Rc<Known> {
-        let decision = scope
-            .as_ref()
-            .filter(|s| s.access_rules.is_none())
-            .map(|s| policy::decide(self.cfg(), s, "", ""));
-        let known = Rc::new(Known { until, scope, decision });
-        self.shared.local.borrow_mut().insert(self.digest, known.clone());
-        known
-    }
-
-    fn use_known(&mut self, host: &mut dyn Host, known: &Known) -> Action {
-        match &known.scope {
-            Some(scope) => {
-                self.scope = Some(scope.clone());
-                self.known_decision = known.decision.clone();
-                self.finish(host)
-            }
-            None => {
-                let e = self.invalid_credentials("the credentials were refused by Keystone a moment ago");
-                self.refuse(host, e)
-            }
-        }
-    }
-
-    fn invalid_credentials(&self, why: &str) -> ApiError {
-        ApiError::unauthorized(why, &self.cfg().keystone.url)
-    }
-
-    /// The first callout of the exchange: a token request, or a validation (after a
-    /// service login when service credentials are configured).
-    fn exchange(&mut self, host: &mut dyn Host) -> Action {
-        let cfg = &self.shared.config.keystone;
-        let call = match &self.credential {
-            Some(Credential::Token(token)) => {
-                let service_token = match (&cfg.service_token, &cfg.service_credentials) {
-                    (Some(t), _) => Some(t.clone()),
-                    (None, Some(_)) => match self.service_token(host) {
-                        Some(t) => Some(t),
-                        None => return self.service_login(host),
-                    },
-                    (None, None) => None,
-                };
-                self.issued_token = Some(token.clone());
-                let with_service_token = service_token.is_some();
-                let call = keystone::validation_request(cfg, token, service_token.as_deref());
-                return self.send(host, call, Pending::Token { ok: 200, with_service_token });
-            }
-            Some(c) => keystone::auth_request(cfg, c),
-            None => None,
-        };
-        match call {
-            Some(call) => self.send(host, call, Pending::Token { ok: 201, with_service_token: false }),
-            None => self.refuse(host, ApiError::unavailable("no credential to validate")),
-        }
-    }
-
-    fn service_token(&self, host: &dyn Host) -> Option<String> {
-        let (bytes, _) = host.shared_get(&shared_cache::service_key(&self.shared.namespace));
-        shared_cache::decode_service_token(&bytes?, host.now_s())
-    }
-
-    fn service_login(&mut self, host: &mut dyn Host) -> Action {
-        let can_wait = host.switches_context();
-        if let Some(waiters) = self.shared.service_login.borrow_mut().as_mut().filter(|_| can_wait) {
-            waiters.push(self.context_id);
-            self.waiting = Waiting::ServiceLogin;
-            return Action::Pause;
-        }
-        let Some(creds) = self.cfg().keystone.service_credentials.clone() else {
-            // Only a configured `keystone.service_token` that Keystone refused comes here.
-            let e = ApiError::unavailable("Keystone refused keystone.service_token, and there are no service_credentials to log in with");
-            return self.refuse(host, e);
-        };
-        let call = keystone::service_auth_request(&self.cfg().keystone, &creds);
-        let action = self.send(host, call, Pending::ServiceLogin);
-        // Others wait for this login only once it is under way: a login that could not
-        // even be sent must not leave them waiting for an answer that never comes.
-        // Where nothing could wake them (NGINX), each request logs in itself.
-        if self.callout.is_some() && can_wait {
-            *self.shared.service_login.borrow_mut() = Some(Vec::new());
-        }
-        action
-    }
-
-    fn send(&mut self, host: &mut dyn Host, call: Callout, pending: Pending) -> Action {
-        let headers: Vec<(&str, &str)> = call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        host.count(Metric::KeystoneCallouts);
-        match host.dispatch(&call.upstream, &headers, call.body.as_deref(), call.timeout_ms) {
-            Ok(id) => {
-                self.callout = Some((id, pending, host.now_ms()));
-                Action::Pause
-            }
-            Err(e) => {
-                self.log(host, Level::Warn, &format!("callout to {} failed: {e}", call.upstream));
-                self.refuse(host, ApiError::unavailable("Keystone could not be reached; try again later"))
-            }
-        }
-    }
-
-    /// A Keystone answer for this flow.
+    /// A Keystone answer for this request.
     pub fn on_callout(&mut self, host: &mut dyn Host, id: u32, answer: &CalloutAnswer) {
-        let Some((expected, pending, started)) = self.callout else { return };
-        if self.done || expected != id {
-            return;
-        }
-        self.callout = None;
-        let now_ms = host.now_ms();
-        let elapsed = now_ms.saturating_sub(started);
-        host.record(Metric::KeystoneCalloutMs, elapsed);
-        let a = Answer {
-            status: answer.status,
-            dispatch_status: answer.dispatch_status.as_deref(),
-            timed_out: answer.status.is_none() && elapsed + 50 >= self.cfg().keystone.timeout_ms,
-            body: &answer.body,
-        };
-        let now = now_ms / 1000;
-        let action = match pending {
-            Pending::ServiceLogin => self.on_service_login(host, &a, answer.subject_token.as_deref(), now),
-            Pending::Token { ok, with_service_token } => {
-                if with_service_token && a.status == Some(401) && !self.retried_service_login {
-                    // 401 is about the X-Auth-Token: the service token went stale. Log in again, once.
-                    self.retried_service_login = true;
-                    let key = shared_cache::service_key(&self.shared.namespace);
-                    host.shared_set(&key, b"", None);
-                    self.service_login(host)
-                } else {
-                    match keystone::parse_token_answer(&a, ok, now) {
-                        Ok(scope) => {
-                            if ok == 201 {
-                                self.issued_token = answer.subject_token.clone();
-                            }
-                            self.on_scope(host, scope)
-                        }
-                        Err(f) => self.fail(host, f),
-                    }
-                }
-            }
-            Pending::Subtree => match (keystone::parse_subtree(&a), self.scope.take()) {
-                (Ok(ids), Some(scope)) => {
-                    let mut scope = Rc::unwrap_or_clone(scope);
-                    scope.subprojects = ids;
-                    self.store(host, scope)
-                }
-                (Err(f), _) => self.fail(host, f),
-                (Ok(_), None) => self.fail(host, AuthFailure::Unavailable("internal state error".into())),
-            },
-        };
-        if action == Action::Continue {
+        let Some(attempt) = self.attempt.as_mut().filter(|_| !self.done) else { return };
+        let Some(outcome) = self.shared.scopes.on_callout(&self.shared.config, host, attempt, id, answer) else { return };
+        if self.on_outcome(host, outcome) == Action::Continue {
             self.resume(host);
-        }
-    }
-
-    fn on_service_login(&mut self, host: &mut dyn Host, a: &Answer, subject: Option<&str>, now: u64) -> Action {
-        let waiters = self.shared.service_login.borrow_mut().take().unwrap_or_default();
-        match keystone::parse_service_token(a, subject, now) {
-            Ok((token, expires_at)) => {
-                let key = shared_cache::service_key(&self.shared.namespace);
-                let (_, cas) = host.shared_get(&key);
-                host.shared_set(&key, &shared_cache::encode_service_token(&token, expires_at, now), cas);
-                host.wake(&waiters, &Wake::Retry);
-                self.exchange(host)
-            }
-            Err(f) => {
-                let e = self.failure_error(host, f);
-                host.wake(&waiters, &Wake::Fail(e.clone()));
-                self.refuse(host, e)
-            }
-        }
-    }
-
-    /// A scope from Keystone: look the sub-projects up if asked to, then store it.
-    fn on_scope(&mut self, host: &mut dyn Host, scope: Scope) -> Action {
-        if self.cfg().policy.include_subprojects && !scope.domain_scoped {
-            if let (Some(project), Some(token)) = (scope.project_id.clone(), self.issued_token.clone()) {
-                let call = keystone::subtree_request(&self.cfg().keystone, &project, &token);
-                self.scope = Some(Rc::new(scope));
-                return self.send(host, call, Pending::Subtree);
-            }
-        }
-        self.store(host, scope)
-    }
-
-    fn store(&mut self, host: &mut dyn Host, scope: Scope) -> Action {
-        let now = host.now_ms() / 1000;
-        let key = self.slot_key();
-        let until = shared_cache::until(&scope, now, self.cfg().cache.ttl_seconds);
-        let value = shared_cache::encode(&self.digest, &scope, until);
-        let (_, cas) = host.shared_get(&key);
-        if !host.shared_set(&key, &value, cas) {
-            self.log(host, Level::Debug, "scope cache slot changed under us; not stored");
-        }
-        let known = self.remember(Some(Rc::new(scope)), until);
-        if let Some(scope) = &known.scope {
-            self.release(host, Wake::Scope(scope.clone()));
-        }
-        self.use_known(host, &known)
-    }
-
-    fn failure_error(&self, host: &dyn Host, f: AuthFailure) -> ApiError {
-        match f {
-            AuthFailure::Invalid(m) => self.invalid_credentials(&m),
-            AuthFailure::Forbidden(m) => ApiError::forbidden(m),
-            AuthFailure::Unavailable(m) => {
-                self.log(host, Level::Warn, &m);
-                ApiError::unavailable(m)
-            }
-            AuthFailure::Timeout(m) => {
-                self.log(host, Level::Warn, &m);
-                ApiError::timeout(m)
-            }
-        }
-    }
-
-    fn fail(&mut self, host: &mut dyn Host, f: AuthFailure) -> Action {
-        let negative_ttl = self.cfg().cache.negative_ttl_seconds;
-        if matches!(f, AuthFailure::Invalid(_)) && negative_ttl > 0 {
-            // A client in a retry loop must not hammer Keystone.
-            let key = self.slot_key();
-            let until = host.now_ms() / 1000 + negative_ttl;
-            let (_, cas) = host.shared_get(&key);
-            host.shared_set(&key, &shared_cache::encode_invalid(&self.digest, until), cas);
-            self.remember(None, until);
-        }
-        let e = self.failure_error(host, f);
-        self.refuse(host, e)
-    }
-
-    /// Ends this flow's ownership of the exchange: waiters look again (the answer is in
-    /// the cache) or get the same error.
-    fn release(&mut self, host: &mut dyn Host, wake: Wake) {
-        if !self.owner {
-            return;
-        }
-        self.owner = false;
-        let waiters = self.shared.inflight.borrow_mut().remove(&self.digest).unwrap_or_default();
-        if !waiters.is_empty() {
-            host.wake(&waiters, &wake);
         }
     }
 
     /// Another request's exchange ended (see [`Wake`]).
     pub fn on_wake(&mut self, host: &mut dyn Host, wake: &Wake) {
-        if self.done || self.waiting == Waiting::No {
-            return;
-        }
-        let waited = std::mem::replace(&mut self.waiting, Waiting::No);
-        let action = match wake {
-            Wake::Fail(e) => {
-                self.refuse(host, e.clone());
-                return;
-            }
-            Wake::Scope(scope) => {
-                let now = host.now_ms() / 1000;
-                match self.shared.local.borrow_mut().get(&self.digest, now) {
-                    Some(known) => self.known_decision = known.decision.clone(),
-                    None => self.known_decision = None,
-                }
-                self.scope = Some(scope.clone());
-                self.finish(host)
-            }
-            Wake::Retry if waited == Waiting::ServiceLogin => self.exchange(host),
-            Wake::Retry => self.authenticate(host),
-        };
-        if action == Action::Continue {
+        let Some(attempt) = self.attempt.as_mut().filter(|_| !self.done) else { return };
+        let Some(outcome) = self.shared.scopes.on_wake(&self.shared.config, host, attempt, wake) else { return };
+        if self.on_outcome(host, outcome) == Action::Continue {
             self.resume(host);
         }
     }
@@ -814,32 +466,14 @@ impl Flow {
     /// The callout this request still waits for: the host cancels it when the request
     /// ends early, and then no answer comes to say it is over.
     pub fn pending_callout(&self) -> Option<u32> {
-        self.callout.map(|(token, _, _)| token)
+        self.attempt.as_ref().and_then(Attempt::pending_callout)
     }
 
-    /// The request is over (or abandoned): an exchange it owned must not strand waiters.
+    /// The request is over (or abandoned): an exchange it ran must not strand waiters.
     pub fn on_done(&mut self, host: &mut dyn Host) {
-        if self.owner {
-            self.owner = false;
-            let waiters = self.shared.inflight.borrow_mut().remove(&self.digest).unwrap_or_default();
-            host.wake(&waiters, &Wake::Retry);
+        if let Some(attempt) = self.attempt.as_mut() {
+            self.shared.scopes.on_done(host, attempt);
         }
-        if matches!(self.callout, Some((_, Pending::ServiceLogin, _))) {
-            let waiters = self.shared.service_login.borrow_mut().take().unwrap_or_default();
-            host.wake(&waiters, &Wake::Retry);
-        }
-        if self.waiting == Waiting::Credential {
-            if let Some(w) = self.shared.inflight.borrow_mut().get_mut(&self.digest) {
-                w.retain(|c| *c != self.context_id);
-            }
-        }
-        if self.waiting == Waiting::ServiceLogin {
-            if let Some(w) = self.shared.service_login.borrow_mut().as_mut() {
-                w.retain(|c| *c != self.context_id);
-            }
-        }
-        self.waiting = Waiting::No;
-        self.callout = None;
     }
 
     pub fn on_request_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {

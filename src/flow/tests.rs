@@ -603,7 +603,7 @@ fn a_pending_callout_is_known_until_answered_or_done() {
 fn configurations_that_store_different_scopes_do_not_share_the_cache() {
     let ns = |extra: &str| {
         let cfg = format!(r#"{{"keystone":{{"url":"http://ks:5000/v3","upstream":"keystone"}}{extra}}}"#);
-        Shared::new(Config::from_json(cfg.as_bytes()).unwrap()).namespace
+        Shared::new(Config::from_json(cfg.as_bytes()).unwrap()).scopes.namespace().to_string()
     };
     let base = ns("");
     assert_eq!(ns(""), base, "the same configuration, the same cache");
@@ -617,7 +617,7 @@ fn configurations_that_store_different_scopes_do_not_share_the_cache() {
         assert_ne!(ns(other), base, "{other}");
     }
     let other_upstream = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone-b"}}"#;
-    assert_ne!(Shared::new(Config::from_json(other_upstream.as_bytes()).unwrap()).namespace, base);
+    assert_ne!(Shared::new(Config::from_json(other_upstream.as_bytes()).unwrap()).scopes.namespace().to_string(), base);
 }
 
 #[test]

@@ -2,11 +2,9 @@
 //! the proxy-wasm adapter (`proxy_wasm`, the only module that makes proxy-wasm calls) and, in
 //! the unit tests, by a mock of each host's behaviour (`mock`).
 
-use crate::auth::scope::Scope;
-use crate::error::ApiError;
+pub use crate::auth::Wake;
 use crate::metrics::Metric;
 use crate::request::headers::Headers;
-use std::rc::Rc;
 
 #[cfg(test)]
 pub mod mock;
@@ -64,19 +62,6 @@ pub enum Level {
 pub enum Action {
     Continue,
     Pause,
-}
-
-/// What a waiting request is told when the exchange it waited for ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Wake {
-    /// The exchange succeeded: this is the credential's scope.
-    Scope(Rc<Scope>),
-    /// Look again and ask Keystone if need be (a service login ended, or the request
-    /// running the exchange went away). This may dispatch a callout, so the adapter
-    /// runs it from a callback of the waiter's own or of the root context.
-    Retry,
-    /// The exchange failed; answer with this.
-    Fail(ApiError),
 }
 
 /// How a callout ended, as the adapter read it.
