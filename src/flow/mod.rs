@@ -31,6 +31,7 @@ use crate::error::ApiError;
 use crate::host::{Action, CalloutAnswer, Host, Level, Wake};
 use crate::metrics::Metric;
 use crate::policy::{self, Decision};
+use crate::request::body::{Body, Framing, Step};
 use crate::request::header_names::HeaderName;
 use crate::request::headers::Headers;
 use std::cell::RefCell;
@@ -126,6 +127,12 @@ fn strip(host: &mut dyn Host, name: &str) {
     host.set_request_header(name, None);
 }
 
+/// A form body's type and encoding, from the request's headers.
+fn check_form(head: &Headers) -> Result<(), ApiError> {
+    let text = |h| head.known(h).and_then(Result::ok);
+    params::check_form_headers(text(HeaderName::ContentType), text(HeaderName::ContentEncoding))
+}
+
 /// No match[] anywhere would mean every series: the tenant's own selector stands in, in
 /// the body when one follows (Prometheus ORs the body's and the URL's match[]).
 fn needs_default(endpoint: Endpoint, params: usize) -> bool {
@@ -157,18 +164,10 @@ pub struct Flow {
     /// The decision this worker already made for the credential (see `local_cache`).
     known_decision: Option<Result<Decision, ApiError>>,
     decided: bool,
-    /// A body may follow the headers (POST to an enforced endpoint) and must be enforced.
-    expect_body: bool,
-    /// `content-length` or `transfer-encoding` said so: the query string then leaves any
-    /// default `match[]` to the body. Otherwise a body is only possible.
-    body_announced: bool,
-    /// The whole body, once it has arrived, until it is enforced.
-    body: Option<Vec<u8>>,
+    /// The body stage: whether a body follows, and the body until it is enforced.
+    body: Body,
     /// How many PromQL parameters the query string had, once it is enforced.
     url_params: Option<usize>,
-    body_seen: bool,
-    /// Part of the body is held and its end has not come (see `resume`).
-    body_held: bool,
     /// A response was sent: nothing else happens for this request.
     done: bool,
     /// The upstream answer is filtered (rules, alerts), and how it is encoded.
@@ -198,12 +197,8 @@ impl Flow {
             tenant: None,
             known_decision: None,
             decided: false,
-            expect_body: false,
-            body_announced: false,
-            body: None,
+            body: Body::ignored(),
             url_params: None,
-            body_seen: false,
-            body_held: false,
             done: false,
             filter_response: None,
         }
@@ -330,27 +325,26 @@ impl Flow {
         };
 
         // Only enforced endpoints need the body; passthrough bodies go as they are.
-        if self.method() == "POST" && matches!(route, Route::Enforced(_)) {
-            let length = self.header(HeaderName::ContentLength).and_then(|v| v.trim().parse::<u64>().ok());
-            let chunked = self.header(HeaderName::TransferEncoding).is_some();
-            self.body_announced = chunked || length.is_some_and(|n| n > 0);
-            // Envoy removes `transfer-encoding`: a chunked or HTTP/2 body without a length
-            // shows only here, and Prometheus reads it as a form all the same.
-            self.expect_body = self.body_announced || (length.is_none() && !end_of_stream);
-            // A POST without a body has no form for Prometheus to read, whatever its type;
-            // where a body is only possible, its type is checked when one comes.
-            if self.body_announced {
-                if let Err(e) = self.check_form() {
-                    return self.refuse(host, e);
-                }
+        let framing = Framing {
+            enforced: self.method() == "POST" && matches!(route, Route::Enforced(_)),
+            content_length: self.header(HeaderName::ContentLength),
+            transfer_encoding: self.header(HeaderName::TransferEncoding).is_some(),
+            end_of_stream,
+        };
+        self.body = match Body::from_headers(framing, self.cfg().limits.max_body_bytes) {
+            Ok(body) => body,
+            Err(e) => return self.refuse(host, e),
+        };
+        // A POST without a body has no form for Prometheus to read, whatever its type;
+        // where a body is only possible, its type is checked when one comes.
+        if self.body.announced() {
+            if let Err(e) = check_form(&self.head) {
+                return self.refuse(host, e);
             }
-            if length.is_some_and(|n| n > self.cfg().limits.max_body_bytes as u64) {
-                return self.refuse(host, self.too_large());
-            }
-            if self.expect_body {
-                // The rewritten body has another length; the host recomputes framing.
-                host.set_request_header("content-length", None);
-            }
+        }
+        if self.body.expected() {
+            // The rewritten body has another length; the host recomputes framing.
+            host.set_request_header("content-length", None);
         }
         // A digest `cached_get` already took is the X-Auth-Token's: it declines any request
         // that carries another credential header, and takes only tokens that need no trimming.
@@ -480,31 +474,13 @@ impl Flow {
         if self.done {
             return Action::Pause;
         }
-        if !self.expect_body {
-            // Prometheus would read a POST body as a form: one the headers ruled out can't
-            // pass unenforced (a host that ended the stream with the headers, `content-length: 0`).
-            if body_size > 0 && self.method() == "POST" && matches!(self.route, Route::Enforced(_)) {
-                let e = ApiError::bad_data("the request has a body its headers did not announce");
-                return self.refuse(host, e);
-            }
-            return Action::Continue;
+        let head = &self.head;
+        match self.body.on_data(body_size, end_of_stream, || check_form(head)) {
+            Err(e) => return self.refuse(host, e),
+            Ok(Step::Pass) => return Action::Continue,
+            Ok(Step::Hold) => return Action::Pause,
+            Ok(Step::Read) => self.body.fill(host.request_body(body_size).unwrap_or_default()),
         }
-        if body_size > self.cfg().limits.max_body_bytes {
-            let e = self.too_large();
-            return self.refuse(host, e);
-        }
-        if body_size > 0 && !self.body_announced {
-            if let Err(e) = self.check_form() {
-                return self.refuse(host, e);
-            }
-        }
-        if !end_of_stream {
-            self.body_held = true;
-            return Action::Pause;
-        }
-        self.body_held = false;
-        self.body = Some(host.request_body(body_size).unwrap_or_default());
-        self.body_seen = true;
         if !self.decided {
             // Keystone is still being asked (a host that delivers the body while the
             // headers wait); the answer finishes the request and resumes it.
@@ -518,7 +494,7 @@ impl Flow {
     /// one and shows it only later pieces). The body callback that brings the end enforces
     /// the whole body and continues the request itself.
     fn resume(&mut self, host: &mut dyn Host) {
-        if !self.body_held {
+        if !self.body.held() {
             host.resume();
         }
     }
@@ -529,23 +505,12 @@ impl Flow {
         if self.done {
             return Action::Pause;
         }
-        if self.expect_body && !self.body_seen {
-            let e = ApiError::bad_data("request trailers are not accepted after a form body: send the form without trailers");
-            return self.refuse(host, e);
+        match self.body.on_trailers() {
+            Ok(()) => Action::Continue,
+            Err(e) => self.refuse(host, e),
         }
-        Action::Continue
     }
 
-    fn check_form(&self) -> Result<(), ApiError> {
-        params::check_form_headers(self.header(HeaderName::ContentType), self.header(HeaderName::ContentEncoding))
-    }
-
-    fn too_large(&self) -> ApiError {
-        ApiError::too_large(format!(
-            "the request body is larger than {} bytes (limits.max_body_bytes)",
-            self.cfg().limits.max_body_bytes
-        ))
-    }
 
     /// Scope known: decide, then enforce what has arrived and let it go. The query string
     /// is enforced at once; the body when it is complete. Envoy holds the body back while
@@ -555,7 +520,7 @@ impl Flow {
         match self.enforce(host) {
             Ok(()) => {
                 // Counted once the whole request has passed (a body may still be refused).
-                if !self.expect_body || self.body_seen {
+                if self.body.complete() {
                     host.count(Metric::RequestsAllowed);
                 }
                 Action::Continue
@@ -638,7 +603,7 @@ impl Flow {
         // Where a body is only possible (NGINX) the query string must be safe without it:
         // a body that does come with its own `match[]` then widens the answer, within the
         // tenant (Prometheus answers for all the selectors it reads).
-        if !self.body_announced && needs_default(endpoint, n) {
+        if !self.body.announced() && needs_default(endpoint, n) {
             append_param(&mut new_path, path.len() + 1, &params::default_match(tenant));
             n += 1;
         }
