@@ -147,6 +147,28 @@ fn append_param(out: &mut String, start: usize, param: &str) {
     out.push_str(param);
 }
 
+/// Where a request is. Each host callback is a `match` on it.
+#[derive(Debug)]
+enum Phase {
+    /// Before the headers, and a request that goes on without a decision (an open path).
+    New,
+    /// Waiting for the scope: this request's Keystone callout, or another's exchange.
+    Authenticating(Attempt),
+    /// The policy decided and the request went on; its body and its answer may follow.
+    Admitted(Admitted),
+    /// The filter answered itself: nothing else happens. The attempt stays for `on_done`
+    /// (its callout may still be pending when the host cancels it).
+    Answered(Option<Attempt>),
+}
+
+#[derive(Debug)]
+struct Admitted {
+    /// The tenant to enforce; `None`: unrestricted, or the tenant header does the job.
+    tenant: Option<Rc<Tenant>>,
+    /// How the answer is filtered (rules, alerts), once its headers came.
+    answer: Option<ResponseFilter>,
+}
+
 /// Per-request state.
 pub struct Flow {
     shared: Rc<Shared>,
@@ -156,22 +178,11 @@ pub struct Flow {
     /// them when needed, not copied).
     head: Headers,
     route: Route,
-    /// The way to the scope, once the credential is known.
-    attempt: Option<Attempt>,
-    scope: Option<Rc<Scope>>,
-    /// The tenant, once decided; `None` with a decision means unrestricted.
-    tenant: Option<Rc<Tenant>>,
-    /// The decision this worker already made for the credential (see `local_cache`).
-    known_decision: Option<Result<Decision, ApiError>>,
-    decided: bool,
+    phase: Phase,
     /// The body stage: whether a body follows, and the body until it is enforced.
     body: Body,
     /// How many PromQL parameters the query string had, once it is enforced.
     url_params: Option<usize>,
-    /// A response was sent: nothing else happens for this request.
-    done: bool,
-    /// The upstream answer is filtered (rules, alerts), and how it is encoded.
-    filter_response: Option<ResponseFilter>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,15 +203,9 @@ impl Flow {
             context_id,
             head: Headers::default(),
             route: Route::Denied,
-            attempt: None,
-            scope: None,
-            tenant: None,
-            known_decision: None,
-            decided: false,
+            phase: Phase::New,
             body: Body::ignored(),
             url_params: None,
-            done: false,
-            filter_response: None,
         }
     }
 
@@ -238,8 +243,15 @@ impl Flow {
         self.log(host, Level::Info, &format!("refused with {}: {}", e.status, e.message));
         host.count(Metric::for_status(e.status));
         host.send_response(e.status, &e.response_headers(), &e.body());
-        self.done = true;
+        self.phase = match std::mem::replace(&mut self.phase, Phase::New) {
+            Phase::Authenticating(a) | Phase::Answered(Some(a)) => Phase::Answered(Some(a)),
+            _ => Phase::Answered(None),
+        };
         Action::Pause
+    }
+
+    fn answered(&self) -> bool {
+        matches!(self.phase, Phase::Answered(_))
     }
 
     /// `end_of_stream`: the host says no body follows (Envoy says so truly; NGINX never).
@@ -354,18 +366,14 @@ impl Flow {
         };
         let mut attempt = Attempt::new(self.context_id, self.log_id(), credential, digest);
         let outcome = self.shared.scopes.find(&self.shared.config, host, &mut attempt);
-        self.attempt = Some(attempt);
+        self.phase = Phase::Authenticating(attempt);
         self.on_outcome(host, outcome)
     }
 
     /// Goes on with what the scope step said.
     fn on_outcome(&mut self, host: &mut dyn Host, outcome: Outcome) -> Action {
         match outcome {
-            Outcome::Scope(scope, decision) => {
-                self.scope = Some(scope);
-                self.known_decision = decision;
-                self.finish(host)
-            }
+            Outcome::Scope(scope, decision) => self.admit(host, &scope, decision),
             Outcome::Wait => Action::Pause,
             Outcome::Refused(e) => self.refuse(host, e),
         }
@@ -418,7 +426,8 @@ impl Flow {
         let Some(known) = self.shared.scopes.known(&digest, now) else {
             return declined;
         };
-        let (Some(scope), Some(Ok(Decision::Enforce(tenant)))) = (known.scope.clone(), &known.decision) else {
+        // A decision is kept only with a scope, and only when it does not depend on the request.
+        let Some(Ok(Decision::Enforce(tenant))) = &known.decision else {
             return declined;
         };
         let Ok((new_path, params)) = self.query_path(endpoint, tenant) else {
@@ -430,9 +439,7 @@ impl Flow {
         host.count(Metric::RequestsAllowed);
         // The state the general path leaves for the request's later callbacks.
         self.route = Route::Enforced(endpoint);
-        self.scope = Some(scope);
-        self.tenant = Some(tenant.clone());
-        self.decided = true;
+        self.phase = Phase::Admitted(Admitted { tenant: Some(tenant.clone()), answer: None });
         self.url_params = Some(params);
         #[cfg(test)]
         self.shared.cached_gets.set(self.shared.cached_gets.get() + 1);
@@ -441,7 +448,7 @@ impl Flow {
 
     /// A Keystone answer for this request.
     pub fn on_callout(&mut self, host: &mut dyn Host, id: u32, answer: &CalloutAnswer) {
-        let Some(attempt) = self.attempt.as_mut().filter(|_| !self.done) else { return };
+        let Phase::Authenticating(attempt) = &mut self.phase else { return };
         let Some(outcome) = self.shared.scopes.on_callout(&self.shared.config, host, attempt, id, answer) else { return };
         if self.on_outcome(host, outcome) == Action::Continue {
             self.resume(host);
@@ -450,7 +457,7 @@ impl Flow {
 
     /// Another request's exchange ended (see [`Wake`]).
     pub fn on_wake(&mut self, host: &mut dyn Host, wake: &Wake) {
-        let Some(attempt) = self.attempt.as_mut().filter(|_| !self.done) else { return };
+        let Phase::Authenticating(attempt) = &mut self.phase else { return };
         let Some(outcome) = self.shared.scopes.on_wake(&self.shared.config, host, attempt, wake) else { return };
         if self.on_outcome(host, outcome) == Action::Continue {
             self.resume(host);
@@ -460,18 +467,21 @@ impl Flow {
     /// The callout this request still waits for: the host cancels it when the request
     /// ends early, and then no answer comes to say it is over.
     pub fn pending_callout(&self) -> Option<u32> {
-        self.attempt.as_ref().and_then(Attempt::pending_callout)
+        match &self.phase {
+            Phase::Authenticating(a) | Phase::Answered(Some(a)) => a.pending_callout(),
+            _ => None,
+        }
     }
 
     /// The request is over (or abandoned): an exchange it ran must not strand waiters.
     pub fn on_done(&mut self, host: &mut dyn Host) {
-        if let Some(attempt) = self.attempt.as_mut() {
-            self.shared.scopes.on_done(host, attempt);
+        if let Phase::Authenticating(a) | Phase::Answered(Some(a)) = &mut self.phase {
+            self.shared.scopes.on_done(host, a);
         }
     }
 
     pub fn on_request_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
-        if self.done {
+        if self.answered() {
             return Action::Pause;
         }
         let head = &self.head;
@@ -481,12 +491,12 @@ impl Flow {
             Ok(Step::Hold) => return Action::Pause,
             Ok(Step::Read) => self.body.fill(host.request_body(body_size).unwrap_or_default()),
         }
-        if !self.decided {
-            // Keystone is still being asked (a host that delivers the body while the
-            // headers wait); the answer finishes the request and resumes it.
-            return Action::Pause;
+        match self.phase {
+            Phase::Admitted(_) => self.forward(host),
+            // Keystone is still being asked (a host that delivers the body while the headers
+            // wait): the answer admits the request and resumes it.
+            _ => Action::Pause,
         }
-        self.finish(host)
     }
 
     /// Lets the paused request go on, unless part of its body is held: resuming would send
@@ -502,7 +512,7 @@ impl Flow {
     /// A body that ends with trailers never reached `end_of_stream` in `on_request_body`,
     /// so the filter has not enforced it: refused, rather than let the host send it on.
     pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Action {
-        if self.done {
+        if self.answered() {
             return Action::Pause;
         }
         match self.body.on_trailers() {
@@ -512,44 +522,28 @@ impl Flow {
     }
 
 
-    /// Scope known: decide, then enforce what has arrived and let it go. The query string
-    /// is enforced at once; the body when it is complete. Envoy holds the body back while
-    /// the headers are paused, so headers go on first and the body follows through its own
-    /// callback.
-    fn finish(&mut self, host: &mut dyn Host) -> Action {
-        match self.enforce(host) {
-            Ok(()) => {
-                // Counted once the whole request has passed (a body may still be refused).
-                if self.body.complete() {
-                    host.count(Metric::RequestsAllowed);
-                }
-                Action::Continue
-            }
-            Err(e) => self.refuse(host, e),
-        }
-    }
-
-    /// The policy decision, once per request: identity and tenant headers go upstream.
-    fn decide(&mut self, host: &mut dyn Host) -> Result<(), ApiError> {
-        if self.decided {
-            return Ok(());
-        }
-        let scope = self.scope.clone().ok_or_else(|| ApiError::unavailable("internal state error"))?;
-        let decision = match self.known_decision.take() {
-            Some(d) => d?,
+    /// Scope known: the policy decides once per request (or the worker's cache had the
+    /// decision), the identity and tenant headers go upstream, and the request goes on.
+    fn admit(&mut self, host: &mut dyn Host, scope: &Scope, known: Option<Result<Decision, ApiError>>) -> Action {
+        let decision = match known {
+            Some(d) => d,
             None => {
                 // Access rules name paths relative to the service's endpoint, which includes the prefix.
                 let (path, _) = self.path_and_query();
                 let path = path.strip_prefix(self.cfg().path_prefix.as_str()).unwrap_or(path);
-                policy::decide(self.cfg(), &scope, self.method(), path)?
+                policy::decide(self.cfg(), scope, self.method(), path)
             }
+        };
+        let decision = match decision {
+            Ok(d) => d,
+            Err(e) => return self.refuse(host, e),
         };
         let policy = &self.shared.config.policy;
         // Each header is set where the client's copy lies (one value upstream on every
         // host), or stripped where the policy has no value for it.
         if policy.forward_identity_headers {
             for (h, field) in IDENTITY_HEADERS {
-                self.set_or_strip(host, h.as_str(), field.of(&scope).as_deref());
+                self.set_or_strip(host, h.as_str(), field.of(scope).as_deref());
             }
         }
         if let Some(h) = &policy.tenant_header {
@@ -559,12 +553,12 @@ impl Flow {
             };
             self.set_or_strip(host, h, value.as_deref());
         }
-        self.tenant = match decision {
+        let tenant = match decision {
             Decision::Enforce(t) if policy.label_enforcement => Some(t),
             _ => None,
         };
-        self.decided = true;
-        Ok(())
+        self.phase = Phase::Admitted(Admitted { tenant, answer: None });
+        self.forward(host)
     }
 
     fn set_or_strip(&self, host: &mut dyn Host, name: &str, value: Option<&str>) {
@@ -575,19 +569,29 @@ impl Flow {
         }
     }
 
-    fn enforce(&mut self, host: &mut dyn Host) -> Result<(), ApiError> {
-        self.decide(host)?;
-        let endpoint = match self.route {
-            Route::Enforced(ep) => ep,
-            Route::Authenticated => return Ok(()),
-            Route::Open | Route::Denied => return Err(ApiError::forbidden("not allowed")),
+    /// Enforces what has arrived and lets it go: the query string at once, the body when it
+    /// is whole. Envoy holds the body back while the headers are paused, so the headers go
+    /// on first and the body follows through its own callback.
+    fn forward(&mut self, host: &mut dyn Host) -> Action {
+        let Phase::Admitted(admitted) = &self.phase else {
+            return self.refuse(host, ApiError::unavailable("internal state error"));
         };
-        let Some(tenant) = self.tenant.take() else {
-            return Ok(()); // unrestricted, or the tenant header does the job
+        let result = match (self.route, admitted.tenant.clone()) {
+            (Route::Enforced(endpoint), Some(tenant)) => self.enforce_params(host, endpoint, &tenant),
+            // Unrestricted, or the tenant header does the job.
+            (Route::Enforced(_) | Route::Authenticated, _) => Ok(()),
+            (Route::Open | Route::Denied, _) => Err(ApiError::forbidden("not allowed")),
         };
-        let result = self.enforce_params(host, endpoint, &tenant);
-        self.tenant = Some(tenant);
-        result
+        match result {
+            Ok(()) => {
+                // Counted once the whole request has passed (a body may still be refused).
+                if self.body.complete() {
+                    host.count(Metric::RequestsAllowed);
+                }
+                Action::Continue
+            }
+            Err(e) => self.refuse(host, e),
+        }
     }
 
     /// The rewritten `:path`, and how many PromQL parameters its query string holds (a
@@ -641,16 +645,16 @@ impl Flow {
             Route::Enforced(Endpoint::Alerts) => Kind::Alerts,
             _ => return Action::Continue,
         };
-        if self.done || self.tenant.is_none() {
+        let Phase::Admitted(Admitted { tenant: Some(_), answer }) = &mut self.phase else {
             return Action::Continue;
-        }
+        };
         // Prometheus errors carry no tenant data; an answer without a status (a host that
         // does not give one) is filtered all the same.
         if host.response_header(":status").is_some_and(|s| s != "200") {
             return Action::Continue;
         }
         let encoding = host.response_header("content-encoding").map(|e| e.trim().to_ascii_lowercase());
-        self.filter_response = Some(match encoding.as_deref() {
+        *answer = Some(match encoding.as_deref() {
             None | Some("") | Some("identity") => ResponseFilter::Plain(kind),
             Some("gzip") | Some("x-gzip") => ResponseFilter::Gzip(kind),
             Some("deflate") => ResponseFilter::Deflate(kind),
@@ -662,11 +666,11 @@ impl Flow {
     }
 
     pub fn on_response_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(mode) = self.filter_response else {
+        let max = self.shared.config.limits.max_response_bytes;
+        let Phase::Admitted(Admitted { tenant: Some(tenant), answer: Some(mode) }) = &mut self.phase else {
             return Action::Continue;
         };
-        let max = self.cfg().limits.max_response_bytes;
-        let result = match mode {
+        let result = match *mode {
             ResponseFilter::Drop => {
                 host.set_response_body(body_size, b"");
                 return Action::Continue;
@@ -676,16 +680,12 @@ impl Flow {
             _ if !end_of_stream => return Action::Pause,
             ResponseFilter::Plain(kind) | ResponseFilter::Gzip(kind) | ResponseFilter::Deflate(kind) => {
                 let raw = host.response_body(body_size).unwrap_or_default();
-                let plain = match mode {
+                let plain = match *mode {
                     ResponseFilter::Gzip(_) => answers::gunzip(&raw, max),
                     ResponseFilter::Deflate(_) => answers::inflate(&raw, max),
                     _ => Ok(raw),
                 };
-                let tenant = self.tenant.as_ref();
-                plain.and_then(|p| match tenant {
-                    Some(t) => answers::filter(kind, &p, t.label(), t.values()),
-                    None => Err("no tenant".into()),
-                })
+                plain.and_then(|p| answers::filter(kind, &p, tenant.label(), tenant.values()))
             }
         };
         // The larger size replaces the whole body on every host (see `enforce_params`).
@@ -697,7 +697,7 @@ impl Flow {
                 let e = ApiError::new(502, "internal", format!("{why}; nothing of it is shown"));
                 let body = e.body();
                 host.set_response_body(body_size.max(body.len()), &body);
-                self.filter_response = Some(ResponseFilter::Drop);
+                *mode = ResponseFilter::Drop;
             }
         }
         Action::Continue
@@ -707,13 +707,16 @@ impl Flow {
     /// `on_response_body`, and the host would send what it holds unfiltered: a local
     /// answer instead, which, the headers being gone, makes the host reset the stream.
     pub fn on_response_trailers(&mut self, host: &mut dyn Host) -> Action {
-        if !matches!(self.filter_response, Some(ResponseFilter::Plain(_) | ResponseFilter::Gzip(_) | ResponseFilter::Deflate(_) | ResponseFilter::Refuse(_))) {
+        let Phase::Admitted(Admitted { answer: Some(mode), .. }) = &mut self.phase else {
+            return Action::Continue;
+        };
+        if *mode == ResponseFilter::Drop {
             return Action::Continue;
         }
         host.log(Level::Warn, "upstream answer not filtered: it ended with trailers");
         let e = ApiError::new(502, "internal", "the upstream answer ended with trailers; nothing of it is shown");
         host.send_response(e.status, &e.response_headers(), &e.body());
-        self.filter_response = Some(ResponseFilter::Drop);
+        *mode = ResponseFilter::Drop;
         Action::Pause
     }
 }
