@@ -1,9 +1,12 @@
-//! What a scope may see: the tenant matcher, no enforcement at all, or a refusal.
+//! What a scope may see: the tenant matcher, no enforcement at all, or a refusal; and the
+//! upstream contract that follows from it ([`Contract`]): the tenant to enforce and the
+//! identity and tenant headers to set or to strip.
 
 use crate::auth::scope::Scope;
 use crate::config::Config;
 use crate::enforce::promql::Tenant;
 use crate::error::ApiError;
+use crate::request::header_names::HeaderName;
 use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +15,67 @@ pub enum Decision {
     Enforce(Rc<Tenant>),
     /// An unrestricted role: no label enforcement (operators' cross-tenant view).
     Unrestricted,
+}
+
+/// What goes upstream for an admitted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contract {
+    /// The tenant to enforce in what the request selects; `None`: unrestricted, or the
+    /// tenant header does the job (`label_enforcement` off).
+    pub tenant: Option<Rc<Tenant>>,
+    /// Headers the upstream gets: set to a value, or stripped (`None`) where the client
+    /// sent one and the policy has no value for it.
+    pub headers: Vec<(String, Option<String>)>,
+}
+
+/// The identity headers `policy.forward_identity_headers` sets, keystonemiddleware's names.
+const IDENTITY_HEADERS: [HeaderName; 5] =
+    [HeaderName::IdentityStatus, HeaderName::UserId, HeaderName::ProjectId, HeaderName::DomainId, HeaderName::Roles];
+
+fn identity(h: HeaderName, scope: &Scope) -> Option<String> {
+    match h {
+        HeaderName::IdentityStatus => Some("Confirmed".to_string()),
+        HeaderName::UserId => Some(scope.user_id.clone()),
+        HeaderName::ProjectId => scope.project_id.clone(),
+        HeaderName::DomainId => scope.domain_id.clone().filter(|_| scope.domain_scoped),
+        HeaderName::Roles => Some(scope.roles.join(",")),
+        _ => None,
+    }
+}
+
+/// The known headers a configuration's contracts may set: the client's copies of these
+/// are left to the contract (set where they lie, or stripped), so that the upstream gets
+/// one value even where a removed header is still sent (NGINX).
+pub fn header_mask(cfg: &Config) -> u64 {
+    let mut mask = 0;
+    if cfg.policy.forward_identity_headers {
+        mask = IDENTITY_HEADERS.iter().fold(mask, |m, h| m | h.bit());
+    }
+    if let Some(h) = cfg.policy.tenant_header.as_deref().and_then(HeaderName::of) {
+        mask |= h.bit();
+    }
+    mask
+}
+
+/// The upstream contract of a decision for `scope`.
+pub fn contract(cfg: &Config, scope: &Scope, decision: Decision) -> Contract {
+    let policy = &cfg.policy;
+    let mut headers = Vec::new();
+    if policy.forward_identity_headers {
+        headers.extend(IDENTITY_HEADERS.iter().map(|h| (h.as_str().to_string(), identity(*h, scope))));
+    }
+    if let Some(h) = &policy.tenant_header {
+        let value = match &decision {
+            Decision::Enforce(t) => Some(t.values().join("|")),
+            Decision::Unrestricted => None,
+        };
+        headers.push((h.clone(), value));
+    }
+    let tenant = match decision {
+        Decision::Enforce(t) if policy.label_enforcement => Some(t),
+        _ => None,
+    };
+    Contract { tenant, headers }
 }
 
 fn has_any(scope: &Scope, roles: &[String]) -> bool {
@@ -145,5 +209,30 @@ mod tests {
         assert!(decide(&cfg(""), &s, "POST", "/api/v1/query").is_err());
         s.access_rules = Some(vec![]);
         assert!(decide(&cfg(""), &s, "GET", "/api/v1/query").is_err(), "no rule, no access");
+    }
+
+    #[test]
+    fn the_contract_names_every_header_it_sets_or_strips() {
+        let c = cfg(r#","tenant_header":"X-Scope-OrgID","forward_identity_headers":true,"label_enforcement":false"#);
+        let d = decide(&c, &scope(), "GET", "/").unwrap();
+        let got = contract(&c, &scope(), d);
+        assert_eq!(got.tenant, None, "the tenant header does the job");
+        let h = |name: &str| got.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        assert_eq!(h("x-scope-orgid"), Some(Some("p1".into())));
+        assert_eq!(h("x-project-id"), Some(Some("p1".into())));
+        assert_eq!(h("x-domain-id"), Some(None), "a project token has no domain to forward: stripped");
+        assert_eq!(h("x-roles"), Some(Some("reader".into())));
+        let mask = header_mask(&c);
+        for (name, _) in &got.headers {
+            assert!(HeaderName::of(name).is_some_and(|k| mask & k.bit() != 0), "{name} is in the mask");
+        }
+        // Unrestricted: no tenant header value (the client's is stripped), nothing to enforce.
+        let c = cfg(r#","tenant_header":"X-Scope-OrgID","unrestricted_roles":["reader"]"#);
+        let got = contract(&c, &scope(), decide(&c, &scope(), "GET", "/").unwrap());
+        assert_eq!((got.tenant, got.headers), (None, vec![("x-scope-orgid".to_string(), None)]));
+        // The default: enforce, no headers.
+        let c = cfg("");
+        let got = contract(&c, &scope(), decide(&c, &scope(), "GET", "/").unwrap());
+        assert!(got.tenant.is_some() && got.headers.is_empty() && header_mask(&c) == 0);
     }
 }

@@ -54,10 +54,8 @@ pub struct Shared {
     /// The configured tenant header, when it is not one of the known names every request
     /// is stripped of anyway (decided once here, not per request).
     tenant_header_to_strip: Option<String>,
-    /// The known headers the policy may set (identity headers, the tenant header): the
-    /// client's copies are left to `Flow::decide`, which sets them in place or strips them,
-    /// so that the upstream gets exactly one value even where a removed header is still
-    /// sent (NGINX).
+    /// The known headers the policy's contracts may set (`policy::header_mask`): the
+    /// client's copies are left to `Flow::admit`.
     sets: u64,
 }
 
@@ -66,15 +64,7 @@ impl Shared {
         let rewrites = RefCell::new(RewriteCache::new(config.cache.rewrite_bytes));
         let tenant_header_to_strip =
             config.policy.tenant_header.clone().filter(|h| !HeaderName::of(h).is_some_and(HeaderName::is_stripped));
-        let mut sets = 0;
-        if config.policy.forward_identity_headers {
-            for (h, _) in IDENTITY_HEADERS {
-                sets |= h.bit();
-            }
-        }
-        if let Some(h) = config.policy.tenant_header.as_deref().and_then(HeaderName::of) {
-            sets |= h.bit();
-        }
+        let sets = policy::header_mask(&config);
         Shared {
             scopes: Scopes::new(&config),
             rewrites,
@@ -84,36 +74,6 @@ impl Shared {
             tenant_header_to_strip,
             sets,
             config,
-        }
-    }
-}
-
-/// The identity headers `policy.forward_identity_headers` sets, keystonemiddleware's names.
-const IDENTITY_HEADERS: [(HeaderName, IdentityField); 5] = [
-    (HeaderName::IdentityStatus, IdentityField::Status),
-    (HeaderName::UserId, IdentityField::User),
-    (HeaderName::ProjectId, IdentityField::Project),
-    (HeaderName::DomainId, IdentityField::Domain),
-    (HeaderName::Roles, IdentityField::Roles),
-];
-
-#[derive(Debug, Clone, Copy)]
-enum IdentityField {
-    Status,
-    User,
-    Project,
-    Domain,
-    Roles,
-}
-
-impl IdentityField {
-    fn of(self, scope: &Scope) -> Option<String> {
-        match self {
-            IdentityField::Status => Some("Confirmed".to_string()),
-            IdentityField::User => Some(scope.user_id.clone()),
-            IdentityField::Project => scope.project_id.clone(),
-            IdentityField::Domain => scope.domain_id.clone().filter(|_| scope.domain_scoped),
-            IdentityField::Roles => Some(scope.roles.join(",")),
         }
     }
 }
@@ -534,30 +494,16 @@ impl Flow {
                 policy::decide(self.cfg(), scope, self.method(), path)
             }
         };
-        let decision = match decision {
-            Ok(d) => d,
+        let contract = match decision {
+            Ok(d) => policy::contract(self.cfg(), scope, d),
             Err(e) => return self.refuse(host, e),
         };
-        let policy = &self.shared.config.policy;
         // Each header is set where the client's copy lies (one value upstream on every
         // host), or stripped where the policy has no value for it.
-        if policy.forward_identity_headers {
-            for (h, field) in IDENTITY_HEADERS {
-                self.set_or_strip(host, h.as_str(), field.of(scope).as_deref());
-            }
+        for (name, value) in &contract.headers {
+            self.set_or_strip(host, name, value.as_deref());
         }
-        if let Some(h) = &policy.tenant_header {
-            let value = match &decision {
-                Decision::Enforce(t) => Some(t.values().join("|")),
-                _ => None,
-            };
-            self.set_or_strip(host, h, value.as_deref());
-        }
-        let tenant = match decision {
-            Decision::Enforce(t) if policy.label_enforcement => Some(t),
-            _ => None,
-        };
-        self.phase = Phase::Admitted(Admitted { tenant, answer: None });
+        self.phase = Phase::Admitted(Admitted { tenant: contract.tenant, answer: None });
         self.forward(host)
     }
 

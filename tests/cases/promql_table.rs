@@ -1,5 +1,5 @@
 // Enforcement table for tenant `project_id="p1"`: (query, rewritten query). Shared by the
-// native unit tests (src/promql.rs) and the Wasm tests (tests/wasm.rs).
+// native unit tests (src/enforce/promql.rs) and the Wasm tests (tests/wasm.rs).
 &[
     ("up", r#"up{project_id="p1"}"#),
     (r#"up{job="a"}"#, r#"up{job="a",project_id="p1"}"#),
