@@ -5,7 +5,7 @@
 
 use keystone_prom_wasm::config::Config;
 use keystone_prom_wasm::enforce::form;
-use keystone_prom_wasm::enforce::params::Enforcer;
+use keystone_prom_wasm::enforce::params::Rewriter;
 use keystone_prom_wasm::enforce::promql::{all_selectors_carry, enforce, parse, EnforceError, Tenant};
 use keystone_prom_wasm::enforce::rewrite_cache::RewriteCache;
 use keystone_prom_wasm::enforce::routes::Endpoint;
@@ -45,7 +45,7 @@ fn request_parameters() {
     let cfg = Config::from_json(br#"{"keystone":{"url":"http://k/v3"}}"#).unwrap();
     let t = tenant();
     let mut cache = RewriteCache::new(1 << 20);
-    let mut e = Enforcer { tenant: &t, limits: &cfg.limits, cache: &mut cache };
+    let mut e = Rewriter { tenant: &t, limits: &cfg.limits, cache: &mut cache };
     let (out, n) = e.params("query=a&%71uery=b+%2B+1&time=5", Endpoint::Query).unwrap();
     assert_eq!(n, 2);
     let values: Vec<String> = form::parse(&out).unwrap().into_iter().map(|p| p.value).collect();

@@ -3,7 +3,7 @@
 #![no_main]
 use keystone_prom_wasm::config::Config;
 use keystone_prom_wasm::enforce::form;
-use keystone_prom_wasm::enforce::params::Enforcer;
+use keystone_prom_wasm::enforce::params::Rewriter;
 use keystone_prom_wasm::enforce::promql::{all_selectors_carry, parse, Tenant};
 use keystone_prom_wasm::enforce::rewrite_cache::RewriteCache;
 use keystone_prom_wasm::enforce::routes::Endpoint;
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(cfg) = Config::from_json(br#"{"keystone":{"url":"http://k/v3"}}"#) else { return };
     let tenant = Tenant::new("project_id", vec!["p1".to_string()]);
     let mut cache = RewriteCache::new(1 << 16);
-    let mut enforcer = Enforcer { tenant: &tenant, limits: &cfg.limits, cache: &mut cache };
+    let mut enforcer = Rewriter { tenant: &tenant, limits: &cfg.limits, cache: &mut cache };
     if let Ok((out, _)) = enforcer.params(raw, Endpoint::Query) {
         // Every pair Go would read as `query` (whatever its spelling) carries the matcher;
         // other values pass as sent, so they need not be UTF-8.

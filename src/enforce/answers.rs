@@ -3,12 +3,42 @@
 //! inflated first (the filter asks for an identity answer, but a host may pass the
 //! client's `accept-encoding` on as well: NGINX sends a header it was told to remove).
 
+use crate::enforce::params::Rewriter;
+use crate::enforce::Enforcer;
+use crate::error::ApiError;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Rules,
     Alerts,
+}
+
+/// Endpoints whose request selects nothing (they read no PromQL) and whose answer is
+/// filtered instead: `/api/v1/rules` and `/api/v1/alerts`. GET only, so no body.
+#[derive(Debug)]
+pub struct Filtered(pub Kind);
+
+impl Enforcer for Filtered {
+    fn methods(&self) -> &'static str {
+        "GET"
+    }
+
+    fn query(&self, _rw: &mut Rewriter, _out: &mut String, _raw: &str, _body_announced: bool) -> Result<Option<usize>, ApiError> {
+        Ok(None)
+    }
+
+    fn body(&self, _rw: &mut Rewriter, _body: &[u8], _url_params: usize) -> Result<Vec<u8>, ApiError> {
+        Err(ApiError::bad_data("this endpoint takes no request body"))
+    }
+
+    fn check_body(&self, _content_type: Option<&str>, _content_encoding: Option<&str>) -> Result<(), ApiError> {
+        Err(ApiError::bad_data("this endpoint takes no request body"))
+    }
+
+    fn answer(&self) -> Option<Kind> {
+        Some(self.0)
+    }
 }
 
 /// Inflates a gzip member, refusing more than `max` bytes of output.

@@ -1,10 +1,12 @@
-//! Enforcement of one request's parameters: the query string and the form body.
+//! The PromQL parameters endpoint kind: the tenant matcher written into every `query` or
+//! `match[]` of the query string and of the form body.
 
 use crate::config::Limits;
 use crate::enforce::form::{self, Param};
 use crate::enforce::promql::{self, EnforceError, Tenant};
 use crate::enforce::rewrite_cache::RewriteCache;
 use crate::enforce::routes::{Endpoint, Params};
+use crate::enforce::Enforcer;
 use crate::error::ApiError;
 use std::rc::Rc;
 
@@ -18,13 +20,13 @@ impl From<EnforceError> for ApiError {
 }
 
 /// Everything one request's enforcement needs.
-pub struct Enforcer<'a> {
+pub struct Rewriter<'a> {
     pub tenant: &'a Tenant,
     pub limits: &'a Limits,
     pub cache: &'a mut RewriteCache,
 }
 
-impl Enforcer<'_> {
+impl Rewriter<'_> {
     /// Rewrites every PromQL parameter of `endpoint` in an urlencoded string (a query
     /// string or a form body). Returns the string and how many parameters were enforced.
     pub fn params(&mut self, raw: &str, endpoint: Endpoint) -> Result<(String, usize), ApiError> {
@@ -33,13 +35,17 @@ impl Enforcer<'_> {
         Ok((out, n))
     }
 
-    /// [`Enforcer::params`], appended to `out` (which may hold a path and its `?`).
+    /// [`Rewriter::params`], appended to `out` (which may hold a path and its `?`).
     ///
     /// Other parameters pass as they came (after the checks Go's parser would make), and
     /// the rewrite is cached by the parameter's encoded text, so a dashboard refresh
     /// costs a split and a lookup: nothing is decoded, parsed or encoded again.
     pub fn params_into(&mut self, out: &mut String, raw: &str, endpoint: Endpoint) -> Result<usize, ApiError> {
-        let (name, kind) = match endpoint.params() {
+        self.rewrite_params(out, raw, endpoint.params())
+    }
+
+    fn rewrite_params(&mut self, out: &mut String, raw: &str, params: Params) -> Result<usize, ApiError> {
+        let (name, kind) = match params {
             Params::Query => ("query", Kind::Expr),
             Params::Match => ("match[]", Kind::Selector),
             Params::ResponseFiltered => {
@@ -110,6 +116,67 @@ pub fn default_match(tenant: &Tenant) -> String {
     form::encode(&[Param { key: "match[]".into(), value: tenant.selector() }])
 }
 
+/// Endpoints whose PromQL parameters select data: queries (`query`) and series selectors
+/// (`match[]`, with the tenant's own selector where there is none).
+#[derive(Debug)]
+pub struct PromqlParams {
+    methods: &'static str,
+    params: Params,
+}
+
+impl PromqlParams {
+    pub const fn new(methods: &'static str, params: Params) -> PromqlParams {
+        PromqlParams { methods, params }
+    }
+
+    /// No `match[]` anywhere would mean every series: the tenant's own selector stands in.
+    fn needs_default(&self, params: usize) -> bool {
+        params == 0 && self.params == Params::Match
+    }
+}
+
+/// Appends `param` to the parameters that start at `start` in `out`.
+fn append_param(out: &mut String, start: usize, param: &str) {
+    if out.len() > start {
+        out.push('&');
+    }
+    out.push_str(param);
+}
+
+impl Enforcer for PromqlParams {
+    fn methods(&self) -> &'static str {
+        self.methods
+    }
+
+    fn query(&self, rw: &mut Rewriter, out: &mut String, raw: &str, body_announced: bool) -> Result<Option<usize>, ApiError> {
+        let start = out.len();
+        let mut n = rw.rewrite_params(out, raw, self.params)?;
+        // Where a body is only possible (NGINX) the query string must be safe without it:
+        // a body that does come with its own `match[]` then widens the answer, within the
+        // tenant (Prometheus answers for all the selectors it reads, body first).
+        if !body_announced && self.needs_default(n) {
+            append_param(out, start, &default_match(rw.tenant));
+            n += 1;
+        }
+        Ok(Some(n))
+    }
+
+    fn body(&self, rw: &mut Rewriter, body: &[u8], url_params: usize) -> Result<Vec<u8>, ApiError> {
+        let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_data("the form body must be UTF-8"))?;
+        let mut out = String::with_capacity(text.len() + 96);
+        let n = rw.rewrite_params(&mut out, text, self.params)?;
+        // Prometheus ORs the body's and the URL's match[]: the default goes where none is.
+        if self.needs_default(n + url_params) {
+            append_param(&mut out, 0, &default_match(rw.tenant));
+        }
+        Ok(out.into_bytes())
+    }
+
+    fn check_body(&self, content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(), ApiError> {
+        check_form_headers(content_type, content_encoding)
+    }
+}
+
 /// What a POST must look like before its body is read: an urlencoded form, uncompressed.
 pub fn check_form_headers(content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(), ApiError> {
     let media = content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
@@ -140,7 +207,7 @@ mod tests {
 
     fn enforce_params(raw: &str, endpoint: Endpoint, tenant: &Tenant, limits: &Limits) -> Result<String, ApiError> {
         let mut cache = RewriteCache::new(1 << 20);
-        Ok(Enforcer { tenant, limits, cache: &mut cache }.params(raw, endpoint)?.0)
+        Ok(Rewriter { tenant, limits, cache: &mut cache }.params(raw, endpoint)?.0)
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! Which Prometheus endpoints a request may reach, and how each is enforced.
-//! Paths are matched exactly (after the configured prefix): anything not listed is denied.
+//! The routes table: which Prometheus endpoints a request may reach, and the endpoint kind
+//! ([`Enforcer`]) that enforces each. Paths are matched exactly (after the configured
+//! prefix): anything not listed is denied.
+
+use crate::enforce::answers::{self, Filtered};
+use crate::enforce::params::PromqlParams;
+use crate::enforce::Enforcer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -48,17 +53,42 @@ impl Endpoint {
         }
     }
 
-    fn methods(self) -> &'static str {
+    /// The endpoint kind that enforces it.
+    pub fn enforcer(self) -> &'static dyn Enforcer {
+        static QUERY: PromqlParams = PromqlParams::new("GET, POST", Params::Query);
+        static SELECT: PromqlParams = PromqlParams::new("GET, POST", Params::Match);
+        static SELECT_GET: PromqlParams = PromqlParams::new("GET", Params::Match);
+        static RULES: Filtered = Filtered(answers::Kind::Rules);
+        static ALERTS: Filtered = Filtered(answers::Kind::Alerts);
         match self {
-            Endpoint::Query
-            | Endpoint::QueryRange
-            | Endpoint::QueryExemplars
-            | Endpoint::Series
-            | Endpoint::Labels => "GET, POST",
-            Endpoint::LabelValues | Endpoint::Federate | Endpoint::Rules | Endpoint::Alerts => "GET",
+            Endpoint::Query | Endpoint::QueryRange | Endpoint::QueryExemplars => &QUERY,
+            Endpoint::Series | Endpoint::Labels => &SELECT,
+            Endpoint::LabelValues | Endpoint::Federate => &SELECT_GET,
+            Endpoint::Rules => &RULES,
+            Endpoint::Alerts => &ALERTS,
         }
     }
 }
+
+/// Path (after the prefix) to route, like prom-label-proxy's routes: everything else is
+/// denied, but `/api/v1/label/<name>/values`.
+const ROUTES: &[(&str, Route)] = &[
+    ("/api/v1/query", Route::Enforced(Endpoint::Query)),
+    ("/api/v1/query_range", Route::Enforced(Endpoint::QueryRange)),
+    ("/api/v1/query_exemplars", Route::Enforced(Endpoint::QueryExemplars)),
+    ("/api/v1/series", Route::Enforced(Endpoint::Series)),
+    ("/api/v1/labels", Route::Enforced(Endpoint::Labels)),
+    ("/federate", Route::Enforced(Endpoint::Federate)),
+    ("/api/v1/rules", Route::Enforced(Endpoint::Rules)),
+    ("/api/v1/alerts", Route::Enforced(Endpoint::Alerts)),
+    // PromQL tools that read no data.
+    ("/api/v1/format_query", Route::Authenticated),
+    ("/api/v1/parse_query", Route::Authenticated),
+    // No tenant data, no credential needed.
+    ("/-/healthy", Route::Open),
+    ("/-/ready", Route::Open),
+    ("/api/v1/status/buildinfo", Route::Open),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MethodCheck {
@@ -78,19 +108,10 @@ pub fn classify(path: &str, prefix: &str, passthrough: &[String]) -> Route {
     let Some(rest) = path.strip_prefix(prefix) else {
         return Route::Denied;
     };
-    let route = match rest {
-        "/api/v1/query" => Route::Enforced(Endpoint::Query),
-        "/api/v1/query_range" => Route::Enforced(Endpoint::QueryRange),
-        "/api/v1/query_exemplars" => Route::Enforced(Endpoint::QueryExemplars),
-        "/api/v1/series" => Route::Enforced(Endpoint::Series),
-        "/api/v1/labels" => Route::Enforced(Endpoint::Labels),
-        "/federate" => Route::Enforced(Endpoint::Federate),
-        "/api/v1/rules" => Route::Enforced(Endpoint::Rules),
-        "/api/v1/alerts" => Route::Enforced(Endpoint::Alerts),
-        "/api/v1/format_query" | "/api/v1/parse_query" => Route::Authenticated,
-        "/-/healthy" | "/-/ready" | "/api/v1/status/buildinfo" => Route::Open,
-        _ if is_label_values(rest) => Route::Enforced(Endpoint::LabelValues),
-        _ => Route::Denied,
+    let route = match ROUTES.iter().find(|(p, _)| *p == rest) {
+        Some((_, route)) => *route,
+        None if is_label_values(rest) => Route::Enforced(Endpoint::LabelValues),
+        None => Route::Denied,
     };
     if route == Route::Denied && passthrough.iter().any(|p| p == rest) {
         return Route::Authenticated;
@@ -107,7 +128,7 @@ fn is_label_values(path: &str) -> bool {
 
 pub fn check_method(route: Route, method: &str) -> MethodCheck {
     let allow = match route {
-        Route::Enforced(ep) => ep.methods(),
+        Route::Enforced(ep) => ep.enforcer().methods(),
         Route::Open => "GET, HEAD",
         Route::Authenticated | Route::Denied => return MethodCheck::Allowed,
     };

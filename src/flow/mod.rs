@@ -23,10 +23,10 @@ use crate::auth::{Attempt, Outcome, Scopes};
 use crate::auth::scope::Scope;
 use crate::config::Config;
 use crate::enforce::answers::{self, Kind};
-use crate::enforce::params::{self, Enforcer};
+use crate::enforce::params::Rewriter;
 use crate::enforce::promql::Tenant;
 use crate::enforce::rewrite_cache::RewriteCache;
-use crate::enforce::routes::{self, Endpoint, MethodCheck, Params, Route};
+use crate::enforce::routes::{self, Endpoint, MethodCheck, Route};
 use crate::error::ApiError;
 use crate::host::{Action, CalloutAnswer, Host, Level, Wake};
 use crate::metrics::Metric;
@@ -87,24 +87,13 @@ fn strip(host: &mut dyn Host, name: &str) {
     host.set_request_header(name, None);
 }
 
-/// A form body's type and encoding, from the request's headers.
-fn check_form(head: &Headers) -> Result<(), ApiError> {
+/// The body's type and encoding, as the endpoint's enforcer reads bodies.
+fn check_body(route: Route, head: &Headers) -> Result<(), ApiError> {
     let text = |h| head.known(h).and_then(Result::ok);
-    params::check_form_headers(text(HeaderName::ContentType), text(HeaderName::ContentEncoding))
-}
-
-/// No match[] anywhere would mean every series: the tenant's own selector stands in, in
-/// the body when one follows (Prometheus ORs the body's and the URL's match[]).
-fn needs_default(endpoint: Endpoint, params: usize) -> bool {
-    params == 0 && endpoint.params() == Params::Match
-}
-
-/// Appends `param` to the parameters that start at `start` in `out`.
-fn append_param(out: &mut String, start: usize, param: &str) {
-    if out.len() > start {
-        out.push('&');
+    match route {
+        Route::Enforced(endpoint) => endpoint.enforcer().check_body(text(HeaderName::ContentType), text(HeaderName::ContentEncoding)),
+        _ => Ok(()),
     }
-    out.push_str(param);
 }
 
 /// Where a request is. Each host callback is a `match` on it.
@@ -310,7 +299,7 @@ impl Flow {
         // A POST without a body has no form for Prometheus to read, whatever its type;
         // where a body is only possible, its type is checked when one comes.
         if self.body.announced() {
-            if let Err(e) = check_form(&self.head) {
+            if let Err(e) = check_body(route, &self.head) {
                 return self.refuse(host, e);
             }
         }
@@ -372,7 +361,7 @@ impl Flow {
         let Route::Enforced(endpoint) = routes::classify(path, &self.cfg().path_prefix, &self.cfg().unsafe_passthrough) else {
             return Err(None);
         };
-        if endpoint.params() == Params::ResponseFiltered {
+        if endpoint.enforcer().answer().is_some() {
             return Err(None);
         }
         // As `check_token` takes it: a token with spaces around it goes the general way.
@@ -390,7 +379,7 @@ impl Flow {
         let Some(Ok(Decision::Enforce(tenant))) = &known.decision else {
             return declined;
         };
-        let Ok((new_path, params)) = self.query_path(endpoint, tenant) else {
+        let Ok(Some((new_path, params))) = self.query_path(endpoint, tenant) else {
             return declined;
         };
         strip(host, H::AuthToken.as_str());
@@ -444,8 +433,8 @@ impl Flow {
         if self.answered() {
             return Action::Pause;
         }
-        let head = &self.head;
-        match self.body.on_data(body_size, end_of_stream, || check_form(head)) {
+        let (route, head) = (self.route, &self.head);
+        match self.body.on_data(body_size, end_of_stream, || check_body(route, head)) {
             Err(e) => return self.refuse(host, e),
             Ok(Step::Pass) => return Action::Continue,
             Ok(Step::Hold) => return Action::Pause,
@@ -540,56 +529,49 @@ impl Flow {
         }
     }
 
-    /// The rewritten `:path`, and how many PromQL parameters its query string holds (a
-    /// default `match[]` included).
-    fn query_path(&self, endpoint: Endpoint, tenant: &Tenant) -> Result<(String, usize), ApiError> {
+    /// The rewriting of one request's parameters.
+    fn rewriter<'a>(&'a self, tenant: &'a Tenant, cache: &'a mut RewriteCache) -> Rewriter<'a> {
+        Rewriter { tenant, limits: &self.shared.config.limits, cache }
+    }
+
+    /// The rewritten `:path`, and how many selecting parameters its query string holds (a
+    /// default `match[]` included); `None` where the endpoint leaves the request line alone.
+    fn query_path(&self, endpoint: Endpoint, tenant: &Tenant) -> Result<Option<(String, usize)>, ApiError> {
         let mut cache = self.shared.rewrites.borrow_mut();
-        let mut enforcer = Enforcer { tenant, limits: &self.cfg().limits, cache: &mut cache };
+        let mut rw = self.rewriter(tenant, &mut cache);
         let (path, query) = self.path_and_query();
         let mut new_path = String::with_capacity(path.len() + query.len() + 96);
         new_path.push_str(path);
         new_path.push('?');
-        let mut n = enforcer.params_into(&mut new_path, query, endpoint)?;
-        // Where a body is only possible (NGINX) the query string must be safe without it:
-        // a body that does come with its own `match[]` then widens the answer, within the
-        // tenant (Prometheus answers for all the selectors it reads).
-        if !self.body.announced() && needs_default(endpoint, n) {
-            append_param(&mut new_path, path.len() + 1, &params::default_match(tenant));
-            n += 1;
-        }
-        Ok((new_path, n))
+        let n = endpoint.enforcer().query(&mut rw, &mut new_path, query, self.body.announced())?;
+        Ok(n.map(|n| (new_path, n)))
     }
 
+    /// The endpoint's enforcer on what has arrived: the request line once, the body when whole.
     fn enforce_params(&mut self, host: &mut dyn Host, endpoint: Endpoint, tenant: &Tenant) -> Result<(), ApiError> {
-        if endpoint.params() == Params::ResponseFiltered {
-            return Ok(());
-        }
         if self.url_params.is_none() {
-            let (new_path, n) = self.query_path(endpoint, tenant)?;
-            host.set_request_header(":path", Some(&new_path));
-            self.url_params = Some(n);
+            if let Some((new_path, n)) = self.query_path(endpoint, tenant)? {
+                host.set_request_header(":path", Some(&new_path));
+                self.url_params = Some(n);
+            }
         }
         if let Some(body) = self.body.take() {
             let mut cache = self.shared.rewrites.borrow_mut();
-            let mut enforcer = Enforcer { tenant, limits: &self.cfg().limits, cache: &mut cache };
-            let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_data("the form body must be UTF-8"))?;
-            let mut new_body = String::with_capacity(text.len() + 96);
-            let n = enforcer.params_into(&mut new_body, text, endpoint)?;
-            if needs_default(endpoint, n + self.url_params.unwrap_or(0)) {
-                append_param(&mut new_body, 0, &params::default_match(tenant));
-            }
+            let mut rw = self.rewriter(tenant, &mut cache);
+            let new_body = endpoint.enforcer().body(&mut rw, &body, self.url_params.unwrap_or(0))?;
             // NGINX keeps only `size` bytes of the new body, Envoy drains `size` bytes of the
             // old one: the larger of the two replaces the whole body on both.
-            host.set_request_body(body.len().max(new_body.len()), new_body.as_bytes());
+            host.set_request_body(body.len().max(new_body.len()), &new_body);
         }
         Ok(())
     }
 
     pub fn on_response_headers(&mut self, host: &mut dyn Host) -> Action {
-        let kind = match self.route {
-            Route::Enforced(Endpoint::Rules) => Kind::Rules,
-            Route::Enforced(Endpoint::Alerts) => Kind::Alerts,
-            _ => return Action::Continue,
+        let Some(kind) = (match self.route {
+            Route::Enforced(endpoint) => endpoint.enforcer().answer(),
+            _ => None,
+        }) else {
+            return Action::Continue;
         };
         let Phase::Admitted(Admitted { tenant: Some(_), answer }) = &mut self.phase else {
             return Action::Continue;

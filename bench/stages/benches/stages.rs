@@ -5,7 +5,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use keystone_prom_wasm::auth::credentials::Credential;
 use keystone_prom_wasm::auth::shared_cache;
 use keystone_prom_wasm::config::Config;
-use keystone_prom_wasm::enforce::params::Enforcer;
+use keystone_prom_wasm::enforce::params::Rewriter;
 use keystone_prom_wasm::enforce::promql::{enforce, Tenant};
 use keystone_prom_wasm::enforce::rewrite_cache::RewriteCache;
 use keystone_prom_wasm::enforce::routes::{self, Endpoint};
@@ -36,7 +36,7 @@ fn stages(c: &mut Criterion) {
     let mut rc = RewriteCache::new(4 << 20);
     c.bench_function("request: dashboard query string, cached rewrite", |b| {
         b.iter(|| {
-            let mut e = Enforcer { tenant: &tenant, limits: &cfg.limits, cache: &mut rc };
+            let mut e = Rewriter { tenant: &tenant, limits: &cfg.limits, cache: &mut rc };
             e.params(black_box(DASHBOARD), Endpoint::QueryRange)
         })
     });
