@@ -78,6 +78,12 @@ pub fn contract(cfg: &Config, scope: &Scope, decision: Decision) -> Contract {
     Contract { tenant, headers }
 }
 
+/// The decision and its contract for one request (`method` and `path` matter only to
+/// access rules).
+pub fn admit(cfg: &Config, scope: &Scope, method: &str, path: &str) -> Result<Rc<Contract>, ApiError> {
+    decide(cfg, scope, method, path).map(|d| Rc::new(contract(cfg, scope, d)))
+}
+
 fn has_any(scope: &Scope, roles: &[String]) -> bool {
     roles.iter().any(|r| scope.roles.contains(r))
 }

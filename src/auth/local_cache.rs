@@ -5,7 +5,7 @@
 
 use crate::auth::scope::Scope;
 use crate::error::ApiError;
-use crate::policy::Decision;
+use crate::policy::Contract;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -16,8 +16,9 @@ pub struct Known {
     pub until: u64,
     /// `None`: Keystone refused the credential.
     pub scope: Option<Rc<Scope>>,
-    /// The policy's decision, when it does not depend on the request (no access rules).
-    pub decision: Option<Result<Decision, ApiError>>,
+    /// The policy's upstream contract, when it does not depend on the request (no access
+    /// rules): a request of a known credential has nothing left to decide.
+    pub contract: Option<Result<Rc<Contract>, ApiError>>,
 }
 
 #[derive(Debug, Default)]
@@ -66,7 +67,7 @@ mod tests {
     use super::*;
 
     fn known(until: u64) -> Rc<Known> {
-        Rc::new(Known { until, scope: None, decision: None })
+        Rc::new(Known { until, scope: None, contract: None })
     }
 
     #[test]

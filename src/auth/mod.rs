@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::host::{CalloutAnswer, Host, Level};
 use crate::metrics::Metric;
-use crate::policy::{self, Decision};
+use crate::policy::{self, Contract};
 use credentials::Credential;
 use keystone::{Answer, AuthFailure, Callout};
 use local_cache::{Known, LocalCache};
@@ -46,9 +46,9 @@ pub enum Wake {
 /// What the scope step answers a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The scope, and the policy's decision when it does not depend on the request (no
+    /// The scope, and the policy's contract when it does not depend on the request (no
     /// access rules): a request of a known credential does not decide again.
-    Scope(Rc<Scope>, Option<Result<Decision, ApiError>>),
+    Scope(Rc<Scope>, Option<Result<Rc<Contract>, ApiError>>),
     /// A callout, this request's or another's, is under way: the request pauses until
     /// `on_callout` or `on_wake` brings the outcome.
     Wait,
@@ -199,7 +199,7 @@ impl Scopes {
 
     fn outcome(&self, cfg: &Config, known: &Known) -> Outcome {
         match &known.scope {
-            Some(scope) => Outcome::Scope(scope.clone(), known.decision.clone()),
+            Some(scope) => Outcome::Scope(scope.clone(), known.contract.clone()),
             None => Outcome::Refused(invalid(cfg, "the credentials were refused by Keystone a moment ago")),
         }
     }
@@ -225,10 +225,10 @@ impl Scopes {
     }
 
     /// Keeps what shared data (or Keystone) said in this worker's local cache, with the
-    /// decision when it does not depend on the request.
+    /// policy's contract when it does not depend on the request.
     fn remember(&self, cfg: &Config, digest: [u8; 32], scope: Option<Rc<Scope>>, until: u64) -> Rc<Known> {
-        let decision = scope.as_ref().filter(|s| s.access_rules.is_none()).map(|s| policy::decide(cfg, s, "", ""));
-        let known = Rc::new(Known { until, scope, decision });
+        let contract = scope.as_ref().filter(|s| s.access_rules.is_none()).map(|s| policy::admit(cfg, s, "", ""));
+        let known = Rc::new(Known { until, scope, contract });
         self.local.borrow_mut().insert(digest, known.clone());
         known
     }
@@ -451,9 +451,9 @@ impl Scopes {
             (Waiting::No, _) => return None,
             (_, Wake::Fail(e)) => Outcome::Refused(e.clone()),
             (_, Wake::Scope(scope)) => {
-                // The owner's store put the decision in this worker's cache a moment ago.
-                let decision = self.known(&a.digest, host.now_s()).and_then(|k| k.decision.clone());
-                Outcome::Scope(scope.clone(), decision)
+                // The owner's store put the contract in this worker's cache a moment ago.
+                let contract = self.known(&a.digest, host.now_s()).and_then(|k| k.contract.clone());
+                Outcome::Scope(scope.clone(), contract)
             }
             (Waiting::ServiceLogin, Wake::Retry) => {
                 let outcome = self.exchange(cfg, host, a);
@@ -520,7 +520,9 @@ mod tests {
 
     fn project(outcome: &Outcome) -> Option<&str> {
         match outcome {
-            Outcome::Scope(scope, Some(Ok(Decision::Enforce(t)))) if scope.project_id.is_some() => t.values().first().map(String::as_str),
+            Outcome::Scope(scope, Some(Ok(contract))) if scope.project_id.is_some() => {
+                contract.tenant.as_ref().and_then(|t| t.values().first()).map(String::as_str)
+            }
             _ => None,
         }
     }

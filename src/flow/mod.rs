@@ -30,7 +30,7 @@ use crate::enforce::routes::{self, Endpoint, MethodCheck, Route};
 use crate::error::ApiError;
 use crate::host::{Action, CalloutAnswer, Host, Level, Wake};
 use crate::metrics::Metric;
-use crate::policy::{self, Decision};
+use crate::policy::{self, Contract};
 use crate::request::body::{Body, Framing, Step};
 use crate::request::header_names::HeaderName;
 use crate::request::headers::Headers;
@@ -332,10 +332,12 @@ impl Flow {
     /// only what the general path would do for it (remove the token, count the cache hit,
     /// write the rewritten `:path`, count the request) and no more, because code that runs
     /// once per request between Envoy's own work costs several times what it costs in a
-    /// loop (bench/README.md). A request with anything else the filter reads or strips, a
-    /// configuration that adds headers, and any refusal take the general path (`Err`, with
-    /// the token's digest when it was taken, so that it is not taken twice).
-    /// `filter_tests::cached_get_*` hold the two paths equal.
+    /// loop (bench/README.md). Its conditions come from the tables the general path uses:
+    /// the routes table and the endpoint's enforcer, and the contract the worker's cache
+    /// holds for the credential (only a tenant to enforce, no headers to set or strip). A
+    /// request with anything else the filter reads or strips, and any refusal, take the
+    /// general path (`Err`, with the token's digest when it was taken, so that it is not taken
+    /// twice). `flow::tests::short_path` holds the two paths equal.
     fn cached_get(&mut self, host: &mut dyn Host) -> Result<Action, Option<[u8; 32]>> {
         use HeaderName as H;
         const NEEDED: u64 = H::Method.bit() | H::Path.bit() | H::AuthToken.bit();
@@ -348,10 +350,6 @@ impl Flow {
         // The general path refuses a header it reads that is not UTF-8; the three this path
         // reads below are `None` then, and so is the answer.
         if self.head.known(H::RequestId).is_some_and(|id| id.is_err()) {
-            return Err(None);
-        }
-        let policy = &self.cfg().policy;
-        if policy.forward_identity_headers || policy.tenant_header.is_some() || !policy.label_enforcement {
             return Err(None);
         }
         if self.method() != "GET" {
@@ -375,8 +373,12 @@ impl Flow {
         let Some(known) = self.shared.scopes.known(&digest, now) else {
             return declined;
         };
-        // A decision is kept only with a scope, and only when it does not depend on the request.
-        let Some(Ok(Decision::Enforce(tenant))) = &known.decision else {
+        // A contract is kept only with a scope, and only when it does not depend on the
+        // request; this path takes one with nothing but a tenant to enforce.
+        let Some(Ok(contract)) = &known.contract else {
+            return declined;
+        };
+        let (Some(tenant), true) = (&contract.tenant, contract.headers.is_empty()) else {
             return declined;
         };
         let Ok(Some((new_path, params))) = self.query_path(endpoint, tenant) else {
@@ -471,20 +473,20 @@ impl Flow {
     }
 
 
-    /// Scope known: the policy decides once per request (or the worker's cache had the
-    /// decision), the identity and tenant headers go upstream, and the request goes on.
-    fn admit(&mut self, host: &mut dyn Host, scope: &Scope, known: Option<Result<Decision, ApiError>>) -> Action {
-        let decision = match known {
-            Some(d) => d,
+    /// Scope known: the policy's contract (the worker's cache has it for a credential without
+    /// access rules), the identity and tenant headers go upstream, and the request goes on.
+    fn admit(&mut self, host: &mut dyn Host, scope: &Scope, known: Option<Result<Rc<Contract>, ApiError>>) -> Action {
+        let contract = match known {
+            Some(c) => c,
             None => {
                 // Access rules name paths relative to the service's endpoint, which includes the prefix.
                 let (path, _) = self.path_and_query();
                 let path = path.strip_prefix(self.cfg().path_prefix.as_str()).unwrap_or(path);
-                policy::decide(self.cfg(), scope, self.method(), path)
+                policy::admit(self.cfg(), scope, self.method(), path)
             }
         };
-        let contract = match decision {
-            Ok(d) => policy::contract(self.cfg(), scope, d),
+        let contract = match contract {
+            Ok(c) => c,
             Err(e) => return self.refuse(host, e),
         };
         // Each header is set where the client's copy lies (one value upstream on every
@@ -492,7 +494,7 @@ impl Flow {
         for (name, value) in &contract.headers {
             self.set_or_strip(host, name, value.as_deref());
         }
-        self.phase = Phase::Admitted(Admitted { tenant: contract.tenant, answer: None });
+        self.phase = Phase::Admitted(Admitted { tenant: contract.tenant.clone(), answer: None });
         self.forward(host)
     }
 
