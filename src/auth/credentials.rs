@@ -4,6 +4,9 @@
 //! `X-Application-Credential-*` headers; `Authorization: Basic` in Maia's encodings
 //! (`user|project`, `user|@domain`, `*appcred…`).
 
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::{alphabet, Engine};
 use sha2::{Digest, Sha256};
 
 /// Keystone tokens are a few hundred bytes (fernet) to a few KiB (PKI); anything longer
@@ -142,29 +145,13 @@ fn decode_basic(b64: &str) -> Result<(String, String), CredentialError> {
     Ok((user.to_string(), password.to_string()))
 }
 
+/// Standard base64, with or without padding (clients differ); nothing else.
+const BASIC: GeneralPurpose =
+    GeneralPurpose::new(&alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
+
 /// Standard base64 with optional padding; `None` on anything else.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    BASIC.decode(s).ok()
 }
 
 impl Credential {

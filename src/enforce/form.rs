@@ -1,6 +1,11 @@
 //! `application/x-www-form-urlencoded` as Go's `net/url` reads it, for query strings
 //! and POST bodies. Anything Go would read differently (bad escapes, `;`) is refused, so
 //! the filter and Prometheus always see the same parameters.
+//!
+//! Decoding and escaping are the `percent-encoding` and `form_urlencoded` crates'. What is
+//! this module's own is what a test shows the crates read differently from Go: they keep
+//! a `%` without two hex digits as it is (Go's `ParseQuery` refuses it, so `check_escapes`
+//! does), and `form_urlencoded` splits on `&` only (Go 1.17+ refuses a `;`).
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
@@ -43,26 +48,12 @@ pub fn encode(params: &[Param]) -> String {
 
 /// Decodes one key or value: `+` is a space, `%XX` a byte; the result must be UTF-8.
 pub fn decode(s: &str) -> Result<String, FormError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = b.get(i + 1).and_then(|c| (*c as char).to_digit(16));
-                let lo = b.get(i + 2).and_then(|c| (*c as char).to_digit(16));
-                match (hi, lo) {
-                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
-                    _ => return Err(FormError(format!("invalid %-escape in {s:?}"))),
-                }
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| FormError("parameters must be UTF-8".into()))
+    check_escapes(s)?;
+    let plus_as_space = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| FormError("parameters must be UTF-8".into()))
 }
 
 /// Decodes a key, borrowing it when there is nothing to decode (the usual case).
@@ -90,7 +81,8 @@ pub fn check_escapes(s: &str) -> Result<(), FormError> {
     Ok(())
 }
 
-/// Go's `url.QueryEscape`.
+/// Escapes a key or value for a form. The WHATWG form escape keeps `*` and escapes `~`,
+/// where Go's `url.QueryEscape` does the opposite; Go decodes both alike.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + s.len() / 4);
     escape_into(&mut out, s);
@@ -98,25 +90,7 @@ pub fn escape(s: &str) -> String {
 }
 
 fn escape_into(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    // Runs of unreserved bytes are copied whole (a rewritten query is mostly names).
-    let mut run = 0;
-    for (i, &b) in s.as_bytes().iter().enumerate() {
-        if matches!(b, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~') {
-            continue;
-        }
-        // A run is ASCII, so its ends are character boundaries; an empty one may not be.
-        out.push_str(s.get(run..i).unwrap_or_default());
-        if b == b' ' {
-            out.push('+');
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        }
-        run = i + 1;
-    }
-    out.push_str(s.get(run..).unwrap_or_default());
+    out.extend(form_urlencoded::byte_serialize(s.as_bytes()));
 }
 
 #[cfg(test)]
@@ -125,10 +99,10 @@ mod tests {
 
     #[test]
     fn escapes_like_go_around_multibyte_characters() {
-        assert_eq!(escape("é x~"), "%C3%A9+x~");
+        assert_eq!(escape("é x~*"), "%C3%A9+x%7E*");
         assert_eq!(escape("a{b=\"ü\"}"), "a%7Bb%3D%22%C3%BC%22%7D");
         assert_eq!(escape(""), "");
-        assert_eq!(escape("Zz09-_.~"), "Zz09-_.~");
+        assert_eq!(escape("Zz09-_."), "Zz09-_.");
         assert_eq!(decode(&escape("sum(rate(x{a=\"é\"}[5m])) / 2")).unwrap(), "sum(rate(x{a=\"é\"}[5m])) / 2");
     }
 
@@ -152,6 +126,14 @@ mod tests {
         assert!(parse("query=%zz").is_err());
         assert!(parse("query=%4").is_err());
         assert!(parse("query=%ff").is_err());
+    }
+
+    #[test]
+    fn where_the_crates_read_differently_from_go() {
+        // Why check_escapes and the ';' check are this module's own: the crates accept these.
+        let pairs: Vec<_> = form_urlencoded::parse(b"query=%zz;b").collect();
+        assert_eq!(pairs, [("query".into(), "%zz;b".into())]);
+        assert_eq!(percent_encoding::percent_decode_str("%4").decode_utf8().unwrap(), "%4");
     }
 
     #[test]
