@@ -138,48 +138,6 @@ wait_http() {
   return 1
 }
 
-write_promwrite() {  # stdlib-only Prometheus remote-write client
-cat > "$1" <<'PYEOF'
-#!/usr/bin/env python3
-"""promwrite.py URL < lines   ;  line: name{k="v",...} value [timestamp_ms]
-Hand-encoded prometheus.WriteRequest protobuf in a literal-only snappy block (stdlib only)."""
-import re, struct, sys, time, urllib.request, urllib.error
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F; n >>= 7
-        if n: out.append(b | 0x80)
-        else: out.append(b); return bytes(out)
-def ld(field, payload): return varint(field << 3 | 2) + varint(len(payload)) + payload
-def snappy_block(data):  # uvarint(len) + one literal (tag 63 = 4-byte length-1)
-    return varint(len(data)) + (bytes([63 << 2]) + struct.pack('<I', len(data) - 1) + data if data else b'')
-LINE = re.compile(r'^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*?)\})?\s+(\S+)(?:\s+(-?\d+))?\s*$')
-LBL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
-series, now = {}, int(time.time() * 1000)
-for raw in sys.stdin.read().splitlines():
-    if not raw.strip() or raw.lstrip().startswith('#'): continue
-    m = LINE.match(raw)
-    if not m: sys.exit('bad line: %r' % raw)
-    name, lbls, val, ts = m.groups()
-    labels = {'__name__': name}
-    for k, v in LBL.findall(lbls or ''): labels[k] = v.replace('\\"', '"').replace('\\\\', '\\')
-    series.setdefault(tuple(sorted(labels.items())), []).append((float(val), int(ts) if ts else now))
-body = b''
-for labels, samples in series.items():
-    ts = b''.join(ld(1, ld(1, k.encode()) + ld(2, v.encode())) for k, v in labels)
-    for val, t in sorted(samples, key=lambda s: s[1]):
-        ts += ld(2, varint(1 << 3 | 1) + struct.pack('<d', val) + varint(2 << 3) + varint(t & (2**64 - 1)))
-    body += ld(1, ts)
-req = urllib.request.Request(sys.argv[1], data=snappy_block(body), method='POST', headers={
-    'Content-Encoding': 'snappy', 'Content-Type': 'application/x-protobuf',
-    'X-Prometheus-Remote-Write-Version': '0.1.0'})
-try:
-    with urllib.request.urlopen(req, timeout=10) as r:
-        print('remote write: HTTP %d, %d series, %d samples' % (r.status, len(series), sum(map(len, series.values()))))
-except urllib.error.HTTPError as e:
-    sys.exit('remote write failed: HTTP %d %s' % (e.code, e.read().decode(errors='replace')))
-PYEOF
-}
 
 # ---------------------------------------------------------------- keystone
 ks_start() {  # $1=dir ; sets KP
@@ -418,7 +376,7 @@ prom_seed() {  # 61 samples/minute for 60 min, two projects, deterministic value
     done
     seed_rich "$TEAM_A_ID" "$TEAM_B_ID" "$SEED_START"
   } > "$P/seed.txt"
-  $PY "$P/promwrite.py" "$PROM_URL/api/v1/write" < "$P/seed.txt" >&2
+  $PY "$REPO_ROOT/scripts/stack/promwrite.py" "$PROM_URL/api/v1/write" < "$P/seed.txt" >&2
   # verify: visible at once through the query and series APIs
   local n
   n=$(curl -m 10 -sS "$PROM_URL/api/v1/query" --data-urlencode 'query=sum by (project_id) (rate(cloud_cpu_seconds_total[5m]))' \
@@ -478,45 +436,7 @@ EOF
 # Label values overlap across projects on purpose (job api/web, instance node-1) so that an aggregation
 # that drops project_id would mix tenants; node-3, m1.xlarge and job "batch" exist only in team-b.
 seed_rich() {
-  $PY - "$1" "$2" "$3" <<'PYEOF'
-import sys
-a, b, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
-projects = [  # (project id, factor, instances, flavors)
-    (a, 1, ["node-1", "node-2"], ["m1.small", "m1.large"]),
-    (b, 3, ["node-1", "node-3"], ["m1.xlarge", "m1.tiny"]),
-]
-BUCKETS = ["0.05", "0.1", "0.25", "0.5", "1", "+Inf"]
-out = []
-def emit(name, labels, value, ts):
-    lbl = ",".join('%s="%s"' % kv for kv in labels)
-    out.append("%s{%s} %s %d" % (name, lbl, repr(float(value)), ts))
-for pid, f, insts, flavors in projects:
-    for i in range(61):
-        ts = (start + i * 60) * 1000
-        for j, job in enumerate(["api", "web"]):
-            for k, inst in enumerate(insts):
-                for code, mult in (("200", 10), ("500", 1)):
-                    rate = f * (j + 1) * mult + k + 2            # >= 3 per minute
-                    n = i
-                    if (job, k, code) == ("web", 1, "200") and i >= 40:
-                        n = i - 40                                # counter reset at minute 40
-                    v = n * rate + (n * n % 7) * 0.25             # wiggle < rate: still monotonic
-                    emit("http_requests_total", [("project_id", pid), ("job", job), ("instance", inst), ("code", code)], v, ts)
-            # histogram: cumulative bucket counts, distribution differs per project and job
-            shares = [1, 3, 6, 8, 9, 10] if (f + j) % 2 else [2, 4, 5, 7, 9, 10]
-            per_min = 6 * f + 4 * j
-            for le, sh in zip(BUCKETS, shares):
-                emit("request_duration_seconds_bucket", [("project_id", pid), ("job", job), ("le", le)], i * per_min * sh, ts)
-            emit("request_duration_seconds_count", [("project_id", pid), ("job", job)], i * per_min * 10, ts)
-            emit("request_duration_seconds_sum", [("project_id", pid), ("job", job)], i * per_min * (1.5 + f * 0.25 + j), ts)
-        for k, (inst, flavor) in enumerate(zip(insts, flavors)):
-            emit("memory_bytes", [("project_id", pid), ("instance", inst)], f * 1e9 + ((i * 37 + k * 11) % 17) * 1e6, ts)
-            emit("temperature_celsius", [("project_id", pid), ("instance", inst)], ((i * 13 + k * 5 + f) % 21 - 10) * 0.75, ts)
-            emit("instance_info", [("project_id", pid), ("instance", inst), ("flavor", flavor)], 1, ts)
-        if pid == b:
-            emit("batch_jobs_failed_total", [("project_id", pid), ("job", "batch"), ("instance", "node-3")], i // 10, ts)
-print("\n".join(out))
-PYEOF
+  $PY "$REPO_ROOT/scripts/stack/seed_rich.py" "$1" "$2" "$3"
 }
 
 # prom_a_seed DIR: the second Prometheus (PROM_A) gets exactly team-a's lines of the main seed file
@@ -560,17 +480,7 @@ prom_x_seed() {
 # render_envoy TEMPLATE OUT: substitute only the known ${VAR} placeholders (no envsubst needed)
 render_envoy() {
   ENVOY_PORT=$ENVOY_PORT ENVOY_ADMIN_PORT=$ENVOY_ADMIN_PORT KEYSTONE_PORT=$KEYSTONE_PORT \
-  PROM_PORT=$PROM_PORT WASM_PATH=$WASM_PATH $PY - "$1" "$2" <<'PYEOF'
-import os, re, sys
-known = ("ENVOY_PORT", "ENVOY_ADMIN_PORT", "KEYSTONE_PORT", "PROM_PORT", "WASM_PATH")
-text = open(sys.argv[1]).read()
-for k in known:
-    text = text.replace("${%s}" % k, os.environ[k])
-left = sorted(set(re.findall(r"\$\{([A-Z_]+)\}", text)) & set(known))
-if left:
-    sys.exit("unsubstituted placeholders: %s" % left)
-open(sys.argv[2], "w").write(text)
-PYEOF
+  PROM_PORT=$PROM_PORT WASM_PATH=$WASM_PATH $PY "$REPO_ROOT/scripts/stack/render_envoy.py" "$1" "$2"
 }
 
 envoy_start() {  # $1=dir ; needs KEYSTONE_PORT PROM_PORT ; sets ENVOY_PORT ENVOY_ADMIN_PORT
@@ -655,7 +565,7 @@ cmd_up() {
   KEYSTONE_ACCESS_LOG="$STACK_DIR/keystone/access.log"
   ks_seed
   PROM_URL="http://127.0.0.1:$PROM_PORT"; PROM_PID=$(cat "$STACK_DIR/prometheus/prometheus.pid")
-  PROMWRITE="$STACK_DIR/prometheus/promwrite.py"; write_promwrite "$PROMWRITE"
+  PROMWRITE="$REPO_ROOT/scripts/stack/promwrite.py"
   prom_seed "$STACK_DIR/prometheus"
   prom_rules "$STACK_DIR/prometheus"
   # a second Prometheus, NOT behind Envoy, holding only team-a's samples: the reference answer for

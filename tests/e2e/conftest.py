@@ -156,6 +156,7 @@ def wait_for(pred, timeout=5.0, interval=0.05):
 # `keystone` cluster pointed at tests/e2e/keystone_proxy.py and the `prometheus` cluster at the upstream
 # recorder below (which forwards to PROM_X, the Prometheus with sub-project and domain series).
 import base64
+import hashlib
 import http.client
 import http.server
 import signal
@@ -530,6 +531,43 @@ SECRETS_USED = set()
 def remember_secret(*values):
     SECRETS_USED.update(v for v in values if v)
     return values[0] if len(values) == 1 else values
+
+
+def _secrets(stack):
+    s = set(SECRETS_USED)
+    for k in ("ADMIN_PASSWORD", "ADMIN_TOKEN", "ADMIN_SYSTEM_TOKEN", "SERVICE_TOKEN", "ALICE_TOKEN", "RITA_TOKEN",
+              "RITA_DOMAIN_TOKEN", "APPCRED_TOKEN", "APPCRED_SECRET", "BOB_TOKEN", "CARL_TOKEN", "OPS_TOKEN",
+              "OPS_SYSTEM_TOKEN", "APPCRED_RO_SECRET", "SVC_APPCRED_SECRET", "APPCRED_GLOB_SECRET"):
+        if stack.get(k):
+            s.add(stack[k])
+    s.update(["alice-secret", "rita-secret", "bob-secret", "carl-secret", "ops-secret", "svc-secret"])
+    return {x for x in s if len(x) >= 8}
+
+
+def secrets_in_envoy_logs(stack, variants_dir):
+    """(log, sha256 prefix, first characters) of every secret the tests used that stands in the main
+    Envoy's log or an extra Envoy's log."""
+    logs = {}
+    for name in sorted(os.listdir(variants_dir)) if os.path.isdir(variants_dir) else []:
+        p = os.path.join(variants_dir, name, "envoy.log")
+        if os.path.exists(p):
+            with open(p, errors="replace") as f:
+                logs[name] = f.read()
+    main = os.path.join(stack["STACK_DIR"], "envoy", "envoy.log")
+    if os.path.exists(main):
+        with open(main, errors="replace") as f:
+            logs["main"] = f.read()
+    secrets = _secrets(stack)
+    return [(name, hashlib.sha256(s.encode()).hexdigest()[:12], s[:4] + "...")
+            for name, text in logs.items() for s in secrets if s in text]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_envoy_log_at_the_end(stack, variants_dir):
+    """After every e2e test, in whatever order they ran: no secret any of them sent is in a log."""
+    yield
+    found = secrets_in_envoy_logs(stack, variants_dir)
+    assert not found, "secrets in Envoy logs (log, sha256 prefix, start): %r" % found
 
 
 def basic_auth(username, password):
