@@ -6,6 +6,7 @@ pub use crate::auth::Wake;
 use crate::metrics::Metric;
 use crate::request::headers::Headers;
 
+pub mod ids;
 #[cfg(test)]
 pub mod mock;
 // The proxy-wasm host exists only in the wasi build; wasm32-unknown-unknown runs the core tests.

@@ -14,6 +14,7 @@ use crate::auth::keystone::MAX_RESPONSE_BYTES;
 use crate::clock::TickClock;
 use crate::config::Config;
 use crate::flow::{Flow, Shared};
+use crate::host::ids::ById;
 use crate::host::{Action, CalloutAnswer, Host, Level, Wake};
 use crate::metrics::{self, Metric};
 use crate::request::headers::Headers;
@@ -79,26 +80,6 @@ fn host_now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Hashes the host's context and callout ids (small sequential integers, not chosen by
-/// clients) as they are: these maps are touched on every request.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type ById = std::hash::BuildHasherDefault<IdHasher>;
 
 /// How often the root runs deferred wake-ups and flushes counters.
 const TICK: Duration = Duration::from_millis(20);
