@@ -12,7 +12,6 @@ this script run on CPU 1. Keystone, Prometheus and Aetos may use both CPUs.
 import argparse
 import concurrent.futures
 import datetime
-import hashlib
 import http.client
 import json
 import os
@@ -20,7 +19,6 @@ import random
 import resource
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,9 +29,18 @@ import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The harness the e2e tests share (ports, processes, Envoy configurations); the workloads and the
+# measurements are this folder's. Their names are re-exported here for bench/ab.py.
+from harness.envoy import direct_route, hcm, listener, proxy_config, stat as envoy_stat  # noqa: E402,F401
+from harness.procs import Procs, free_port, http_get, wait_ready  # noqa: E402,F401
+from measure import (CLK_TCK, canonical, cpu_seconds, machine_busy, pctl, pgid_of, pids_in_groups,  # noqa: E402,F401
+                     rss_kib, slot_prediction, task_cpu_total, wrk_result)
+from workloads import (DASHBOARD, LABELS_BODY, lua_dashboard, lua_open, lua_random_tokens, lua_series,  # noqa: E402
+                       lua_trivial, lua_unique, q, with_tenant)
 SUT_CPU = 0      # the system under test (every Envoy variant)
 LOAD_CPU = 1     # wrk, the synthetic upstream, this script
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def log(msg):
@@ -45,149 +52,6 @@ def log(msg):
 # scans every environment variable for proxy settings on each of Aetos' calls to Prometheus, and
 # with a shell's ~100 variables that alone took 7% of its time (bench/README.md, "Aetos").
 SERVICE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"}
-
-
-class Procs:
-    """Every process this script starts; all stopped by stop_all (also on errors and signals)."""
-
-    def __init__(self, pidfile):
-        self.procs = []
-        self.pidfile = pidfile
-
-    def start(self, name, argv, log_path, cpus=None, cwd=None, env=None):
-        def pre():
-            if cpus is not None:
-                os.sched_setaffinity(0, cpus)
-        f = open(log_path, "ab")
-        # a new session: its own process group (gunicorn's workers), untouched by the terminal's ^C
-        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-                             env=env, preexec_fn=pre, start_new_session=True)
-        f.close()
-        p.bench_name = name
-        self.procs.append(p)
-        with open(self.pidfile, "a") as pf:
-            pf.write("%d\n" % p.pid)
-        return p
-
-    def stop(self, p, timeout=10):
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait(5)
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def stop_all(self):
-        for p in list(self.procs):
-            self.stop(p)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def http_get(url, headers=None, timeout=10):
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def wait_ready(url, proc, timeout=60, interval=0.01):
-    """Seconds until url answers 200; raises if the process dies or time runs out."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError("%s exited with %s" % (proc.bench_name, proc.returncode))
-        try:
-            if http_get(url, timeout=2)[0] == 200:
-                return time.monotonic() - t0
-        except (OSError, http.client.HTTPException):
-            pass
-        time.sleep(interval)
-    raise RuntimeError("%s not ready after %ds" % (proc.bench_name, timeout))
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def machine_busy(seconds=2.0):
-    """Share of both CPUs busy (user+system+irq, everything but idle and iowait) over `seconds`: taken
-    while the benchmark's own processes are idle, it is what other processes use."""
-    def snap():
-        with open("/proc/stat") as f:
-            f = f.readline().split()[1:]
-        vals = list(map(int, f))
-        return sum(vals), vals[3] + vals[4]
-    t0, i0 = snap()
-    time.sleep(seconds)
-    t1, i1 = snap()
-    return 1 - (i1 - i0) / max(1, t1 - t0)
-
-
-def task_cpu_total():
-    """user + nice + system seconds of all CPUs (irq/softirq time is not charged to processes)."""
-    with open("/proc/stat") as f:
-        v = list(map(int, f.readline().split()[1:4]))
-    return sum(v) / CLK_TCK
-
-
-def pgid_of(pid):
-    """The process group of `pid` (field 5 of /proc/PID/stat), or None if it is gone."""
-    try:
-        with open("/proc/%s/stat" % pid) as f:
-            st = f.read()
-        return int(st[st.rindex(")") + 2:].split()[2])
-    except (OSError, ValueError):
-        return None
-
-
-def pids_in_groups(pgids):
-    """Pids of every process in these process groups (e.g. gunicorn's master and workers)."""
-    return [int(d) for d in os.listdir("/proc") if d.isdigit() and pgid_of(d) in pgids]
-
-
-def wrk_result(text):
-    """The BENCHJSON summary line our wrk scripts print (LUA_DONE), with rps added; None without one."""
-    for line in text.splitlines():
-        if line.startswith("BENCHJSON "):
-            r = json.loads(line[len("BENCHJSON "):])
-            r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-            return r
-    return None
-
-
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])   # utime + stime
-    return total / CLK_TCK
 
 
 # -------------------------------------------------------------------------------------- Envoy configs
@@ -202,66 +66,6 @@ def fake_token_body(project_id):
         "user": {"id": "0123456789abcdef0123456789abcdef", "name": "bench", "domain": {"id": "default"}},
         "project": {"id": project_id, "name": "team-a", "domain": {"id": "default", "name": "Default"}},
         "roles": [{"id": "r1", "name": "reader"}, {"id": "r2", "name": "member"}]}})
-
-
-def hcm(stat, routes, http_filters=()):
-    routes = [routes] if isinstance(routes, dict) else routes
-    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": stat, "codec_type": "AUTO",
-        "route_config": {"name": stat, "virtual_hosts": [{"name": stat, "domains": ["*"], "routes": routes}]},
-        "http_filters": list(http_filters) + [{"name": "envoy.filters.http.router", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}
-
-
-def listener(name, port, hcm_filter):
-    return {"name": name, "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [hcm_filter]}]}
-
-
-def cluster(name, port):
-    return {"name": name, "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
-        "cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-            "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
-
-
-def direct_route(body, path=None):
-    match = {"path": path} if path else {"prefix": "/"}
-    return {"match": match, "direct_response": {"status": 200, "body": {"inline_string": body}},
-            "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]}
-
-
-def wasm_filter(name, path, root_id="", configuration=None):
-    cfg = {"name": name, "root_id": root_id, "fail_open": False, "vm_config": {
-        "vm_id": name, "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": path}}}}
-    if configuration is not None:
-        cfg["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                                "value": json.dumps(configuration)}
-    return {"name": "envoy.filters.http.wasm", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": cfg}}
-
-
-def filter_configuration(keystone_port):
-    """The filter's configuration: the one of envoy/envoy.yaml (the reference configuration)."""
-    return {"keystone": {"url": "http://127.0.0.1:%d/v3" % keystone_port, "upstream": "keystone",
-                         "timeout_ms": 2000},
-            "project_label": "project_id", "cache": {"ttl_seconds": 300}}
-
-
-def proxy_config(kind, admin_port, port, upstream_port, keystone_port, wasm, noop_wasm):
-    """kind: plain (router only), noop (no-op Wasm filter + router), filter (keystone_prom + router)."""
-    filters = []
-    if kind == "noop":
-        filters = [wasm_filter("noop", noop_wasm)]
-    elif kind == "filter":
-        filters = [wasm_filter("keystone_prom", wasm, "keystone_prom", filter_configuration(keystone_port))]
-    route = {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "120s"}}
-    clusters = [cluster("upstream", upstream_port)]
-    if kind == "filter":
-        clusters.append(cluster("keystone", keystone_port))
-    return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-            "static_resources": {"listeners": [listener("proxy", port, hcm("proxy", route, filters))],
-                                 "clusters": clusters}}
 
 
 class Envoy:
@@ -283,242 +87,9 @@ class Envoy:
         log("  envoy %s ready in %.0f ms (pid %d, port %d)" % (name, self.ready_s * 1e3, self.pid, self.port))
 
     def stat(self, name):
-        code, body = http_get(self.admin_url + "/stats?filter=" + urllib.parse.quote(name))
-        for line in body.decode().splitlines():
-            k, _, v = line.partition(": ")
-            if k == name:
-                return int(v)
-        return None
+        return envoy_stat(self.admin_url, name)
 
 
-# ---------------------------------------------------------------------------------------- workloads
-# 20 Grafana-style panel queries over the seeded series (scripts/stack.sh seed_rich): time series
-# panels send query_range (start/end/step follow the refresh), stat and table panels send instant
-# queries (time follows the refresh); the PromQL text itself repeats on every refresh.
-DASHBOARD = [
-    ("range", 'sum by (job) (rate(http_requests_total[5m]))'),
-    ("range", 'sum by (code) (rate(http_requests_total{job="api"}[5m]))'),
-    ("range", 'sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))'),
-    ("range", 'histogram_quantile(0.99, sum by (le) (rate(request_duration_seconds_bucket{job="api"}[5m])))'),
-    ("range", 'histogram_quantile(0.5, sum by (le, job) (rate(request_duration_seconds_bucket[5m])))'),
-    ("range", 'rate(request_duration_seconds_sum[5m]) / rate(request_duration_seconds_count[5m])'),
-    ("range", 'avg by (instance) (memory_bytes)'),
-    ("range", 'max_over_time(temperature_celsius[10m])'),
-    ("instant", 'memory_bytes * on (instance) group_left (flavor) instance_info'),
-    ("instant", 'topk(5, sum by (instance) (rate(http_requests_total[5m])))'),
-    ("range", 'increase(http_requests_total{job="web",code="200"}[1h])'),
-    ("instant", 'sum(cloud_instances)'),
-    ("range", 'sum by (instance) (rate(cloud_cpu_seconds_total[5m]))'),
-    ("instant", 'count by (flavor) (instance_info)'),
-    ("range", 'avg_over_time(temperature_celsius{instance="node-1"}[15m])'),
-    ("range", 'deriv(memory_bytes[10m])'),
-    ("range", 'sum without (instance) (rate(http_requests_total{job=~"api|web"}[1m]))'),
-    ("instant", 'quantile_over_time(0.95, temperature_celsius[30m])'),
-    ("instant", 'absent(batch_jobs_failed_total)'),
-    ("instant", 'sum by (job) (increase(request_duration_seconds_count[1h]))'),
-]
-
-# all-unique: a counter inside a label matcher value (and on every third request an offset of 1-9
-# minutes), so no two requests carry the same PromQL text: every request pays the full parse + rewrite
-# + print. Each template: (text before the counter, text after it up to the range, the rest).
-UNIQUE = [
-    ('sum by (job) (rate(http_requests_total{job="api",instance!="u-', '"}[5m]', '))'),
-    ('histogram_quantile(0.9, sum by (le) (rate(request_duration_seconds_bucket{job!="j', '"}[5m]', ')))'),
-    ('avg_over_time(memory_bytes{instance=~"node-1|n', '"}[10m]', ')'),
-    ('sum(rate(http_requests_total{code="500",instance!="x', '"}[5m]', ')) / sum(rate(http_requests_total[5m]))'),
-]
-
-SERIES = [
-    ("/api/v1/series", [("match[]", 'http_requests_total{job="api"}')], True),
-    ("/api/v1/series", [("match[]", "memory_bytes"), ("match[]", "instance_info")], True),
-    ("/api/v1/labels", [], True),
-    ("/api/v1/labels", [("match[]", "memory_bytes")], True),
-    ("/api/v1/label/__name__/values", [], False),
-    ("/api/v1/label/job/values", [("match[]", "http_requests_total")], False),
-    ("/api/v1/label/instance/values", [], False),
-]
-
-WORKLOADS = {
-    "dashboard": "dashboard mix: 20 Grafana panel queries (13 query_range, 7 instant), time/start/end moving",
-    "dashboard-instant": "dashboard mix, instant queries only: the same 20 expressions as /api/v1/query",
-    "unique": "all-unique queries: a counter inside a label matcher, every PromQL text new",
-    "series": "series and labels APIs: /series, /labels, /label/<name>/values, with and without match[]",
-    "trivial": "diagnostic: one fixed request, /api/v1/query?query=up (token check + cached rewrite only)",
-    "open": "diagnostic: GET /-/healthy without a token (forwarded as it is: no token, no rewrite)",
-}
-
-LUA_DONE = r'''
-done = function(summary, latency, requests)
-  io.write(string.format('BENCHJSON {"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,' ..
-    '"write":%d,"status":%d,"timeout":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f}\n',
-    summary.requests, summary.duration, summary.bytes, summary.errors.connect, summary.errors.read,
-    summary.errors.write, summary.errors.status, summary.errors.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
-end
-'''
-
-
-def q(s):
-    return urllib.parse.quote(s, safe="")
-
-
-def lua_str(s):
-    return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def lua_header(token):
-    return 'wrk.headers["X-Auth-Token"] = %s\nlocal n = 0\n' % lua_str(token)
-
-
-SEEDED_NAMES = ("http_requests_total", "request_duration_seconds_bucket", "request_duration_seconds_sum",
-                "request_duration_seconds_count", "memory_bytes", "temperature_celsius", "instance_info",
-                "cloud_instances", "cloud_cpu_seconds_total", "batch_jobs_failed_total")
-# what the synthetic upstream answers to the metric-names request (Aetos makes one before each query)
-LABELS_BODY = json.dumps({"status": "success", "data": sorted(SEEDED_NAMES + ("up",))})
-SELECTOR = re.compile(r"\b(%s)\b(\{[^}]*\})?" % "|".join(SEEDED_NAMES))
-
-
-def with_tenant(expr, project_id):
-    """The expression as the filter sends it upstream: project_id="<id>" on every selector (for the
-    configurations without enforcement on the real Prometheus, so that Prometheus does the same work)."""
-    def sub(m):
-        inner = (m.group(2) or "{}")[1:-1]
-        return '%s{%s%sproject_id="%s"}' % (m.group(1), inner, "," if inner else "", project_id)
-    return SELECTOR.sub(sub, expr)
-
-
-def lua_dashboard(token, t_end, instant_only, tenant=None):
-    paths, ranges = [], []
-    for kind, expr in DASHBOARD:
-        if tenant:
-            expr = with_tenant(expr, tenant)
-        rng = kind == "range" and not instant_only
-        paths.append(lua_str(("/api/v1/query_range?query=" if rng else "/api/v1/query?query=") + q(expr)))
-        ranges.append("true" if rng else "false")
-    return lua_header(token) + '''
-local paths = {%s}
-local ranges = {%s}
-local T = %d
-request = function()
-  n = n + 1
-  local i = n %% #paths + 1
-  -- Grafana refreshes: the end moves by one 15 s step every 20 requests (a full dashboard refresh)
-  local t = T - 15 * (math.floor(n / #paths) %% 120)
-  local p
-  if ranges[i] then p = paths[i] .. "&start=" .. (t - 3600) .. "&end=" .. t .. "&step=15"
-  else p = paths[i] .. "&time=" .. t end
-  return wrk.format(nil, p)
-end
-''' % (", ".join(paths), ", ".join(ranges), t_end) + LUA_DONE
-
-
-def lua_unique(token, t_end):
-    parts = [[lua_str(q(x)) for x in tpl] for tpl in UNIQUE]
-    return lua_header(token) + '''
-local pre = {%s}
-local mid = {%s}
-local suf = {%s}
-local T = %d
-request = function()
-  n = n + 1
-  local i = n %% #pre + 1
-  local off = ""
-  if n %% 3 == 0 then off = "%%20offset%%20" .. (n %% 9 + 1) .. "m" end
-  return wrk.format(nil, "/api/v1/query?query=" .. pre[i] .. n .. mid[i] .. off .. suf[i] .. "&time=" .. T)
-end
-''' % (", ".join(p[0] for p in parts), ", ".join(p[1] for p in parts), ", ".join(p[2] for p in parts),
-       t_end) + LUA_DONE
-
-
-def lua_series(token, t_end):
-    paths, timed = [], []
-    for path, params, with_time in SERIES:
-        qs = "&".join("%s=%s" % (q(k), q(v)) for k, v in params)
-        paths.append(lua_str(path + "?" + qs if qs else path + "?"))
-        timed.append("true" if with_time else "false")
-    return lua_header(token) + '''
-local paths = {%s}
-local timed = {%s}
-local T = %d
-request = function()
-  n = n + 1
-  local i = n %% #paths + 1
-  local t = T - 15 * (math.floor(n / #paths) %% 120)
-  local p = paths[i]
-  if timed[i] then p = p .. "&start=" .. (t - 3600) .. "&end=" .. t end
-  return wrk.format(nil, p)
-end
-''' % (", ".join(paths), ", ".join(timed), t_end) + LUA_DONE
-
-
-def lua_trivial(token, t_end):
-    return lua_header(token) + '''
-local p = "/api/v1/query?query=up&time=%d"
-request = function() return wrk.format(nil, p) end
-''' % t_end + LUA_DONE
-
-
-def lua_open(t_end):
-    return '''
-local p = "/-/healthy"
-request = function() return wrk.format(nil, p) end
-''' + LUA_DONE
-
-
-def lua_random_tokens(prefix):
-    """Every request a new, never-seen token (memory test)."""
-    return '''
-local n = 0
-local p = "/api/v1/query?query=up&time=1700000000"
-local pre = %s
-request = function()
-  n = n + 1
-  return wrk.format(nil, p, {["X-Auth-Token"] = pre .. n})
-end
-''' % lua_str(prefix) + LUA_DONE
-
-
-def canonical(data):
-    """A query answer with its series in a fixed order (Prometheus does not sort aggregations)."""
-    res = data.get("result")
-    if isinstance(res, list):
-        res = sorted(res, key=lambda s: json.dumps(s, sort_keys=True))
-    return data.get("resultType"), res
-
-
-def token_slot(token, slots):
-    h = hashlib.sha256()
-    for s in ("token", token):
-        b = s.encode()
-        h.update(len(b).to_bytes(8, "big"))
-        h.update(b)
-    return int.from_bytes(h.digest()[:8], "big") % slots
-
-
-def slot_prediction(first, fresh, slots):
-    """(credentials of the run sharing a slot with another one, [least, most] Keystone calls the replay
-    of `first` should cause). Replaying, a slot shared by k credentials costs k - 1 calls if the one cached
-    last is replayed first, k if not (which one completed last among concurrent requests is not known)."""
-    by_slot = {}
-    for t in first:
-        by_slot.setdefault(token_slot(t, slots), []).append(t)
-    least = sum(len(v) - 1 for v in by_slot.values() if len(v) > 1)
-    most = sum(len(v) for v in by_slot.values() if len(v) > 1)
-    all_slots = [token_slot(t, slots) for t in first + fresh]
-    shared = sum(1 for s in all_slots if all_slots.count(s) > 1)
-    return shared, [least, most]
-
-
-def pctl(values, p):
-    """Nearest-rank percentile."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
-    return s[k]
-
-
-# -------------------------------------------------------------------------------------------- bench
 class Bench:
     def __init__(self, a):
         self.a = a

@@ -14,11 +14,15 @@ import subprocess
 import tempfile
 import time
 
+import sys
+
 import pytest
 import requests
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-STACK_SH = os.path.join(REPO, "scripts", "stack.sh")
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from harness.envoy import ENVOY_BIN, cluster_of, merge_config, set_cluster_port, stat, wasm_filter_of  # noqa: E402
+from harness.procs import free_port, stop_group, wait_for  # noqa: E402,F401 (tests import them from here)
+from harness.stack import REPO, read_stack, stack_cmd  # noqa: E402,F401
 
 
 # Series that only the main Prometheus has: it alone evaluates rules (scripts/stack.sh prom_rules, for
@@ -41,23 +45,12 @@ def without_rule_output(items, project=None):
     return kept
 
 
-def read_stack(d):
-    """The stack's settings, as `stack.sh up` wrote them to DIR/stack.json (the same as stack.env)."""
-    with open(os.path.join(d, "stack.json")) as f:
-        return json.load(f)
-
-
 def _tail(path, n=40):
     try:
         with open(path, errors="replace") as f:
             return "".join(f.readlines()[-n:])
     except OSError as e:
         return "(%s)" % e
-
-
-def stack_cmd(*args, timeout=120):
-    return subprocess.run(["bash", STACK_SH, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -141,15 +134,6 @@ def envoy(stack):
     return Envoy(stack)
 
 
-def wait_for(pred, timeout=5.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(interval)
-
-
 # ====================================================================== extra Envoys, variant configurations
 # Tests of configuration keys start EXTRA Envoys next to the stack's: the stack's rendered envoy.yaml with
 # other ports and base-id, the filter's JSON configuration merged with overrides, and optionally the
@@ -159,53 +143,8 @@ import base64
 import hashlib
 import http.client
 import http.server
-import signal
-import socket
 import threading
 
-ENVOY_BIN = os.path.join(REPO, ".venv", "bin", "envoy")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def merge_config(base, overrides):
-    """Deep merge of JSON objects; a None value in overrides deletes the key."""
-    out = dict(base)
-    for k, v in (overrides or {}).items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge_config(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def _wasm_filter(cfg):
-    for listener in cfg["static_resources"]["listeners"]:
-        for chain in listener["filter_chains"]:
-            for f in chain["filters"]:
-                for hf in f.get("typed_config", {}).get("http_filters", []):
-                    if hf.get("name") == "envoy.filters.http.wasm":
-                        return hf["typed_config"]["config"]
-    raise AssertionError("no envoy.filters.http.wasm filter in the rendered envoy.yaml")
-
-
-def _cluster(cfg, name):
-    for c in cfg["static_resources"]["clusters"]:
-        if c["name"] == name:
-            return c
-    raise AssertionError("no cluster %r in the rendered envoy.yaml" % name)
-
-
-def _set_cluster_port(cfg, cluster, port):
-    for ep in _cluster(cfg, cluster)["load_assignment"]["endpoints"]:
-        for lb in ep["lb_endpoints"]:
-            lb["endpoint"]["address"]["socket_address"]["port_value"] = int(port)
 
 
 class ExtraEnvoy(Envoy):
@@ -222,14 +161,7 @@ class ExtraEnvoy(Envoy):
 
     def stat(self, name):
         """Value of one Envoy counter/gauge by its exact name (0 when it does not exist yet)."""
-        r = requests.get(self.admin_url + "/stats", params={"filter": "^%s$" % name.replace(".", r"\.")},
-                         timeout=5)
-        r.raise_for_status()
-        for line in r.text.splitlines():
-            k, _, v = line.partition(": ")
-            if k == name:
-                return int(v)
-        return 0
+        return stat(self.admin_url, name, default=0)
 
     def prometheus_stats(self):
         r = requests.get(self.admin_url + "/stats/prometheus", timeout=5)
@@ -267,19 +199,19 @@ class EnvoyVariants:
         port, admin_port = free_port(), free_port()
         cfg["admin"]["address"]["socket_address"]["port_value"] = admin_port
         cfg["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = port
-        wasm = _wasm_filter(cfg)
+        wasm = wasm_filter_of(cfg)
         base = json.loads(wasm["configuration"]["value"])
         filter_config = merge_config(base, config)
         wasm["configuration"]["value"] = json.dumps(filter_config, indent=2)
         wasm["vm_config"]["vm_id"] = "keystone_prom_%s" % name
         if keystone_port is not None:
-            _set_cluster_port(cfg, "keystone", keystone_port)
+            set_cluster_port(cfg, "keystone", keystone_port)
         prom_port = prom_port or self.default_prom_port
         if prom_port is not None:
-            _set_cluster_port(cfg, "prometheus", prom_port)
+            set_cluster_port(cfg, "prometheus", prom_port)
         if prom_trailers:
             # HTTP/1 trailers from the upstream reach the filters only when enabled
-            _cluster(cfg, "prometheus")["typed_extension_protocol_options"] = {
+            cluster_of(cfg, "prometheus")["typed_extension_protocol_options"] = {
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                     "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                     "explicit_http_config": {"http_protocol_options": {"enable_trailers": True}}}}
@@ -327,17 +259,8 @@ class EnvoyVariants:
 
     def _stop(self, name):
         e = self.running.pop(name, None)
-        if e is None or e.proc.poll() is not None:
-            return
-        try:
-            os.killpg(e.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            e.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(e.proc.pid, signal.SIGKILL)
-            e.proc.wait(5)
+        if e is not None:
+            stop_group(e.proc)
 
     def stop_all(self):
         for name in list(self.running):
