@@ -49,7 +49,7 @@ pub fn encode(params: &[Param]) -> String {
 /// Decodes one key or value: `+` is a space, `%XX` a byte; the result must be UTF-8.
 pub fn decode(s: &str) -> Result<String, FormError> {
     check_escapes(s)?;
-    let plus_as_space = s.replace('+', " ");
+    let plus_as_space = if s.contains('+') { std::borrow::Cow::Owned(s.replace('+', " ")) } else { std::borrow::Cow::Borrowed(s) };
     percent_encoding::percent_decode_str(&plus_as_space)
         .decode_utf8()
         .map(std::borrow::Cow::into_owned)
