@@ -4,7 +4,7 @@ import json
 import re
 import urllib.parse
 
-# 20 Grafana-style panel queries over the seeded series (scripts/stack.sh seed_rich): time series
+# 20 Grafana-style panel queries over the seeded series (scripts/stack/seed_rich.py): time series
 # panels send query_range (start/end/step follow the refresh), stat and table panels send instant
 # queries (time follows the refresh); the PromQL text itself repeats on every refresh.
 DASHBOARD = [

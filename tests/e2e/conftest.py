@@ -25,7 +25,7 @@ from harness.procs import free_port, stop_group, wait_for  # noqa: E402,F401 (te
 from harness.stack import REPO, read_stack, stack_cmd  # noqa: E402,F401
 
 
-# Series that only the main Prometheus has: it alone evaluates rules (scripts/stack.sh prom_rules, for
+# Series that only the main Prometheus has: it alone evaluates rules (harness/stack.py prom_rules, for
 # the rules/alerts tests), and their samples are stamped "now", after the seeded window. Comparisons
 # with the team-a-only Prometheus leave them out by name, after checking they belong to the tenant.
 RULE_OUTPUT_NAMES = {"ALERTS", "ALERTS_FOR_STATE", "project:cloud_cpu_seconds:rate5m"}

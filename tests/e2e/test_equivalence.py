@@ -12,7 +12,7 @@ strings Prometheus returns (same data, same Prometheus version: the float arithm
 If PROM_A answers an error (bad_data, execution, ...), the filtered answer must be an error too
 (non-200 or status "error"); if PROM_A succeeds, the filtered answer must succeed with the same data.
 
-Seed data (scripts/stack.sh seed_rich): http_requests_total{job,instance,code} counters (one with a
+Seed data (scripts/stack/seed_rich.py): http_requests_total{job,instance,code} counters (one with a
 reset), request_duration_seconds_{bucket,sum,count}{job,le}, memory_bytes{instance},
 temperature_celsius{instance} (negative/fractional), instance_info{instance,flavor} == 1,
 batch_jobs_failed_total only in team-b, and the original cloud_cpu_seconds_total / cloud_instances.

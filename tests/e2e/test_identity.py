@@ -1,7 +1,7 @@
 """Identity end to end: every credential form, every scope, and the identity-related configuration keys,
 against the real Keystone.
 
-Seed (scripts/stack.sh ks_seed + ks_seed_identity):
+Seed (harness/stack.py ks_seed + ks_seed_identity):
   alice  (tenants)  member on team-a                         app creds alice-ci (unrestricted),
                                                              alice-ro (only GET /api/v1/query, metric-storage),
                                                              alice-glob (rules with * and **, see GLOB_CASES)
