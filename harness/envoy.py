@@ -2,10 +2,11 @@
 envoy/envoy.yaml (the e2e tests' variants), and reading an Envoy's counters."""
 import json
 import os
+import re
 import urllib.parse
 
+from harness import REPO
 from harness.procs import http_get
-from harness.stack import REPO
 
 ENVOY_BIN = os.path.join(REPO, ".venv", "bin", "envoy")
 
@@ -72,6 +73,20 @@ def proxy_config(kind, admin_port, port, upstream_port, keystone_port, wasm, noo
 
 
 # --------------------------------------------------------------------------- deriving from a configuration
+def render(template_path, values):
+    """A configuration file with its `${NAME}` placeholders (envoy/envoy.yaml's) filled from `values`;
+    one left unfilled is an error."""
+    with open(template_path) as f:
+        text = f.read()
+    for k, v in values.items():
+        text = text.replace("${%s}" % k, str(v))
+    left = sorted(set(re.findall(r"\$\{([A-Z_]+)\}", text)))
+    if left:
+        raise ValueError("%s: unfilled placeholders %s" % (template_path, left))
+    return text
+
+
+
 def merge_config(base, overrides):
     """Deep merge of JSON objects; a None value in overrides deletes the key."""
     out = dict(base)

@@ -65,7 +65,7 @@ def spawn(argv, log_path, cpus=None, cwd=None, env=None):
 
 
 def stop_group(proc, timeout=10):
-    """SIGTERM to the process's group, SIGKILL after `timeout` seconds."""
+    """SIGTERM to the process's group, SIGKILL after `timeout` seconds (a child of this process)."""
     if proc.poll() is not None:
         return
     try:
@@ -80,6 +80,42 @@ def stop_group(proc, timeout=10):
         except ProcessLookupError:
             pass
         proc.wait(5)
+
+
+def alive(pid):
+    """The process runs (a zombie counts as dead)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError, ValueError):
+        return False
+
+
+def _signal(pid, sig):
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
+def stop_pids(pids, timeout=15):
+    """The same for processes that are not this one's children (servers a former run started): SIGTERM
+    to each group at once, up to `timeout` seconds to go, then SIGKILL to what is left."""
+    pids = [p for p in pids if p and alive(p)]
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(alive(p) for p in pids):
+            return
+        time.sleep(0.1)
+    for pid in pids:
+        if alive(pid):
+            _signal(pid, signal.SIGKILL)
 
 
 class Procs:

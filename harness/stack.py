@@ -26,7 +26,6 @@ ENVOY_CONCURRENCY (2), ADMIN_PASSWORD (admin-secret).
 import json
 import os
 import shlex
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -36,7 +35,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from harness import REPO
+from harness.envoy import render
+from harness.procs import alive, free_port, spawn, stop_pids
+
 STACK_SH = os.path.join(REPO, "scripts", "stack.sh")
 PY = "/usr/bin/python3"     # Debian's python: python3-keystone lives there (not pyenv's python3)
 VENV = os.path.join(REPO, ".venv")
@@ -68,16 +70,6 @@ def now_ms():
     return int(time.time() * 1000)
 
 
-def alive(pid):
-    """The process runs (a zombie counts as dead)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (OSError, IndexError, ValueError):
-        return False
-
-
 def read_pid(path):
     try:
         with open(path) as f:
@@ -88,7 +80,6 @@ def read_pid(path):
 
 def pick_port(name):
     """A random free port, or the fixed one with STACK_PORTS=fixed (which must be free)."""
-    from harness.procs import free_port
     if os.environ.get("STACK_PORTS", "random") != "fixed":
         return free_port()
     import socket
@@ -134,38 +125,15 @@ def wait_http(url, pidfile, timeout):
 
 def start_detached(argv, log_path, pidfile, cwd=None, env=None):
     """Starts a server in a session of its own, which outlives this process; its pid goes to `pidfile`."""
-    with open(log_path, "ab") as f:
-        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd, env=env,
-                             start_new_session=True)
+    p = spawn(argv, log_path, cwd=cwd, env=env)
     with open(pidfile, "w") as f:
         f.write("%d\n" % p.pid)
     return p
 
 
-def signal_pidfile(sig, pidfile):
-    pid = read_pid(pidfile)
-    if pid is None or not alive(pid):
-        return
-    try:
-        os.killpg(pid, sig)
-    except OSError:
-        try:
-            os.kill(pid, sig)
-        except OSError:
-            pass
-
-
 def stop_pidfiles(*pidfiles):
-    """SIGTERM to every group at once, up to 15 s to go, then SIGKILL to what is left."""
-    for f in pidfiles:
-        signal_pidfile(signal.SIGTERM, f)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if not any(read_pid(f) and alive(read_pid(f)) for f in pidfiles):
-            return
-        time.sleep(0.1)
-    for f in pidfiles:
-        signal_pidfile(signal.SIGKILL, f)
+    """Stops the servers whose pids these files hold (their groups)."""
+    stop_pids([read_pid(f) for f in pidfiles])
 
 
 def tail(path, n=20):
@@ -540,18 +508,13 @@ def envoy_start(d, e, wasm):
     if not os.access(envoy_bin, os.X_OK):
         raise StackError("%s missing: run 'scripts/stack.sh install'" % envoy_bin)
     os.makedirs(d, exist_ok=True)
-    with open(os.path.join(REPO, "envoy", "envoy.yaml")) as f:
-        template = f.read()
     for _ in range(3):
         port, admin = pick_port("envoy"), pick_port("envoy-admin")
         if port == admin:
             continue
         values = {"ENVOY_PORT": port, "ENVOY_ADMIN_PORT": admin, "KEYSTONE_PORT": e["KEYSTONE_PORT"],
                   "PROM_PORT": e["PROM_PORT"], "WASM_PATH": wasm}
-        text = template
-        for k, v in values.items():
-            text = text.replace("${%s}" % k, str(v))
-        write(os.path.join(d, "envoy.yaml"), text)
+        write(os.path.join(d, "envoy.yaml"), render(os.path.join(REPO, "envoy", "envoy.yaml"), values))
         t0 = now_ms()
         pidfile = os.path.join(d, "envoy.pid")
         if os.path.exists(pidfile):
