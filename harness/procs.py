@@ -27,6 +27,15 @@ def http_get(url, headers=None, timeout=10):
         return e.code, e.read()
 
 
+def tail(path, n=40):
+    """The last `n` lines of a log file (or why it can't be read)."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError as e:
+        return "(%s)" % e
+
+
 def wait_for(pred, timeout=5.0, interval=0.05):
     """pred()'s first true value, or its last value once `timeout` seconds have passed."""
     deadline = time.monotonic() + timeout

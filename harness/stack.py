@@ -37,7 +37,7 @@ import urllib.request
 
 from harness import REPO
 from harness.envoy import render
-from harness.procs import alive, free_port, spawn, stop_pids
+from harness.procs import alive, free_port, spawn, stop_pids, tail
 
 STACK_SH = os.path.join(REPO, "scripts", "stack.sh")
 PY = "/usr/bin/python3"     # Debian's python: python3-keystone lives there (not pyenv's python3)
@@ -134,14 +134,6 @@ def start_detached(argv, log_path, pidfile, cwd=None, env=None):
 def stop_pidfiles(*pidfiles):
     """Stops the servers whose pids these files hold (their groups)."""
     stop_pids([read_pid(f) for f in pidfiles])
-
-
-def tail(path, n=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError as e:
-        return "(%s)" % e
 
 
 def write(path, text):

@@ -21,7 +21,7 @@ import requests
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from harness.envoy import ENVOY_BIN, cluster_of, merge_config, set_cluster_port, stat, wasm_filter_of  # noqa: E402
-from harness.procs import free_port, stop_group, wait_for  # noqa: E402,F401 (tests import them from here)
+from harness.procs import free_port, stop_group, tail as _tail, wait_for  # noqa: E402,F401 (tests import them from here)
 from harness.stack import REPO, read_stack, stack_cmd  # noqa: E402,F401
 
 
@@ -43,14 +43,6 @@ def without_rule_output(items, project=None):
             continue
         kept.append(it)
     return kept
-
-
-def _tail(path, n=40):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError as e:
-        return "(%s)" % e
 
 
 @pytest.fixture(scope="session")
