@@ -102,10 +102,64 @@ fn register_functions() {
     });
 }
 
-/// promql-parser's parser, with the functions it lacks registered.
+/// promql-parser's parser, with the functions it lacks registered, reading raw strings as
+/// Prometheus does (see [`quote_raw_strings`]).
 pub fn parse(query: &str) -> Result<Expr, String> {
     register_functions();
-    parser::parse(query)
+    parser::parse(&quote_raw_strings(query))
+}
+
+/// A backtick string has no escapes in PromQL (Go's raw string literal: `` `\d+` `` is the
+/// three characters `\d+`), but promql-parser reads escapes in it and refuses `\d`. So each
+/// raw string becomes the double-quoted string of the same characters before parsing; what
+/// the parser then reads is what Prometheus reads. Double- and single-quoted strings and `#`
+/// comments are skipped whole (a backtick in them starts nothing), and an unclosed backtick is
+/// left for the parser to refuse.
+pub fn quote_raw_strings(query: &str) -> std::borrow::Cow<'_, str> {
+    if !query.contains('`') {
+        return std::borrow::Cow::Borrowed(query);
+    }
+    let mut out = String::with_capacity(query.len() + 8);
+    let mut chars = query.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                // A quoted string, escapes and all, up to its closing quote (or the end).
+                out.push(c);
+                while let Some((_, d)) = chars.next() {
+                    out.push(d);
+                    if d == '\\' {
+                        if let Some((_, e)) = chars.next() {
+                            out.push(e);
+                        }
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            '#' => {
+                // A comment runs to the end of the line.
+                out.push(c);
+                for (_, d) in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '`' => match query[i + 1..].find('`') {
+                Some(len) => {
+                    out.push('"');
+                    out.push_str(&escape(&query[i + 1..i + 1 + len]));
+                    out.push('"');
+                    while chars.next_if(|(j, _)| *j <= i + 1 + len).is_some() {}
+                }
+                None => out.push(c),
+            },
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Rewrites `query` so that every selector carries the tenant matcher.
@@ -117,6 +171,7 @@ pub fn enforce(query: &str, tenant: &Tenant, max_depth: usize) -> Result<String,
 #[doc(hidden)]
 pub fn enforce_with(query: &str, tenant: &Tenant, max_depth: usize, fast: bool) -> Result<String, EnforceError> {
     check_nesting(query, max_depth)?;
+    let query = &*quote_raw_strings(query);
     // The fast parse, when it means the same (see regex_mask).
     if let Some(masked) = regex_mask::mask(query).filter(|_| fast) {
         if let Ok(expr) = parse(&masked) {
@@ -753,6 +808,30 @@ mod tests {
         for q in ["x @ -100.5", "rate(x[5m] @ -1)", "x[5m:] @ -5"] {
             assert_eq!(enforce(q, &t(), 64), Err(EnforceError::BadData(NEGATIVE_AT.into())), "{q}");
         }
+    }
+
+    #[test]
+    fn raw_strings_are_read_without_escapes() {
+        let t = Tenant::new("project_id", vec!["p1".into()]);
+        let cases = [
+            (r"up{job=~`\d+|api`}", r#"up{job=~"\\d+|api",project_id="p1"}"#),
+            (r#"label_replace(up, "x", "$1", "job", `(\w+)`)"#, r#"label_replace(up{project_id="p1"}, "x", "$1", "job", "(\\w+)")"#),
+            (r#"up{a=`x"y`}"#, r#"up{a="x\"y",project_id="p1"}"#),
+            ("up{a=`tab\there`}", r#"up{a="tab\there",project_id="p1"}"#),
+            ("up{a=`two\nlines`}", r#"up{a="two\nlines",project_id="p1"}"#),
+        ];
+        for (q, want) in cases {
+            for fast in [true, false] {
+                assert_eq!(enforce_with(q, &t, 64, fast).unwrap(), want, "{q} (fast {fast})");
+            }
+            let out = enforce(q, &t, 64).unwrap();
+            assert_eq!(enforce(&out, &t, 64).unwrap(), out, "idempotent: {q}");
+        }
+        // A backtick inside a quoted string or a comment starts nothing.
+        assert_eq!(quote_raw_strings(r#"up{a="`x`"}"#), r#"up{a="`x`"}"#);
+        assert_eq!(quote_raw_strings("up{a='`\\''} # it's `x`\n+ up"), "up{a='`\\''} # it's `x`\n+ up");
+        assert_eq!(quote_raw_strings("a{b=`c`} + d{e=`f`}"), r#"a{b="c"} + d{e="f"}"#);
+        assert!(enforce("up{a=`open}", &t, 64).is_err(), "an unclosed raw string stays an error");
     }
 
     #[test]

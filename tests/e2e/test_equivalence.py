@@ -52,6 +52,10 @@ QUERIES = [
     'memory_bytes{instance=""}',                        # matches series without the label: none
     'memory_bytes{flavor=""}',                          # ... all of them (no flavor label)
     'instance_info{flavor=~"m1\\\\..*"}',                  # escaped dot in a regex string
+    # raw (backtick) strings have no escapes: a regex and a label_replace written with backslashes
+    'http_requests_total{instance=~`node-\\d+|vm-.*`}',
+    'instance_info{flavor=~`m1\\..*`}',
+    'label_replace(memory_bytes, "n", "$1", "instance", `node-(\\d+)`)',
     'memory_bytes[5m]',                                 # instant only (range query: error on both)
     'http_requests_total{job="api"}[3m]',
     # ---- counter / gauge functions over range vectors
