@@ -561,12 +561,17 @@ mod tests {
         assert_eq!(scopes.find(&cfg, &mut h, &mut attempt(3, "bad")), Outcome::Wait, "asked again");
     }
 
+    /// Two requests with the same new token on a worker of `kind`.
+    fn two_first_requests(kind: HostKind) -> (Config, Rc<World>, Scopes, [(MockHost, Attempt); 2]) {
+        let (cfg, world) = (config(CFG), World::of(kind));
+        let scopes = Scopes::new(&cfg);
+        let two = [1, 2].map(|c| (MockHost::new(&world, c, &[]), attempt(c, "tok")));
+        (cfg, world, scopes, two)
+    }
+
     #[test]
     fn waiters_share_one_exchange_where_the_host_can_wake_them() {
-        let (cfg, world) = (config(CFG), World::of(HostKind::Envoy));
-        let scopes = Scopes::new(&cfg);
-        let (mut h1, mut h2) = (MockHost::new(&world, 1, &[]), MockHost::new(&world, 2, &[]));
-        let (mut a1, mut a2) = (attempt(1, "tok"), attempt(2, "tok"));
+        let (cfg, world, scopes, [(mut h1, mut a1), (mut h2, mut a2)]) = two_first_requests(HostKind::Envoy);
         assert_eq!(scopes.find(&cfg, &mut h1, &mut a1), Outcome::Wait);
         assert_eq!(scopes.find(&cfg, &mut h2, &mut a2), Outcome::Wait);
         assert_eq!((world.callouts.borrow().len(), a2.pending_callout()), (1, None), "the second waits");
@@ -602,10 +607,7 @@ mod tests {
 
     #[test]
     fn where_the_host_cannot_wake_each_asks_itself() {
-        let (cfg, world) = (config(CFG), World::of(HostKind::Nginx));
-        let scopes = Scopes::new(&cfg);
-        let (mut h1, mut h2) = (MockHost::new(&world, 1, &[]), MockHost::new(&world, 2, &[]));
-        let (mut a1, mut a2) = (attempt(1, "tok"), attempt(2, "tok"));
+        let (cfg, world, scopes, [(mut h1, mut a1), (mut h2, mut a2)]) = two_first_requests(HostKind::Nginx);
         assert_eq!(scopes.find(&cfg, &mut h1, &mut a1), Outcome::Wait);
         assert_eq!(scopes.find(&cfg, &mut h2, &mut a2), Outcome::Wait);
         assert_eq!((a1.pending_callout(), a2.pending_callout()), (Some(1), Some(2)));

@@ -241,8 +241,8 @@ impl Flow {
         if let Some(name) = repeated.map(HeaderName::as_str).or(tenant_header.filter(|h| self.head.count_of(h) > 1)) {
             return self.refuse(host, ApiError::bad_data(format!("the request carries the {name} header more than once")));
         }
-        // Headers the policy may set wait for `decide`, which sets or strips them; a request
-        // that goes on without a decision loses them here.
+        // Headers the policy's contract may set wait for `admit`, which sets or strips them; a
+        // request that goes on without a decision loses them here.
         let decides = matches!(route, Route::Enforced(_) | Route::Authenticated);
         let later = if decides { self.shared.sets } else { 0 };
         for h in self.head.known_present().filter(|h| stripped(*h) && later & h.bit() == 0) {
@@ -260,7 +260,7 @@ impl Flow {
                 ));
                 return self.refuse(host, e);
             }
-            Route::Enforced(Endpoint::Rules | Endpoint::Alerts) => {
+            Route::Enforced(endpoint) if endpoint.enforcer().answer().is_some() => {
                 // Ask for an identity answer, overwriting the client's choice in place (NGINX
                 // would still send a removed one); gzip and deflate are inflated all the same.
                 host.set_request_header("accept-encoding", Some("identity"));

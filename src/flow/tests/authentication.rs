@@ -165,12 +165,7 @@ fn waiters_get_the_owners_failure() {
     // Envoy: a waiter is woken as its own context (set_effective_context).
     let world = World::of(HostKind::Envoy);
     let sh = shared();
-    let mut h1 = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
-    let mut f1 = Flow::new(sh.clone(), 1);
-    f1.on_request_headers(&mut h1, eos(true));
-    let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
-    let mut f2 = Flow::new(sh.clone(), 2);
-    f2.on_request_headers(&mut h2, eos(true));
+    let [(mut h1, mut f1), (mut h2, mut f2)]: [_; 2] = paused_first_requests(&world, &sh, 1..=2).try_into().ok().unwrap();
     f1.on_callout(&mut h1, 1, &answer(Some(503)));
     let (ctx, wake) = world.wakes.borrow_mut().pop().unwrap();
     assert_eq!(ctx, 2);
@@ -187,12 +182,7 @@ fn an_abandoned_owner_hands_over() {
     // Envoy: a waiter is woken as its own context (set_effective_context).
     let world = World::of(HostKind::Envoy);
     let sh = shared();
-    let mut h1 = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
-    let mut f1 = Flow::new(sh.clone(), 1);
-    f1.on_request_headers(&mut h1, eos(true));
-    let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
-    let mut f2 = Flow::new(sh.clone(), 2);
-    f2.on_request_headers(&mut h2, eos(true));
+    let [(mut h1, mut f1), (mut h2, mut f2)]: [_; 2] = paused_first_requests(&world, &sh, 1..=2).try_into().ok().unwrap();
     f1.on_done(&mut h1); // the client went away
     let (ctx, wake) = world.wakes.borrow_mut().pop().unwrap();
     assert_eq!((ctx, &wake), (2, &Wake::Retry));
