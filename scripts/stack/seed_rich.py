@@ -35,6 +35,12 @@ for pid, f, insts, flavors in projects:
             emit("memory_bytes", [("project_id", pid), ("instance", inst)], f * 1e9 + ((i * 37 + k * 11) % 17) * 1e6, ts)
             emit("temperature_celsius", [("project_id", pid), ("instance", inst)], ((i * 13 + k * 5 + f) % 21 - 10) * 0.75, ts)
             emit("instance_info", [("project_id", pid), ("instance", inst), ("flavor", flavor)], 1, ts)
+        # Names and values that PromQL strings must spell exactly (issue 18): a UTF-8 label
+        # value, and metric and label names that newer PromQL reserves in some positions.
+        for k, city in enumerate(["München", "Zürich", "Paris"]):
+            emit("city_temp", [("project_id", pid), ("city", city)], (i + k * 7 + f) % 13 - 2.5, ts)
+        emit("smoothed", [("project_id", pid), ("anchored", "a%d" % f)], i * f, ts)
+        emit("anchored", [("project_id", pid), ("job", "x")], f, ts)
         if pid == b:
             emit("batch_jobs_failed_total", [("project_id", pid), ("job", "batch"), ("instance", "node-3")], i // 10, ts)
 print("\n".join(out))

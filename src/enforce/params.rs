@@ -41,10 +41,11 @@ impl Rewriter<'_> {
     /// the rewrite is cached by the parameter's encoded text, so a dashboard refresh
     /// costs a split and a lookup: nothing is decoded, parsed or encoded again.
     pub fn params_into(&mut self, out: &mut String, raw: &str, endpoint: Endpoint) -> Result<usize, ApiError> {
-        self.rewrite_params(out, raw, endpoint.params())
+        self.rewrite_params(out, raw, endpoint.params(), endpoint.names_parameter_in_errors())
     }
 
-    fn rewrite_params(&mut self, out: &mut String, raw: &str, params: Params) -> Result<usize, ApiError> {
+    /// `named`: errors name the parameter (`invalid parameter "query": …`).
+    fn rewrite_params(&mut self, out: &mut String, raw: &str, params: Params, named: bool) -> Result<usize, ApiError> {
         let (name, kind) = match params {
             Params::Query => ("query", Kind::Expr),
             Params::Match => ("match[]", Kind::Selector),
@@ -67,7 +68,11 @@ impl Rewriter<'_> {
             }
             if key == name {
                 // Decoding checks the escapes, once: a cached value passed that check.
-                let rewritten = self.rewrite(name, kind, v)?;
+                let rewritten = self.rewrite(name, kind, v).map_err(|e| {
+                    // Worded per endpoint, as Prometheus words it (outside the cache, which
+                    // endpoints share).
+                    if named { e.in_parameter(name) } else { e }
+                })?;
                 out.push_str(if kind == Kind::Expr { "query=" } else { "match%5B%5D=" });
                 out.push_str(&rewritten);
                 count += 1;
@@ -80,7 +85,7 @@ impl Rewriter<'_> {
     }
 
     /// The rewritten, encoded value for an encoded value.
-    fn rewrite(&mut self, key: &str, kind: Kind, raw: &str) -> Result<Rc<str>, ApiError> {
+    fn rewrite(&mut self, key: &str, kind: Kind, raw: &str) -> Result<Rc<str>, EnforceError> {
         let (tenant, limits) = (self.tenant, self.limits);
         let scope = match kind {
             Kind::Expr => tenant.key(),
@@ -100,7 +105,7 @@ impl Rewriter<'_> {
             };
             Ok(form::escape(&rewritten))
         });
-        Ok(outcome?)
+        outcome
     }
 }
 
@@ -122,11 +127,13 @@ pub fn default_match(tenant: &Tenant) -> String {
 pub struct PromqlParams {
     methods: &'static str,
     params: Params,
+    /// Errors name the parameter, as Prometheus's do on this endpoint.
+    named: bool,
 }
 
 impl PromqlParams {
-    pub const fn new(methods: &'static str, params: Params) -> PromqlParams {
-        PromqlParams { methods, params }
+    pub const fn new(methods: &'static str, params: Params, named: bool) -> PromqlParams {
+        PromqlParams { methods, params, named }
     }
 
     /// No `match[]` anywhere would mean every series: the tenant's own selector stands in.
@@ -150,7 +157,7 @@ impl Enforcer for PromqlParams {
 
     fn query(&self, rw: &mut Rewriter, out: &mut String, raw: &str, body_announced: bool) -> Result<Option<usize>, ApiError> {
         let start = out.len();
-        let mut n = rw.rewrite_params(out, raw, self.params)?;
+        let mut n = rw.rewrite_params(out, raw, self.params, self.named)?;
         // Where a body is only possible (NGINX) the query string must be safe without it:
         // a body that does come with its own `match[]` then widens the answer, within the
         // tenant (Prometheus answers for all the selectors it reads, body first).
@@ -164,7 +171,7 @@ impl Enforcer for PromqlParams {
     fn body(&self, rw: &mut Rewriter, body: &[u8], url_params: usize) -> Result<Vec<u8>, ApiError> {
         let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_data("the form body must be UTF-8"))?;
         let mut out = String::with_capacity(text.len() + 96);
-        let n = rw.rewrite_params(&mut out, text, self.params)?;
+        let n = rw.rewrite_params(&mut out, text, self.params, self.named)?;
         // Prometheus ORs the body's and the URL's match[]: the default goes where none is.
         if self.needs_default(n + url_params) {
             append_param(&mut out, 0, &default_match(rw.tenant));
@@ -248,6 +255,28 @@ mod tests {
         let mut l = limits();
         l.max_query_bytes = 3;
         assert_eq!(enforce_params("query=abcd", Endpoint::Query, &t(), &l).unwrap_err().status, 400);
+    }
+
+    /// Prometheus names the parameter in the errors of `/query` and `/series` only, and the
+    /// enforcer of each endpoint words its errors so, from one shared cache.
+    #[test]
+    fn errors_are_worded_per_endpoint() {
+        let mut cache = RewriteCache::new(1 << 20);
+        let (tenant, limits) = (t(), limits());
+        for (endpoint, raw, want) in [
+            (Endpoint::Query, "query=sum(", "invalid parameter \"query\": 1:5: parse error: unclosed left parenthesis"),
+            (Endpoint::QueryRange, "query=sum(", "1:5: parse error: unclosed left parenthesis"),
+            (Endpoint::QueryExemplars, "query=sum(", "1:5: parse error: unclosed left parenthesis"),
+            (Endpoint::Series, "match[]=up{", "invalid parameter \"match[]\": 1:4: parse error: unexpected end of input inside braces"),
+            (Endpoint::Labels, "match[]=up{", "1:4: parse error: unexpected end of input inside braces"),
+            (Endpoint::LabelValues, "match[]=up{", "1:4: parse error: unexpected end of input inside braces"),
+        ] {
+            let mut rw = Rewriter { tenant: &tenant, limits: &limits, cache: &mut cache };
+            assert_eq!(rw.params(raw, endpoint).unwrap_err().message, want, "{endpoint:?}");
+            let mut out = String::new();
+            let e = endpoint.enforcer().query(&mut rw, &mut out, raw, false).unwrap_err();
+            assert_eq!(e.message, want, "{endpoint:?}'s enforcer");
+        }
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub enum Params {
 }
 
 impl Endpoint {
+    /// Prometheus names the parameter in the errors of `/query` and `/series`
+    /// (`invalid parameter "query": 1:5: parse error: …`), not in those of the others.
+    pub fn names_parameter_in_errors(self) -> bool {
+        matches!(self, Endpoint::Query | Endpoint::Series)
+    }
+
     pub fn params(self) -> Params {
         match self {
             Endpoint::Query | Endpoint::QueryRange | Endpoint::QueryExemplars => Params::Query,
@@ -55,14 +61,18 @@ impl Endpoint {
 
     /// The endpoint kind that enforces it.
     pub fn enforcer(self) -> &'static dyn Enforcer {
-        static QUERY: PromqlParams = PromqlParams::new("GET, POST", Params::Query);
-        static SELECT: PromqlParams = PromqlParams::new("GET, POST", Params::Match);
-        static SELECT_GET: PromqlParams = PromqlParams::new("GET", Params::Match);
+        static QUERY_NAMED: PromqlParams = PromqlParams::new("GET, POST", Params::Query, true);
+        static QUERY: PromqlParams = PromqlParams::new("GET, POST", Params::Query, false);
+        static SELECT_NAMED: PromqlParams = PromqlParams::new("GET, POST", Params::Match, true);
+        static SELECT: PromqlParams = PromqlParams::new("GET, POST", Params::Match, false);
+        static SELECT_GET: PromqlParams = PromqlParams::new("GET", Params::Match, false);
         static RULES: Filtered = Filtered(answers::Kind::Rules);
         static ALERTS: Filtered = Filtered(answers::Kind::Alerts);
         match self {
-            Endpoint::Query | Endpoint::QueryRange | Endpoint::QueryExemplars => &QUERY,
-            Endpoint::Series | Endpoint::Labels => &SELECT,
+            Endpoint::Query => &QUERY_NAMED,
+            Endpoint::QueryRange | Endpoint::QueryExemplars => &QUERY,
+            Endpoint::Series => &SELECT_NAMED,
+            Endpoint::Labels => &SELECT,
             Endpoint::LabelValues | Endpoint::Federate => &SELECT_GET,
             Endpoint::Rules => &RULES,
             Endpoint::Alerts => &ALERTS,

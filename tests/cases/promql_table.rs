@@ -1,5 +1,5 @@
 // Enforcement table for tenant `project_id="p1"`: (query, rewritten query). Shared by the
-// native unit tests (src/enforce/promql.rs) and the Wasm tests (tests/wasm.rs).
+// native unit tests (src/enforce/promql/mod.rs) and the Wasm tests (tests/wasm.rs).
 &[
     ("up", r#"up{project_id="p1"}"#),
     (r#"up{job="a"}"#, r#"up{job="a",project_id="p1"}"#),
@@ -50,4 +50,13 @@
     (r#"up{project_id!="p2"}"#, r#"up{project_id!="p2",project_id="p1"}"#),
     ("x[1d2h]", r#"x{project_id="p1"}[1d2h]"#),
     ("x[1y]", r#"x{project_id="p1"}[365d]"#),
+    // Read as Prometheus reads them (issue 18): raw strings, Go's byte escapes, names that
+    // promql-parser reserves, `@` before 1970.
+    (r"up{job=~`\d+|api`}", r#"up{job=~"\\d+|api",project_id="p1"}"#),
+    (r#"city_temp{city="M\xc3\xbcnchen"}"#, r#"city_temp{city="München",project_id="p1"}"#),
+    (r#"x{a="\377"}"#, r#"x{a="\xff",project_id="p1"}"#),
+    ("smoothed", r#"smoothed{project_id="p1"}"#),
+    ("sum by (anchored) (up)", r#"sum by (anchored) (up{project_id="p1"})"#),
+    ("foo @ -100", r#"foo{project_id="p1"} @ -100.000"#),
+    ("rate(x[5m] @ -1.5)", r#"rate(x{project_id="p1"}[5m] @ -1.500)"#),
 ]

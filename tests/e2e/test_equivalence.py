@@ -56,6 +56,26 @@ QUERIES = [
     'http_requests_total{instance=~`node-\\d+|vm-.*`}',
     'instance_info{flavor=~`m1\\..*`}',
     'label_replace(memory_bytes, "n", "$1", "instance", `node-(\\d+)`)',
+    # Go's byte escapes are bytes (issue 18): "\xc3\xbc" and "\303\274" are ü; "\xff" is no UTF-8
+    'city_temp{city="M\\xc3\\xbcnchen"}',
+    'count(city_temp{city!="M\\xc3\\xbcnchen"})',
+    'city_temp{city="M\\303\\274nchen"} + city_temp{city="Z\\u00fcrich"} * 0',
+    'label_replace(city_temp, "c2", "\\xc3\\xbc", "", "")',
+    'label_replace(city_temp{city="Paris"}, "c2", "\\xff", "", "")',
+    'city_temp{city="\\xff"}',
+    "count(city_temp{city!='\\377'})",
+    'city_temp{city=~"M.nchen"}',
+    'city_temp{city=~`Z\\x{fc}rich|M\\Snchen`}',
+    # names that newer PromQL reserves in some positions
+    'smoothed',
+    'sum by (anchored) (smoothed)',
+    'anchored{job="x"}',
+    'rate(smoothed[5m]) * on(project_id) group_left anchored',
+    'count by (anchored) (smoothed{anchored=~"a.*"})',
+    # @ before 1970
+    'memory_bytes @ -100',
+    'max_over_time(vector(time())[2m:1m] @ -100)',
+    'timestamp(vector(1)) - max_over_time(vector(time())[1m:] @ -1.5)',
     'memory_bytes[5m]',                                 # instant only (range query: error on both)
     'http_requests_total{job="api"}[3m]',
     # ---- counter / gauge functions over range vectors
