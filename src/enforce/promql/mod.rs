@@ -124,12 +124,12 @@ fn register_functions() {
 /// output.
 pub fn parse(query: &str) -> Result<Expr, String> {
     let prepared = prepare::prepare(query).map_err(|_| syntax::explain(query))?;
-    parse_prepared(&prepared)
+    parse_text(&prepared.text)
 }
 
-fn parse_prepared(prepared: &Prepared) -> Result<Expr, String> {
+fn parse_text(text: &str) -> Result<Expr, String> {
     register_functions();
-    parser::parse(&prepared.text)
+    parser::parse(text)
 }
 
 /// Rewrites `query` so that every selector carries the tenant matcher.
@@ -144,18 +144,17 @@ pub fn enforce_with(query: &str, tenant: &Tenant, max_depth: usize, fast: bool) 
     let prepared = prepared(query)?;
     // The fast parse, when it means the same (see regex_mask).
     if let Some(masked) = regex_mask::mask(&prepared.text).filter(|_| fast) {
-        let masked = Prepared { text: masked, ..prepared.clone() };
-        if let Ok(expr) = parse_prepared(&masked) {
+        if let Ok(expr) = parse_text(&masked) {
             if regex_mask::sound(&expr) {
                 return print::print(&expr, tenant, max_depth, true, &prepared);
             }
         }
     }
-    let expr = parse_prepared(&prepared).map_err(|e| invalid(query, &e))?;
+    let expr = parse_text(&prepared.text).map_err(|e| invalid(query, &e))?;
     print::print(&expr, tenant, max_depth, false, &prepared)
 }
 
-fn prepared(query: &str) -> Result<Prepared, EnforceError> {
+fn prepared(query: &str) -> Result<Prepared<'_>, EnforceError> {
     prepare::prepare(query).map_err(|e| match e {
         Unprepared::Invalid => EnforceError::BadData(syntax::explain(query)),
         Unprepared::Unsupported(why) => EnforceError::BadData(why),
@@ -175,7 +174,7 @@ fn invalid(query: &str, parser_error: &str) -> EnforceError {
 pub fn enforce_selector(selector: &str, tenant: &Tenant, max_depth: usize) -> Result<String, EnforceError> {
     check_nesting(selector, max_depth)?;
     let prepared = prepared(selector)?;
-    match parse_prepared(&prepared) {
+    match parse_text(&prepared.text) {
         Ok(expr @ Expr::VectorSelector(_)) => print::print(&expr, tenant, max_depth, false, &prepared),
         Ok(_) => Err(EnforceError::BadData(format!("match[] must be a series selector, got {selector:?}"))),
         Err(e) => Err(invalid(selector, &e)),
@@ -451,7 +450,7 @@ mod tests {
             assert_eq!(enforce(&out, &t, 64).unwrap(), out, "idempotent: {q}");
         }
         // A backtick inside a quoted string or a comment starts nothing.
-        let text = |q: &str| prepare::prepare(q).map(|p| p.text);
+        let text = |q: &str| prepare::prepare(q).map(|p| p.text.into_owned());
         assert_eq!(text(r#"up{a="`x`"}"#).unwrap(), r#"up{a="`x`"}"#);
         assert_eq!(text("up{a='`\\''} # it's `x`\n+ up").unwrap(), "up{a=\"`'\"} # it's `x`\n+ up");
         assert_eq!(text("a{b=`c`} + d{e=`f`}").unwrap(), r#"a{b="c"} + d{e="f"}"#);

@@ -19,6 +19,7 @@
 
 use super::lex::{self, Kind};
 use super::print::escape_str;
+use std::borrow::Cow;
 
 /// Bytes 0x80–0xFF that are not part of valid UTF-8 travel as U+10FF80–U+10FFFF.
 const MARKER_BASE: u32 = 0x10FF00;
@@ -41,9 +42,9 @@ pub fn marker_byte(c: char) -> Option<u8> {
 const RESERVED: [&str; 2] = ["smoothed", "anchored"];
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Prepared {
+pub struct Prepared<'a> {
     /// What promql-parser parses.
-    pub text: String,
+    pub text: Cow<'a, str>,
     /// (placeholder, the user's spelling) for each reserved word used as a name.
     pub names: Vec<(String, String)>,
     /// For each `@ <number>`, in the order of the query: whether its minus was taken off.
@@ -52,7 +53,7 @@ pub struct Prepared {
     pub bytes: bool,
 }
 
-impl Prepared {
+impl Prepared<'_> {
     /// The user's name for a name the parser returned.
     pub fn name<'a>(&'a self, parsed: &'a str) -> &'a str {
         self.names.iter().find(|(p, _)| p == parsed).map_or(parsed, |(_, original)| original)
@@ -68,12 +69,18 @@ pub enum Unprepared {
     Unsupported(String),
 }
 
-pub fn prepare(query: &str) -> Result<Prepared, Unprepared> {
+pub fn prepare(query: &str) -> Result<Prepared<'_>, Unprepared> {
+    if !needs_preparing(query) {
+        // Nothing here reads differently: promql-parser decides alone (a query that does not
+        // lex is explained by the syntax checker all the same).
+        return Ok(Prepared { text: Cow::Borrowed(query), ..Prepared::default() });
+    }
     let (tokens, err) = lex::tokens_v3(query);
     if err.is_some() {
         return Err(Unprepared::Invalid);
     }
-    let mut p = Prepared { text: String::with_capacity(query.len() + 8), ..Prepared::default() };
+    let mut out = String::with_capacity(query.len() + 8);
+    let mut p = Prepared::default();
     let mut literal_markers = false;
     let mut previous = Kind::Eof;
     let mut copied = 0;
@@ -111,7 +118,7 @@ pub fn prepare(query: &str) -> Result<Prepared, Unprepared> {
                 let minus = sign.filter(|s| s.text(query) == "-");
                 if let (Some(minus), Some(_)) = (minus, number) {
                     // Keep the `@`, drop the minus.
-                    p.text.push_str(query.get(copied..minus.pos).unwrap_or_default());
+                    out.push_str(query.get(copied..minus.pos).unwrap_or_default());
                     copied = minus.end;
                     i += 1;
                 }
@@ -128,13 +135,14 @@ pub fn prepare(query: &str) -> Result<Prepared, Unprepared> {
         };
         previous = t.kind;
         if let Some(r) = replacement {
-            p.text.push_str(query.get(copied..t.pos).unwrap_or_default());
-            p.text.push_str(&r);
+            out.push_str(query.get(copied..t.pos).unwrap_or_default());
+            out.push_str(&r);
             copied = t.end;
         }
         i += 1;
     }
-    p.text.push_str(query.get(copied..).unwrap_or_default());
+    out.push_str(query.get(copied..).unwrap_or_default());
+    p.text = Cow::Owned(out);
     if p.bytes && literal_markers {
         return Err(Unprepared::Unsupported(
             "a string holds bytes that are not UTF-8 (such as \\xff) and another the characters \
@@ -144,6 +152,17 @@ pub fn prepare(query: &str) -> Result<Prepared, Unprepared> {
         ));
     }
     Ok(p)
+}
+
+/// Whether anything in `query` reads differently in promql-parser than in Prometheus: an
+/// escape or a raw string, an `@`, or a reserved word. One pass over the bytes.
+fn needs_preparing(query: &str) -> bool {
+    let b = query.as_bytes();
+    b.iter().enumerate().any(|(i, c)| match c {
+        b'\\' | b'`' | b'@' => true,
+        b's' | b'S' | b'a' | b'A' => RESERVED.iter().any(|w| b.get(i..i + w.len()).is_some_and(|s| s.eq_ignore_ascii_case(w.as_bytes()))),
+        _ => false,
+    })
 }
 
 /// An `@` timestamp Prometheus takes: finite and, in seconds, within an int64.
@@ -177,7 +196,7 @@ mod tests {
     use super::*;
 
     fn text(q: &str) -> String {
-        prepare(q).unwrap_or_else(|e| panic!("{q}: {e:?}")).text
+        prepare(q).unwrap_or_else(|e| panic!("{q}: {e:?}")).text.into_owned()
     }
 
     #[test]

@@ -32,7 +32,7 @@ struct Printer<'a> {
     max_depth: usize,
     /// The tree comes from the masked parse (see regex_mask).
     masked: bool,
-    prepared: &'a Prepared,
+    prepared: &'a Prepared<'a>,
     /// The index of the next `@ <number>` in `prepared.negative_at`.
     next_at: usize,
 }
