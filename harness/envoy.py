@@ -53,7 +53,7 @@ def filter_configuration(keystone_port):
     """The filter's configuration: the one of envoy/envoy.yaml (the reference configuration)."""
     return {"keystone": {"url": "http://127.0.0.1:%d/v3" % keystone_port, "upstream": "keystone",
                          "timeout_ms": 2000},
-            "project_label": "project_id", "cache": {"ttl_seconds": 300}}
+            "project_label": "project", "cache": {"ttl_seconds": 300}}
 
 
 def proxy_config(kind, admin_port, port, upstream_port, keystone_port, wasm, noop_wasm):

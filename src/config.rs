@@ -4,11 +4,11 @@
 use serde_json::{Map, Value};
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
-pub const DEFAULT_PROJECT_LABEL: &str = "project_id";
+pub const DEFAULT_PROJECT_LABEL: &str = "project";
 pub const DEFAULT_TTL_SECONDS: u64 = 300;
 pub const DEFAULT_MAX_ENTRIES: u32 = 16384;
 pub const DEFAULT_NEGATIVE_TTL_SECONDS: u64 = 10;
-pub const DEFAULT_DOMAIN_LABEL: &str = "domain_id";
+pub const DEFAULT_DOMAIN_LABEL: &str = "domain";
 pub const DEFAULT_SERVICE_TYPE: &str = "metric-storage";
 pub const DEFAULT_REWRITE_BYTES: usize = 4 << 20;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
@@ -394,7 +394,7 @@ mod tests {
         assert_eq!(c.keystone.upstream, "keystone.example:5000");
         assert_eq!(c.keystone.timeout_ms, DEFAULT_TIMEOUT_MS);
         assert_eq!(c.keystone.service_token, None);
-        assert_eq!(c.project_label, "project_id");
+        assert_eq!(c.project_label, "project");
         assert_eq!(c.cache.ttl_seconds, 300);
         assert_eq!(c.cache.max_entries, DEFAULT_MAX_ENTRIES);
         assert_eq!(c.cache.rewrite_bytes, DEFAULT_REWRITE_BYTES);
@@ -408,7 +408,7 @@ mod tests {
         assert_eq!(
             c.policy,
             Policy {
-                domain_label: "domain_id".into(),
+                domain_label: "domain".into(),
                 include_subprojects: false,
                 required_roles: vec![],
                 unrestricted_roles: vec![],

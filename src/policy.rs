@@ -162,17 +162,17 @@ mod tests {
 
     #[test]
     fn project_domain_and_subprojects() {
-        assert_eq!(tenant(decide(&cfg(""), &scope(), "GET", "/")), r#"{project_id="p1"}"#);
+        assert_eq!(tenant(decide(&cfg(""), &scope(), "GET", "/")), r#"{project="p1"}"#);
         let mut s = scope();
         s.subprojects = vec!["c1".into(), "c.2".into()];
         let subs = cfg(r#","include_subprojects":true"#);
-        assert_eq!(tenant(decide(&subs, &s, "GET", "/")), r#"{project_id=~"p1|c1|c\\.2"}"#);
+        assert_eq!(tenant(decide(&subs, &s, "GET", "/")), r#"{project=~"p1|c1|c\\.2"}"#);
         // An entry another configuration stored with its sub-projects: not for this one.
-        assert_eq!(tenant(decide(&cfg(""), &s, "GET", "/")), r#"{project_id="p1"}"#);
+        assert_eq!(tenant(decide(&cfg(""), &s, "GET", "/")), r#"{project="p1"}"#);
         let mut s = scope();
         s.project_id = None;
         s.domain_scoped = true;
-        assert_eq!(tenant(decide(&cfg(""), &s, "GET", "/")), r#"{domain_id="d1"}"#);
+        assert_eq!(tenant(decide(&cfg(""), &s, "GET", "/")), r#"{domain="d1"}"#);
         assert_eq!(tenant(decide(&cfg(r#","domain_label":"domain""#), &s, "GET", "/")), r#"{domain="d1"}"#);
     }
 

@@ -23,24 +23,24 @@ for pid, f, insts, flavors in projects:
                     if (job, k, code) == ("web", 1, "200") and i >= 40:
                         n = i - 40                                # counter reset at minute 40
                     v = n * rate + (n * n % 7) * 0.25             # wiggle < rate: still monotonic
-                    emit("http_requests_total", [("project_id", pid), ("job", job), ("instance", inst), ("code", code)], v, ts)
+                    emit("http_requests_total", [("project", pid), ("job", job), ("instance", inst), ("code", code)], v, ts)
             # histogram: cumulative bucket counts, distribution differs per project and job
             shares = [1, 3, 6, 8, 9, 10] if (f + j) % 2 else [2, 4, 5, 7, 9, 10]
             per_min = 6 * f + 4 * j
             for le, sh in zip(BUCKETS, shares):
-                emit("request_duration_seconds_bucket", [("project_id", pid), ("job", job), ("le", le)], i * per_min * sh, ts)
-            emit("request_duration_seconds_count", [("project_id", pid), ("job", job)], i * per_min * 10, ts)
-            emit("request_duration_seconds_sum", [("project_id", pid), ("job", job)], i * per_min * (1.5 + f * 0.25 + j), ts)
+                emit("request_duration_seconds_bucket", [("project", pid), ("job", job), ("le", le)], i * per_min * sh, ts)
+            emit("request_duration_seconds_count", [("project", pid), ("job", job)], i * per_min * 10, ts)
+            emit("request_duration_seconds_sum", [("project", pid), ("job", job)], i * per_min * (1.5 + f * 0.25 + j), ts)
         for k, (inst, flavor) in enumerate(zip(insts, flavors)):
-            emit("memory_bytes", [("project_id", pid), ("instance", inst)], f * 1e9 + ((i * 37 + k * 11) % 17) * 1e6, ts)
-            emit("temperature_celsius", [("project_id", pid), ("instance", inst)], ((i * 13 + k * 5 + f) % 21 - 10) * 0.75, ts)
-            emit("instance_info", [("project_id", pid), ("instance", inst), ("flavor", flavor)], 1, ts)
+            emit("memory_bytes", [("project", pid), ("instance", inst)], f * 1e9 + ((i * 37 + k * 11) % 17) * 1e6, ts)
+            emit("temperature_celsius", [("project", pid), ("instance", inst)], ((i * 13 + k * 5 + f) % 21 - 10) * 0.75, ts)
+            emit("instance_info", [("project", pid), ("instance", inst), ("flavor", flavor)], 1, ts)
         # Names and values that PromQL strings must spell exactly (issue 18): a UTF-8 label
         # value, and metric and label names that newer PromQL reserves in some positions.
         for k, city in enumerate(["München", "Zürich", "Paris"]):
-            emit("city_temp", [("project_id", pid), ("city", city)], (i + k * 7 + f) % 13 - 2.5, ts)
-        emit("smoothed", [("project_id", pid), ("anchored", "a%d" % f)], i * f, ts)
-        emit("anchored", [("project_id", pid), ("job", "x")], f, ts)
+            emit("city_temp", [("project", pid), ("city", city)], (i + k * 7 + f) % 13 - 2.5, ts)
+        emit("smoothed", [("project", pid), ("anchored", "a%d" % f)], i * f, ts)
+        emit("anchored", [("project", pid), ("job", "x")], f, ts)
         if pid == b:
-            emit("batch_jobs_failed_total", [("project_id", pid), ("job", "batch"), ("instance", "node-3")], i // 10, ts)
+            emit("batch_jobs_failed_total", [("project", pid), ("job", "batch"), ("instance", "node-3")], i // 10, ts)
 print("\n".join(out))

@@ -37,7 +37,7 @@ def without_rule_output(items, project=None):
     kept = []
     for it in items:
         if isinstance(it, dict) and it.get("__name__") in RULE_OUTPUT_NAMES:
-            assert project is None or it.get("project_id") == project, "rule output of another tenant: %r" % it
+            assert project is None or it.get("project") == project, "rule output of another tenant: %r" % it
             continue
         if isinstance(it, str) and (it in RULE_OUTPUT_NAMES or it in RULE_OUTPUT_LABELS):
             continue
@@ -86,12 +86,12 @@ def tokens(stack):
     }
 
 
-def new_token(stack, user, password, project_id, timeout=10):
+def new_token(stack, user, password, project, timeout=10):
     """A brand-new (never validated) project-scoped token via password auth."""
     body = {"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
             "name": user, "domain": {"name": "tenants"}, "password": password}}},
-        "scope": {"project": {"id": project_id}}}}
+        "scope": {"project": {"id": project}}}}
     r = requests.post(stack["KEYSTONE_URL"] + "/auth/tokens", json=body, timeout=timeout)
     assert r.status_code == 201, r.text
     return r.headers["X-Subject-Token"]

@@ -2,7 +2,7 @@
 
 Every response is checked the same way (`assert_safe`):
   * never a 5xx (the filter must not crash or be crashed; a refusal is a 4xx),
-  * a success contains only team-a data: every series carrying project_id has team-a's id, and no
+  * a success contains only team-a data: every series carrying project has team-a's id, and no
     string in the data equals or contains team-b's project id, a team-b-only metric name
     (batch_jobs_failed_total) or a team-b-only label value (node-3, vm-b1, m1.xlarge, m1.tiny, batch),
   * for the query endpoints a success must moreover equal what PROM_A (the Prometheus holding only
@@ -138,13 +138,13 @@ def assert_safe(st, r, request_text=""):
         data = body.get("data")
         leaked = leaks_in(_strings(data), st)
         assert not leaked, "team-b data in the answer: %r\n%r" % (leaked, r)
-        foreign = [m for m in _series_dicts(data) if "project_id" in m and m["project_id"] != st["TEAM_A_ID"]]
+        foreign = [m for m in _series_dicts(data) if "project" in m and m["project"] != st["TEAM_A_ID"]]
         assert not foreign, "foreign series: %r" % foreign
     else:  # federate (text exposition format) and anything else
         assert not leaks_in([r.text], st), "team-b data in the answer: %r" % r
         for line in r.text.splitlines():
             if line and not line.startswith("#"):
-                assert 'project_id="%s"' % st["TEAM_A_ID"] in line, "sample without team-a's id: %r" % line
+                assert 'project="%s"' % st["TEAM_A_ID"] in line, "sample without team-a's id: %r" % line
 
 
 def _ok(r):
@@ -179,13 +179,13 @@ def _query_of(path, body):
 EVIL = [
     "up or " + ALL,
     ALL,
-    '{project_id=~".+"}',
-    '{project_id!="<A>"}',
-    '{project_id!~"<A>"}',
-    '{project_id=~"<B>|<A>"}',
-    '{project_id=~"(?i)<B>"}',
-    '{__name__=~".+",project_id=""}',
-    '{project_id=""}',
+    '{project=~".+"}',
+    '{project!="<A>"}',
+    '{project!~"<A>"}',
+    '{project=~"<B>|<A>"}',
+    '{project=~"(?i)<B>"}',
+    '{__name__=~".+",project=""}',
+    '{project=""}',
     '{__name__=~"batch.*"}',
     'batch_jobs_failed_total',
     '{__name__="batch_jobs_failed_total"}',
@@ -193,15 +193,15 @@ EVIL = [
     '{__name__=~".+"} offset 1h',
     '{__name__=~".+"}[1h:5m]',
     '{__name__=~".+"}[10m]',
-    'sum by (project_id) ({__name__=~".+"})',
-    'count by (project_id, __name__) ({__name__=~".+"})',
+    'sum by (project) ({__name__=~".+"})',
+    'count by (project, __name__) ({__name__=~".+"})',
     'topk(1000, {__name__=~".+"})',
     'count_values("v", {__name__=~".+"})',
-    'label_replace({__name__=~".+"}, "x", "$1", "project_id", "(.*)")',
-    'label_replace({project_id=~".+"}, "project_id", "", "", "")',
-    'sum without (project_id) (label_replace(memory_bytes, "project_id", "", "", ""))',
-    'label_join({__name__=~".+"}, "stolen", ",", "project_id", "instance", "__name__")',
-    'memory_bytes * on(instance) group_left(project_id) memory_bytes',
+    'label_replace({__name__=~".+"}, "x", "$1", "project", "(.*)")',
+    'label_replace({project=~".+"}, "project", "", "", "")',
+    'sum without (project) (label_replace(memory_bytes, "project", "", "", ""))',
+    'label_join({__name__=~".+"}, "stolen", ",", "project", "instance", "__name__")',
+    'memory_bytes * on(instance) group_left(project) memory_bytes',
     'memory_bytes or on() {__name__=~".+"}',
     'vector(1) and on() {__name__=~"batch.*"}',
     'absent(nonexistent_metric)',
@@ -211,22 +211,22 @@ EVIL = [
     '{__name__=~".+"} @ -1',
     'rate({__name__=~".+"}[5m] @ <E>)',
     '{job="\\"}"}',                                  # value `"}`: escaping must survive the rewrite
-    '{job="x\\",project_id=\\"<B>"}',                 # a naive rewriter would break out of the string
-    '{job=~"x\\"} or {project_id=~\\".+"}',
-    "{job='x\",project_id=\"<B>'}",                   # single-quoted string holding double quotes
+    '{job="x\\",project=\\"<B>"}',                 # a naive rewriter would break out of the string
+    '{job=~"x\\"} or {project=~\\".+"}',
+    "{job='x\",project=\"<B>'}",                   # single-quoted string holding double quotes
     '{job=`x"}`}',                                    # raw string
     '{a="1" or b="2"}',                              # 3.x syntax: refused by 2.42 (or carries the matcher)
     '{"memory_bytes"}',                               # 3.x quoted metric name
-    '{__name__=~".+"} # comment {project_id="<B>"}',
+    '{__name__=~".+"} # comment {project="<B>"}',
     'memory_bytes\n or {__name__=~".+"}',
     '{__name__=~".+", __name__=~".+"}',
-    '{__name__=~".*", project_id=~".*"}',
-    '{__name__=~".+"} unless {project_id="<A>"}',
+    '{__name__=~".*", project=~".*"}',
+    '{__name__=~".+"} unless {project="<A>"}',
     'sum({__name__=~".+"}) by (instance)',
     'max_over_time({__name__=~".+"}[1h:])',
     'last_over_time({__name__=~".+"}[30m] @ end())',
     'group by (instance, flavor) ({__name__=~".+"})',
-    'count(count by (project_id) ({__name__=~".+"}))',
+    'count(count by (project) ({__name__=~".+"}))',
 ]
 
 
@@ -244,11 +244,11 @@ def test_evil_query_range_post(st, expr):
 
 
 @pytest.mark.parametrize("expr", [
-    '{project_id="<B>"}',
-    'memory_bytes{project_id="<B>"}',
-    'sum(rate(http_requests_total{project_id="<B>"}[5m]))',
-    'memory_bytes or {project_id="<B>"}',
-    'absent(batch_jobs_failed_total{project_id="<B>"})',
+    '{project="<B>"}',
+    'memory_bytes{project="<B>"}',
+    'sum(rate(http_requests_total{project="<B>"}[5m]))',
+    'memory_bytes or {project="<B>"}',
+    'absent(batch_jobs_failed_total{project="<B>"})',
 ])
 def test_other_project_named_is_403(st, expr):
     e = sub(expr, st)
@@ -296,7 +296,7 @@ def test_encoded_key(st):
 
 
 def test_plus_as_space(st):
-    e = 'sum by (project_id) ({__name__=~".+"})'
+    e = 'sum by (project) ({__name__=~".+"})'
     qs = urllib.parse.quote_plus(e)
     assert "+" in qs
     r = assert_enforced(st, "GET", "/api/v1/query?query=%s&%s" % (qs, _t(st)))
@@ -385,7 +385,7 @@ def test_post_no_content_type_with_body(st):
     "//api/v1/query", "/api/v1/query/", "/api/v1/%71uery", "/api/v1/./query", "/api/v1/../v1/query",
     "/api//v1/query", "/API/V1/QUERY", "/api/v1/query%2F", "/api/v1/query%00", "/./api/v1/query",
     "/api/v1/query;x=1", "/%61pi/v1/query", "/api/v1/query_range/../query", "///api/v1/series",
-    "/api/v1/label/project_id/values/", "/api/v1/label/project_id/./values", "/federate/",
+    "/api/v1/label/project/values/", "/api/v1/label/project/./values", "/federate/",
     "/api/v1/labels/", "/api/v1/series/",
 ])
 def test_path_variants_never_leak(st, path):
@@ -399,10 +399,10 @@ def test_path_variants_never_leak(st, path):
 
 
 # ------------------------------------------------------------------ metadata endpoints
-def test_label_project_id_values_only_a(st):
-    for path in ("/api/v1/label/project_id/values", "/api/v1/label/project_id/values?match[]=%s" % q(ALL),
-                 "/api/v1/label/project_id/values?start=%s&end=%s" % (st["SEED_START"], st["SEED_END"]),
-                 "/api/v1/label/project_id/values?match[]=%s" % q('{project_id=~".+"}')):
+def test_label_project_values_only_a(st):
+    for path in ("/api/v1/label/project/values", "/api/v1/label/project/values?match[]=%s" % q(ALL),
+                 "/api/v1/label/project/values?start=%s&end=%s" % (st["SEED_START"], st["SEED_END"]),
+                 "/api/v1/label/project/values?match[]=%s" % q('{project=~".+"}')):
         r = send(st, "GET", path)
         assert_safe(st, r)
         assert r.status == 200, r
@@ -430,12 +430,12 @@ def test_series_without_match_only_a(st):
     assert r.status == 200, r
     series = r.json()["data"]
     assert len(series) == int(st["TEAM_A_SERIES"]), len(series)
-    assert all(s.get("project_id") == st["TEAM_A_ID"] for s in series)
+    assert all(s.get("project") == st["TEAM_A_ID"] for s in series)
 
 
 @pytest.mark.parametrize("matches", [
-    [ALL], ['{project_id=~".+"}'], [ALL, '{project_id!="<A>"}'], ['{__name__=~"batch.*"}'],
-    ['memory_bytes', '{project_id=""}'], ['{instance="node-3"}'],
+    [ALL], ['{project=~".+"}'], [ALL, '{project!="<A>"}'], ['{__name__=~"batch.*"}'],
+    ['memory_bytes', '{project=""}'], ['{instance="node-3"}'],
 ])
 def test_series_match_only_a(st, matches):
     qs = "&".join("match[]=%s" % q(sub(m, st)) for m in matches)
@@ -446,7 +446,7 @@ def test_series_match_only_a(st, matches):
             r = send(st, "POST", "/api/v1/series", {"Content-Type": FORM}, qs.encode())
         assert_safe(st, r)
         d = direct(st, "GET", "/api/v1/series?" + qs)
-        if d.status != 200:   # e.g. `{project_id!="A"}` alone: no non-empty matcher -> 400 on both
+        if d.status != 200:   # e.g. `{project!="A"}` alone: no non-empty matcher -> 400 on both
             assert r.status == d.status, (r, d)
             continue
         assert r.status == 200, r
@@ -455,7 +455,7 @@ def test_series_match_only_a(st, matches):
 
 
 def test_series_other_project_403(st):
-    r = send(st, "GET", "/api/v1/series?match[]=%s" % q(sub('{project_id="<B>"}', st)))
+    r = send(st, "GET", "/api/v1/series?match[]=%s" % q(sub('{project="<B>"}', st)))
     assert_safe(st, r, st["TEAM_B_ID"])
     assert r.status == 403, r
 
@@ -469,7 +469,7 @@ def test_labels_only_a(st):
 
 
 @pytest.mark.parametrize("qs", ["?match[]=%s" % q(ALL), "", "?match[]=%s&match[]=%s" % (
-    q('{project_id=~".+"}'), q('{__name__=~"batch.*"}')), "?%%6datch[]=%s" % q(ALL)])
+    q('{project=~".+"}'), q('{__name__=~"batch.*"}')), "?%%6datch[]=%s" % q(ALL)])
 def test_federate_only_a(st, qs):
     r = send(st, "GET", "/federate" + qs)
     assert_safe(st, r)
@@ -535,7 +535,7 @@ def test_admin_and_lifecycle_had_no_effect(st):
     ("DELETE", "/api/v1/query?query=memory_bytes"),
     ("PATCH", "/api/v1/query_range?query=memory_bytes"),
     ("DELETE", "/api/v1/series?match[]=%s" % q(ALL)),
-    ("POST", "/api/v1/label/project_id/values"),
+    ("POST", "/api/v1/label/project/values"),
     ("POST", "/federate?match[]=%s" % q(ALL)),
 ])
 def test_wrong_method_405(st, method, path):
@@ -568,7 +568,7 @@ def test_two_auth_tokens_never_mix(st):
         c.close()
     assert r.status < 500, r
     if r.status == 200:
-        pids = {s["metric"].get("project_id") for s in r.json()["data"]["result"]}
+        pids = {s["metric"].get("project") for s in r.json()["data"]["result"]}
         assert len(pids) == 1, "two tenants mixed: %r" % pids
 
 

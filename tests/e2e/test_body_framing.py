@@ -100,7 +100,7 @@ def assert_like_prom_a(st, r, path, body):
     assert canon(r.json(), q, st["TEAM_A_ID"]) == canon(d.json(), q)
 
 
-QUERIES = ["count by (project_id) (cloud_instances)", ALL, "sum by (project_id) (cloud_cpu_seconds_total)"]
+QUERIES = ["count by (project) (cloud_instances)", ALL, "sum by (project) (cloud_cpu_seconds_total)"]
 
 
 @pytest.mark.parametrize("expr", QUERIES)
@@ -125,7 +125,7 @@ def test_match_all_in_an_unannounced_body_is_enforced(st, send, path):
     assert _ok(r), r
     if path == "/api/v1/series":
         assert r.json()["data"], "team-a's own series come back"
-        assert {m["project_id"] for m in r.json()["data"]} == {st["TEAM_A_ID"]}
+        assert {m["project"] for m in r.json()["data"]} == {st["TEAM_A_ID"]}
 
 
 @pytest.mark.parametrize("send", ["chunked", "h2"])
@@ -151,7 +151,7 @@ def test_h2_empty_body_without_length_keeps_the_url_enforced(st):
     r = h2_post(st, path, b"")
     assert_safe(st, r)
     assert _ok(r), r
-    assert {s["metric"]["project_id"] for s in r.json()["data"]["result"]} == {st["TEAM_A_ID"]}
+    assert {s["metric"]["project"] for s in r.json()["data"]["result"]} == {st["TEAM_A_ID"]}
 
 
 # ------------------------------------------------------------------ a body that arrives while Keystone is asked
@@ -179,7 +179,7 @@ def test_body_held_in_part_while_keystone_answers_is_enforced_whole(st, chunked_
     """The first part of the body is held while the new token is validated; when Keystone answers,
     that part must not go upstream as it came (it names the query), only with the rest, enforced."""
     token = new_token(st, "alice", "alice-secret", st["TEAM_A_ID"])
-    first = _form(st, query="count by (project_id) (cloud_instances)") + b"&"
+    first = _form(st, query="count by (project) (cloud_instances)") + b"&"
     rest = _form(st, time="<E>")
     r = slow_post(dict(st, ALICE_TOKEN=token), token, "/api/v1/query", first, rest, chunked_body)
     assert_like_prom_a(st, r, "/api/v1/query", first + rest)
@@ -196,7 +196,7 @@ def test_body_held_in_part_reaches_upstream_whole_and_enforced(st, envoy_variant
     assert raw, "nothing reached the upstream: %r" % r
     saw = json.loads(base64.b64decode(raw))
     body = urllib.parse.parse_qs(saw["body"])
-    assert body["query"] == ['cloud_instances{project_id="%s"}' % st["TEAM_A_ID"]], saw
+    assert body["query"] == ['cloud_instances{project="%s"}' % st["TEAM_A_ID"]], saw
     assert body["time"] == [st["SEED_END"]], saw
 
 
@@ -248,8 +248,8 @@ def test_rules_answer_ending_with_trailers_is_not_let_through(st, envoy_variants
     the answer to filter it and never sees it end, so it answers itself; the headers being gone,
     Envoy resets the stream. Nothing of team-b's may reach the client either way."""
     rules = {"status": "success", "data": {"groups": [{"name": "g", "file": "f", "interval": 60, "rules": [
-        {"name": "mine", "query": "up", "labels": {"project_id": st["TEAM_A_ID"]}, "health": "ok", "type": "recording"},
-        {"name": "theirs", "query": "up", "labels": {"project_id": st["TEAM_B_ID"]}, "health": "ok",
+        {"name": "mine", "query": "up", "labels": {"project": st["TEAM_A_ID"]}, "health": "ok", "type": "recording"},
+        {"name": "theirs", "query": "up", "labels": {"project": st["TEAM_B_ID"]}, "health": "ok",
          "type": "recording"}]}]}}
     upstream = TrailerUpstream(json.dumps(rules).encode())
     try:

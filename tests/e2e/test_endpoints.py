@@ -85,7 +85,7 @@ def test_alerts_only_the_tenants(stack):
             break
         time.sleep(0.5)
     assert alerts, "the tenant's own alert fires (cloud_instances > 0)"
-    assert {a["labels"]["project_id"] for a in alerts} == {stack["TEAM_A_ID"]}
+    assert {a["labels"]["project"] for a in alerts} == {stack["TEAM_A_ID"]}
     assert stack["TEAM_B_ID"] not in r.text
     assert "AnyInstances" not in r.text
 
@@ -117,7 +117,7 @@ def test_query_exemplars_is_enforced(stack):
     params = {"query": "http_requests_total", "start": stack["SEED_START"], "end": stack["SEED_END"]}
     r = get(stack, "/api/v1/query_exemplars", stack["ALICE_TOKEN"], params=params)
     assert r.status_code == 200 and r.json()["status"] == "success", r.text
-    params["query"] = 'http_requests_total{project_id="%s"}' % stack["TEAM_B_ID"]
+    params["query"] = 'http_requests_total{project="%s"}' % stack["TEAM_B_ID"]
     r = get(stack, "/api/v1/query_exemplars", stack["ALICE_TOKEN"], params=params)
     assert r.status_code == 403 and r.json()["errorType"] == "forbidden", r.text
     assert get(stack, "/api/v1/query_exemplars", None, params=params).status_code == 401

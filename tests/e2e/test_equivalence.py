@@ -47,8 +47,8 @@ QUERIES = [
     'batch_jobs_failed_total',                          # team-b only: empty for alice
     'cloud_cpu_seconds_total',
     'cloud_instances',
-    'memory_bytes{project_id="<A>"}',                   # naming the own project explicitly
-    'memory_bytes{project_id=~"<A>|nothing"}',
+    'memory_bytes{project="<A>"}',                   # naming the own project explicitly
+    'memory_bytes{project=~"<A>|nothing"}',
     'memory_bytes{instance=""}',                        # matches series without the label: none
     'memory_bytes{flavor=""}',                          # ... all of them (no flavor label)
     'instance_info{flavor=~"m1\\\\..*"}',                  # escaped dot in a regex string
@@ -70,7 +70,7 @@ QUERIES = [
     'smoothed',
     'sum by (anchored) (smoothed)',
     'anchored{job="x"}',
-    'rate(smoothed[5m]) * on(project_id) group_left anchored',
+    'rate(smoothed[5m]) * on(project) group_left anchored',
     'count by (anchored) (smoothed{anchored=~"a.*"})',
     # @ before 1970
     'memory_bytes @ -100',
@@ -141,10 +141,10 @@ QUERIES = [
     'days_in_month()',
     # ---- label manipulation
     'label_replace(%s, "svc", "$1", "job", "(.*)")' % H,
-    'label_replace(memory_bytes, "project_id", "x", "", "")',
+    'label_replace(memory_bytes, "project", "x", "", "")',
     'label_replace(memory_bytes, "__name__", "mem", "", "")',
     'label_replace(memory_bytes, "node", "$1", "instance", "node-(.*)")',
-    'label_join(memory_bytes, "combo", "-", "instance", "project_id")',
+    'label_join(memory_bytes, "combo", "-", "instance", "project")',
     'label_join(instance_info, "instance", ",", "flavor")',
     # ---- histograms
     'histogram_quantile(0.9, rate(%s_bucket[5m]))' % D,
@@ -152,7 +152,7 @@ QUERIES = [
     'histogram_quantile(0.7, sum by (le, job) (rate(%s_bucket[10m])))' % D,
     'rate(%s_sum[5m]) / rate(%s_count[5m])' % (D, D),
     'histogram_quantile(0.75, %s_bucket)' % D,
-    # ---- absent (the ONLY allowed difference: labels may carry project_id=<A>, see below)
+    # ---- absent (the ONLY allowed difference: labels may carry project=<A>, see below)
     'absent(nonexistent_metric)',
     'absent(batch_jobs_failed_total)',
     'absent(memory_bytes)',
@@ -165,7 +165,7 @@ QUERIES = [
     'sum(memory_bytes)',
     'sum by (job) (rate(%s[5m]))' % H,
     'sum without (instance, code) (rate(%s[5m]))' % H,
-    'sum by (project_id) (rate(cloud_cpu_seconds_total[5m]))',
+    'sum by (project) (rate(cloud_cpu_seconds_total[5m]))',
     'avg(temperature_celsius)',
     'avg by (code) (rate(%s[5m]))' % H,
     'min(temperature_celsius)',
@@ -174,7 +174,7 @@ QUERIES = [
     'count by (__name__) ({__name__=~".+"})',
     'count without (le) (%s_bucket)' % D,
     'group(%s)' % H,
-    'group by (project_id) ({__name__=~".+"})',
+    'group by (project) ({__name__=~".+"})',
     'stddev(memory_bytes)',
     'stdvar by (job) (rate(%s[5m]))' % H,
     'topk(3, rate(%s[5m]))' % H,
@@ -214,11 +214,11 @@ QUERIES = [
     'batch_jobs_failed_total or vector(7)',
     # ---- one-to-many joins with extra labels
     'memory_bytes * on(instance) group_left(flavor) instance_info',
-    'memory_bytes * on(instance, project_id) group_left(flavor) instance_info',
+    'memory_bytes * on(instance, project) group_left(flavor) instance_info',
     'instance_info * on(instance) group_right(flavor) memory_bytes',
     'sum by (instance) (rate(%s[5m])) * on(instance) group_left(flavor) instance_info' % H,
-    'cloud_cpu_seconds_total + on(project_id) group_left cloud_instances',
-    'cloud_instances * on(project_id) group_right cloud_cpu_seconds_total',
+    'cloud_cpu_seconds_total + on(project) group_left cloud_instances',
+    'cloud_instances * on(project) group_right cloud_cpu_seconds_total',
     'rate(%s[5m]) / ignoring(code, job) group_left sum without (flavor) (instance_info)' % H,
     # ---- subqueries
     'max_over_time(rate(%s[5m])[30m:1m])' % H,
@@ -328,18 +328,18 @@ def _is_absent(q):
 
 def canon(body, query, project=None):
     """(resultType, canonical result). For absent()/absent_over_time() queries only, and only when
-    `project` is given (the filtered side), a project_id=<project> label is dropped from the result
-    labels: the filter rewrites `absent(x)` to `absent(x{project_id="<A>"})` and Prometheus copies
+    `project` is given (the filtered side), a project=<project> label is dropped from the result
+    labels: the filter rewrites `absent(x)` to `absent(x{project="<A>"})` and Prometheus copies
     equality matchers of the argument into absent()'s output labels, so the filtered answer may carry
-    project_id=<A> where PROM_A's has none. That label is the ONLY difference allowed anywhere."""
+    project=<A> where PROM_A's has none. That label is the ONLY difference allowed anywhere."""
     data = body["data"]
     rt, res = data["resultType"], data["result"]
     if rt in ("scalar", "string"):
         return rt, tuple(res)
 
     def lbls(m):
-        if project is not None and _is_absent(query) and m.get("project_id") == project:
-            m = {k: v for k, v in m.items() if k != "project_id"}
+        if project is not None and _is_absent(query) and m.get("project") == project:
+            m = {k: v for k, v in m.items() if k != "project"}
         return _labels(m)
 
     if rt == "vector":
@@ -447,9 +447,9 @@ def test_3x_spelling_means_the_same(stack, client, q3, q2):
 
 def test_no_absent_blind_spot(stack, client):
     """The absent() allowance must not hide a real difference: with non-absent queries and data, the
-    canonical forms keep project_id."""
+    canonical forms keep project."""
     body = {"data": {"resultType": "vector", "result": [
-        {"metric": {"project_id": stack["TEAM_A_ID"]}, "value": [1, "1"]}]}}
+        {"metric": {"project": stack["TEAM_A_ID"]}, "value": [1, "1"]}]}}
     assert canon(body, "memory_bytes", stack["TEAM_A_ID"]) != canon(
         {"data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "1"]}]}}, "memory_bytes")
 
@@ -467,7 +467,7 @@ META = [
     ("/api/v1/label/instance/values", [("match[]", "memory_bytes")]),
     ("/api/v1/label/job/values", []),
     ("/api/v1/label/flavor/values", []),
-    ("/api/v1/label/project_id/values", []),
+    ("/api/v1/label/project/values", []),
     ("/api/v1/label/le/values", []),
     ("/api/v1/series", [("match[]", H)]),
     ("/api/v1/series", [("match[]", "memory_bytes"), ("match[]", "instance_info")]),
@@ -523,5 +523,5 @@ def test_federate_equivalent(stack, client):
         # for both servers (same data), so compare the sample lines as a set
         return sorted(l for l in t.splitlines() if l and not l.startswith("#"))
     rule_lines = [l for l in lines(fr.text) if l.split("{")[0] in RULE_OUTPUT_NAMES]
-    assert all('project_id="%s"' % stack["TEAM_A_ID"] in l for l in rule_lines), rule_lines
+    assert all('project="%s"' % stack["TEAM_A_ID"] in l for l in rule_lines), rule_lines
     assert [l for l in lines(fr.text) if l not in rule_lines] == lines(dr.text)

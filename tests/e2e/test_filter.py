@@ -25,7 +25,7 @@ def result(resp):
 
 
 def assert_only_project(series, project, count=None):
-    got = [s["metric"].get("project_id") for s in series]
+    got = [s["metric"].get("project") for s in series]
     assert all(p == project for p in got), "foreign series leaked: %r (own project %s)" % (got, project)
     if count is not None:
         assert len(series) == count, "expected %d series, got %d: %r" % (count, len(series), series)
@@ -126,7 +126,7 @@ def test_post_body_grows_content_length(envoy, stack, tokens, user):
 def test_aggregation_by_project(envoy, stack, tokens, user):
     t = tokens[user]
     r = envoy.get("/api/v1/query", t["token"], params={
-        "query": "sum by (project_id) (rate(%s[5m]))" % CPU, "time": stack["SEED_END"]})
+        "query": "sum by (project) (rate(%s[5m]))" % CPU, "time": stack["SEED_END"]})
     assert_only_project(result(r), t["project"], 1)
 
 
@@ -134,11 +134,11 @@ def test_aggregation_by_project(envoy, stack, tokens, user):
 def test_other_project_explicitly_named(envoy, stack, tokens, user):
     t = tokens[user]
     r = envoy.get("/api/v1/query", t["token"], params={
-        "query": '%s{project_id="%s"}' % (CPU, t["other"]), "time": stack["SEED_END"]})
+        "query": '%s{project="%s"}' % (CPU, t["other"]), "time": stack["SEED_END"]})
     assert r.status_code in (200, 403), r.text
     if r.status_code == 200:
         series = result(r)
-        assert not any(s["metric"].get("project_id") == t["other"] for s in series), series
+        assert not any(s["metric"].get("project") == t["other"] for s in series), series
         assert_only_project(series, t["project"])
     else:
         assert_prom_error(r, 403)
@@ -148,7 +148,7 @@ def test_other_project_explicitly_named(envoy, stack, tokens, user):
 def test_other_project_regex(envoy, stack, tokens, user):
     t = tokens[user]
     r = envoy.get("/api/v1/query", t["token"], params={
-        "query": '%s{project_id=~".+"}' % CPU, "time": stack["SEED_END"]})
+        "query": '%s{project=~".+"}' % CPU, "time": stack["SEED_END"]})
     assert r.status_code in (200, 403), r.text
     if r.status_code == 200:
         assert_only_project(result(r), t["project"])

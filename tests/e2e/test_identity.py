@@ -15,7 +15,7 @@ Seed (harness/stack.py ks_seed + ks_seed_identity):
 The main Envoy (default configuration) sits in front of the main Prometheus (team-a and team-b series).
 Configuration variants run in extra Envoys (conftest.EnvoyVariants) whose upstream is the recorder
 (conftest.UpstreamRecorder): it shows what reached "Prometheus" and forwards to PROM_X, which also holds
-team-a-child's series and domain_id-labelled series (domain tenants: 1 series; domain default: 1).
+team-a-child's series and domain-labelled series (domain tenants: 1 series; domain default: 1).
 """
 import urllib.parse
 
@@ -124,7 +124,7 @@ def tok(t):
 
 def assert_projects(resp, projects, count=None):
     series = prom_data(resp)
-    got = label_values(series, "project_id")
+    got = label_values(series, "project")
     assert set(got) <= set(projects), "foreign series: %r (allowed %r)" % (got, projects)
     if count is not None:
         assert len(series) == count, "expected %d series, got %d: %r" % (count, len(series), got)
@@ -300,9 +300,9 @@ def test_domain_scope_sees_only_domain_series(V, st, how):
     r = q(V("plain"), creds, DOMAIN_QUERY)
     series = prom_data(r)
     assert len(series) == int(st["DOMAIN_SERIES"]), series
-    assert all(s["metric"].get("domain_id") == st["DOMAIN_ID"] for s in series), series
-    assert 'domain_id="%s"' % st["DOMAIN_ID"] in upstream_query(r)
-    # no project series: they carry no domain_id label
+    assert all(s["metric"].get("domain") == st["DOMAIN_ID"] for s in series), series
+    assert 'domain="%s"' % st["DOMAIN_ID"] in upstream_query(r)
+    # no project series: they carry no domain label
     assert prom_data(q(V("plain"), creds, CPU)) == []
 
 
@@ -310,13 +310,13 @@ def test_domain_label_configurable(V, st):
     r = q(V("domlabel"), tok(st["RITA_DOMAIN_TOKEN"]), DOMAIN_QUERY)
     assert prom_data(r) == []      # no series carries os_domain
     assert 'os_domain="%s"' % st["DOMAIN_ID"] in upstream_query(r), upstream_query(r)
-    assert "domain_id" not in upstream_query(r)
+    assert "domain=" not in upstream_query(r).replace("os_domain=", "")
     # project tokens are unaffected
     assert_projects(q(V("domlabel"), tok(st["ALICE_TOKEN"])), [st["TEAM_A_ID"]], 2)
 
 
 def test_domain_token_cannot_name_another_domain(V, st):
-    r = q(V("plain"), tok(st["RITA_DOMAIN_TOKEN"]), 'domain_quota_instances{domain_id="default"}')
+    r = q(V("plain"), tok(st["RITA_DOMAIN_TOKEN"]), 'domain_quota_instances{domain="default"}')
     if r.status_code == 200:
         assert prom_data(r) == []
     else:
@@ -337,7 +337,7 @@ def test_unrestricted_role_sees_every_tenant(V, st):
     for creds in (tok(st["OPS_SYSTEM_TOKEN"]), tok(st["OPS_TOKEN"]),
                   basic_auth("ops@Default|admin@Default", "ops-secret")):
         r = q(e, creds)
-        assert label_values(prom_data(r), "project_id") == every
+        assert label_values(prom_data(r), "project") == every
         assert upstream_query(r) == CPU, "no label enforcement expected for cloud_admin"
     # without the role: a system token is still refused, a project token still confined
     prom_error(q(e, tok(st["ADMIN_SYSTEM_TOKEN"])), 403)
@@ -354,13 +354,13 @@ def test_include_subprojects(V, st):
     e = V("subtree")
     A, C = st["TEAM_A_ID"], st["TEAM_A_CHILD_ID"]
     r = q(e, tok(st["ALICE_TOKEN"]), headers={"X-Prom-Tenant": "spoofed"})
-    assert label_values(prom_data(r), "project_id") == sorted([A, A, C])
+    assert label_values(prom_data(r), "project") == sorted([A, A, C])
     assert '=~"' in upstream_query(r) and A in upstream_query(r) and C in upstream_query(r), upstream_query(r)
     saw = upstream_saw(r)
     assert len(saw["headers"].get("x-prom-tenant", [])) == 1, saw["headers"]
     assert set(saw["headers"]["x-prom-tenant"][0].split("|")) == {A, C}
     # the child named explicitly: inside the scope
-    assert_projects(q(e, tok(st["ALICE_TOKEN"]), 'cloud_instances{project_id="%s"}' % C), [C], 1)
+    assert_projects(q(e, tok(st["ALICE_TOKEN"]), 'cloud_instances{project="%s"}' % C), [C], 1)
     # a project without children: just itself
     r = q(e, tok(st["RITA_TOKEN"]))
     assert_projects(r, [st["TEAM_B_ID"]], 1)

@@ -43,7 +43,7 @@ def test_keystone_down_503(envoy, stack):
     tok2 = new_token(stack, "rita", "rita-secret", stack["TEAM_B_ID"])
     resp = envoy.get("/api/v1/query", tok2, params=params)
     assert resp.status_code == 200, resp.text[:300]
-    assert [s["metric"]["project_id"] for s in resp.json()["data"]["result"]] == [stack["TEAM_B_ID"]]
+    assert [s["metric"]["project"] for s in resp.json()["data"]["result"]] == [stack["TEAM_B_ID"]]
     resp = envoy.get("/api/v1/query", tok, params=params)
     assert resp.status_code == 200, "token that got 503 while Keystone was down: HTTP %d %s" % (
         resp.status_code, resp.text[:300])

@@ -80,7 +80,7 @@ def query(e, token, method="GET", headers=None, **kw):
 
 def assert_team_a(resp, stack):
     series = prom_data(resp)
-    assert sorted(s["metric"].get("project_id") for s in series) == [stack["TEAM_A_ID"]] * 2, series
+    assert sorted(s["metric"].get("project") for s in series) == [stack["TEAM_A_ID"]] * 2, series
 
 
 def assert_unavailable(resp, status):

@@ -39,12 +39,12 @@ def answer(resp):
 
 def strip_tenant(body, query, project):
     """absent() copies the argument's equality matchers into its result: the filter's tenant matcher
-    shows as a project_id label there, the only difference allowed (see test_equivalence.canon)."""
+    shows as a project label there, the only difference allowed (see test_equivalence.canon)."""
     if "absent" not in query:
         return body
     for s in body.get("data", {}).get("result", []) if isinstance(body.get("data", {}).get("result"), list) else []:
-        if isinstance(s, dict) and s.get("metric", {}).get("project_id") == project:
-            del s["metric"]["project_id"]
+        if isinstance(s, dict) and s.get("metric", {}).get("project") == project:
+            del s["metric"]["project"]
     return body
 
 

@@ -20,7 +20,7 @@ fn get_query_validates_then_rewrites_and_resumes() {
     f.on_callout(&mut h, 1, &ok(KS_OK));
     assert!(h.resumed);
     assert_eq!(h.status(), None);
-    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project="p1"}"#);
     assert_eq!(world.metric(Metric::RequestsAllowed), 1);
 
     // Second request, same token: served from the cache, no callout.
@@ -28,7 +28,7 @@ fn get_query_validates_then_rewrites_and_resumes() {
     let mut f2 = Flow::new(sh, 2);
     assert_eq!(f2.on_request_headers(&mut h2, eos(true)), Action::Continue);
     assert_eq!(world.callouts.borrow().len(), 1);
-    assert_eq!(decoded_query(&h2)[0].value, r#"rate(x{project_id="p1"}[5m])"#);
+    assert_eq!(decoded_query(&h2)[0].value, r#"rate(x{project="p1"}[5m])"#);
     assert_eq!((world.metric(Metric::CacheHits), world.metric(Metric::CacheMisses)), (1, 1));
 }
 
@@ -155,7 +155,7 @@ fn concurrent_first_requests_make_one_callout() {
         let (h, f) = &mut waiters[ctx as usize - 2];
         f.on_wake(h, &wake);
         assert!(h.resumed, "woken request resumed");
-        assert_eq!(decoded_query(h)[0].value, r#"a{project_id="p1"}"#);
+        assert_eq!(decoded_query(h)[0].value, r#"a{project="p1"}"#);
     }
     assert_eq!(world.callouts.borrow().len(), 1);
 }
@@ -205,7 +205,7 @@ fn where_no_request_can_wake_another_each_asks_keystone_and_all_are_answered() {
         assert_eq!(world.callouts.borrow()[i].context, h.context, "answered to the request that asked");
         f.on_callout(h, id, &ok(KS_OK));
         assert!(h.resumed, "request {id} resumed");
-        assert_eq!(decoded_query(h)[0].value, r#"a{project_id="p1"}"#);
+        assert_eq!(decoded_query(h)[0].value, r#"a{project="p1"}"#);
     }
     assert!(world.wakes.borrow().is_empty());
     // Once one has stored the scope, later requests are served from the cache.
@@ -271,7 +271,7 @@ fn domain_scope_uses_the_domain_label() {
     let mut f = Flow::new(shared(), 1);
     f.on_request_headers(&mut h, eos(true));
     f.on_callout(&mut h, 1, &ok(DOMAIN_OK));
-    assert_eq!(decoded_query(&h)[0].value, r#"up{domain_id="d9"}"#);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{domain="d9"}"#);
 }
 
 
@@ -293,7 +293,7 @@ fn basic_auth_asks_for_a_token_and_consumes_the_header() {
     // A token request answers 201.
     f.on_callout(&mut h, 1, &CalloutAnswer { status: Some(201), subject_token: Some("issued".into()), ..ok(KS_OK) });
     assert!(h.resumed);
-    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project="p1"}"#);
     // Wrong password: 401.
     let world = World::new();
     let mut h = host(&world, 1, &headers);
@@ -387,10 +387,10 @@ fn subprojects_are_looked_up_and_cached() {
     }
     f.on_callout(&mut h, 2, &ok(r#"{"project":{"id":"p1","subtree":{"c1":{"g1":null}}}}"#));
     assert!(h.resumed);
-    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id=~"p1|c1|g1"}"#);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project=~"p1|c1|g1"}"#);
     let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
     assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h2, eos(true)), Action::Continue);
-    assert_eq!(decoded_query(&h2)[0].value, r#"up{project_id=~"p1|c1|g1"}"#);
+    assert_eq!(decoded_query(&h2)[0].value, r#"up{project=~"p1|c1|g1"}"#);
 }
 
 #[test]

@@ -28,9 +28,9 @@ fn post_body_and_url_are_both_enforced_whichever_arrives_first() {
         }
         assert_eq!(world.metric(Metric::RequestsAllowed), 1);
         assert_eq!(h.status(), None);
-        assert_eq!(decoded_query(&h)[0].value, r#"b{project_id="p1"}"#);
+        assert_eq!(decoded_query(&h)[0].value, r#"b{project="p1"}"#);
         let body = crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
-        assert_eq!(body[0].value, r#"a{project_id="p1"}"#);
+        assert_eq!(body[0].value, r#"a{project="p1"}"#);
         // Envoy frames the new body itself; NGINX sends the new body's length.
         let length = if is_nginx() { vec![h.body.len().to_string()] } else { vec![] };
         assert_eq!(h.sent("content-length"), length);
@@ -54,7 +54,7 @@ fn a_body_held_in_part_when_keystone_answers_goes_on_whole_and_enforced() {
         assert_eq!(h.status(), None);
         assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue, "the end lets it all go");
         let got = crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
-        assert_eq!(got[0].value, r#"a{project_id="p1"}"#);
+        assert_eq!(got[0].value, r#"a{project="p1"}"#);
         assert_eq!(world.metric(Metric::RequestsAllowed), 1);
     }
 }
@@ -71,7 +71,7 @@ fn post_without_body_needs_no_content_type_and_does_not_wait() {
     f.on_callout(&mut h, 1, &ok(KS_OK));
     assert_eq!(h.status(), None);
     assert!(h.resumed);
-    assert_eq!(decoded_query(&h)[0].value, r#"b{project_id="p1"}"#);
+    assert_eq!(decoded_query(&h)[0].value, r#"b{project="p1"}"#);
 }
 
 #[test]
@@ -86,12 +86,12 @@ fn cached_post_lets_headers_go_and_enforces_the_body() {
     assert_eq!(f.on_request_headers(&mut h, eos(false)), Action::Continue);
     assert_eq!(h.header(":path"), Some("/api/v1/query?"), "path always carries its ?");
     assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
-    assert_eq!(crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap()[0].value, r#"a{project_id="p1"}"#);
+    assert_eq!(crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap()[0].value, r#"a{project="p1"}"#);
 }
 
 #[test]
 fn post_match_default_goes_where_prometheus_reads_it() {
-    for (body, want) in [("match[]=up", vec![r#"up{project_id="p1"}"#]), ("start=1", vec![r#"{project_id="p1"}"#])] {
+    for (body, want) in [("match[]=up", vec![r#"up{project="p1"}"#]), ("start=1", vec![r#"{project="p1"}"#])] {
         let world = World::new();
         let mut h = host(&world, 1, &post("/api/v1/series", body));
         h.body = body.as_bytes().to_vec();
@@ -134,9 +134,9 @@ fn post_refusals() {
 #[test]
 fn a_body_only_end_of_stream_announces_is_enforced() {
     for (path, body, url, form) in [
-        ("/api/v1/query?query=b", "query=a", r#"b{project_id="p1"}"#, r#"a{project_id="p1"}"#),
+        ("/api/v1/query?query=b", "query=a", r#"b{project="p1"}"#, r#"a{project="p1"}"#),
         // The URL carries the default (a body was only possible); the body's own selector is enforced.
-        ("/api/v1/series", r#"match[]={__name__=~".%2B"}"#, r#"{project_id="p1"}"#, r#"{__name__=~".+",project_id="p1"}"#),
+        ("/api/v1/series", r#"match[]={__name__=~".%2B"}"#, r#"{project="p1"}"#, r#"{__name__=~".+",project="p1"}"#),
     ] {
         let world = World::new();
         let mut h = host(&world, 1, &post_unannounced(path, "application/x-www-form-urlencoded"));
@@ -181,7 +181,7 @@ fn no_body_after_all_leaves_a_safe_query_string() {
         assert_eq!(f.on_request_headers(&mut h, eos(false)), Action::Continue);
         assert_eq!(h.status(), None, "no content type is needed without a body");
         let q = decoded_query(&h);
-        assert_eq!((q.len(), q[0].key.as_str(), q[0].value.as_str()), (1, "match[]", r#"{project_id="p1"}"#));
+        assert_eq!((q.len(), q[0].key.as_str(), q[0].value.as_str()), (1, "match[]", r#"{project="p1"}"#));
     }
 }
 

@@ -41,11 +41,11 @@ fn series_without_match_gets_the_tenant_selector() {
         assert_eq!(h.status(), None, "{path}");
         let q = decoded_query(&h);
         let m: Vec<&str> = q.iter().filter(|p| p.key == "match[]").map(|p| p.value.as_str()).collect();
-        assert_eq!(m, [r#"{project_id="p1"}"#], "{path}");
+        assert_eq!(m, [r#"{project="p1"}"#], "{path}");
     }
     let (h, _) = validated(&World::new(), &shared(), "/federate?match[]=up&match[]={job=%22x%22}");
     let m: Vec<String> = decoded_query(&h).into_iter().map(|p| p.value).collect();
-    assert_eq!(m, [r#"up{project_id="p1"}"#, r#"{job="x",project_id="p1"}"#]);
+    assert_eq!(m, [r#"up{project="p1"}"#, r#"{job="x",project="p1"}"#]);
 }
 
 #[test]
@@ -53,7 +53,7 @@ fn prefix_and_passthrough() {
     let cfg = r#"{"keystone":{"url":"http://ks:5000/v3"},"path_prefix":"/prometheus",
         "unsafe_passthrough":["/api/v1/metadata"]}"#;
     let (h, _) = validated(&World::new(), &shared_with(cfg), "/prometheus/api/v1/query?query=up");
-    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project="p1"}"#);
     assert!(h.header(":path").unwrap().starts_with("/prometheus/api/v1/query?"));
     let (h, _) = validated(&World::new(), &shared_with(cfg), "/prometheus/api/v1/metadata?metric=up");
     assert_eq!((h.status(), h.header(":path")), (None, Some("/prometheus/api/v1/metadata?metric=up")));

@@ -140,7 +140,7 @@ fn header_values_that_are_not_text() {
     let mut h = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
     h.binary_headers.push(("x-junk".into(), b"caf\xe9".to_vec()));
     assert_eq!(Flow::new(sh.clone(), 2).on_request_headers(&mut h, eos(true)), Action::Continue);
-    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project="p1"}"#);
 
     // In a header the filter reads, they are refused before anything else happens.
     for name in ["x-auth-token", "authorization", "content-type", ":path"] {

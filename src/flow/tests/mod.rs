@@ -108,7 +108,7 @@ fn two_with_service_credentials(kind: HostKind) -> (Rc<World>, (MockHost, Flow),
 }
 
 const RULES: &str = r#"{"status":"success","data":{"groups":[{"name":"g","rules":[
-    {"name":"mine","labels":{"project_id":"p1"}},{"name":"theirs","labels":{"project_id":"p2"}}]}]}}"#;
+    {"name":"mine","labels":{"project":"p1"}},{"name":"theirs","labels":{"project":"p2"}}]}]}}"#;
 
 fn rule_names(body: &[u8]) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap();

@@ -52,7 +52,7 @@ fn header_names_in_the_clients_case_are_known_and_stripped() {
     for name in ["x-auth-token", "x-project-id", "x-roles", "x-service-token"] {
         assert_eq!(h.header(name), None, "{name} stripped");
     }
-    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project="p1"}"#);
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn crc32_key_collisions_are_harmless() {
     assert_eq!(world.callouts.borrow().len(), 2, "no reuse of another credential's entry");
     let other = KS_OK.replace("p1", "p2");
     f.on_callout(&mut h, 2, &ok(&other));
-    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p2"}"#);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project="p2"}"#);
     // The slot now holds the other credential: another worker (its own local cache, the
     // same shared data) asks again for the first one, never mixing them up.
     let mut h = host(&world, 3, &get("/api/v1/query?query=up", Some("tok")));
@@ -113,5 +113,5 @@ fn crc32_key_collisions_are_harmless() {
     // This worker still knows it, until the same expiry as the shared entry had.
     let mut h = host(&world, 4, &get("/api/v1/query?query=up", Some("tok")));
     assert_eq!(Flow::new(sh, 4).on_request_headers(&mut h, eos(true)), Action::Continue);
-    assert_eq!(decoded_query(&h)[0].value, r#"up{project_id="p1"}"#);
+    assert_eq!(decoded_query(&h)[0].value, r#"up{project="p1"}"#);
 }

@@ -49,7 +49,7 @@ fn cached_get_matches_general_path(cfg: &str, prefix: &str, expect_used: bool) {
         "/api/v1/query?query=up&time=5",
         "/api/v1/query_range?query=rate(x%5B5m%5D)&start=1&end=2&step=15",
         "/api/v1/query?query=sum(rate(http_requests_total%7Bjob%3D%22a%22%7D%5B5m%5D))",
-        "/api/v1/query?query=up%7Bproject_id%3D%22other%22%7D",
+        "/api/v1/query?query=up%7Bproject%3D%22other%22%7D",
         "/api/v1/query?query=sum(",
         "/api/v1/query?query=up;x",
         "/api/v1/query?query=up&query=down",
