@@ -10,7 +10,7 @@ installs what it needs and runs this module with Debian's python3 (which has key
 
 Seed data: domain "tenants" with projects team-a (user alice, role member), team-b (user rita, role reader)
 and team-a-child; series cloud_cpu_seconds_total (2 for team-a, 1 for team-b) and cloud_instances (1
-each), every series labelled project_id=<keystone project id>, one sample a minute for the hour
+each), every series labelled project=<keystone project id>, one sample a minute for the hour
 SEED_START..SEED_END (always query at time=SEED_END or inside the window); richer series under other
 names (scripts/stack/seed_rich.py), counted per project in TEAM_A_SERIES and TEAM_B_SERIES. PROM_A (not
 behind Envoy) holds exactly team-a's samples, the reference for what alice may see; PROM_X (behind the
@@ -43,7 +43,28 @@ STACK_SH = os.path.join(REPO, "scripts", "stack.sh")
 PY = "/usr/bin/python3"     # Debian's python: python3-keystone lives there (not pyenv's python3)
 VENV = os.path.join(REPO, ".venv")
 FIXED = {"keystone": 5000, "prometheus": 9090, "prometheus-a": 9091, "prometheus-x": 9092,
-         "envoy": 10000, "envoy-admin": 9901}
+         "envoy": 10000, "envoy-admin": 9901, "exporter": 9150}
+# The demo (STACK_DEMO=1) starts no reference Prometheus servers; it starts the exporter instead.
+DEMO_ONLY, TESTS_ONLY = ("exporter",), ("prometheus-a", "prometheus-x")
+
+
+def check_fixed_ports(demo):
+    """With STACK_PORTS=fixed, every port must be free before anything starts: the error names each
+    port that is taken, at once."""
+    import socket
+    taken = []
+    for name, port in sorted(FIXED.items(), key=lambda kv: kv[1]):
+        if name in (TESTS_ONLY if demo else DEMO_ONLY):
+            continue
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                taken.append("%d (%s)" % (port, name))
+    if taken:
+        raise StackError("port %s in use on 127.0.0.1; stop whatever holds it (a demo already running? "
+                         "make demo-down)" % ", ".join(taken))
 
 
 def read_stack(d):
@@ -398,7 +419,7 @@ def prom_get(url, path, **params):
 
 def series_of(lines, project):
     """Distinct series (name and labels) of one project in remote-write input lines."""
-    return len({ln.rsplit(" ", 2)[0] for ln in lines if 'project_id="%s"' % project in ln})
+    return len({ln.rsplit(" ", 2)[0] for ln in lines if 'project="%s"' % project in ln})
 
 
 def prom_seed(p, url, e):
@@ -409,23 +430,23 @@ def prom_seed(p, url, e):
     lines = []
     for i in range(61):
         ts = (start + i * 60) * 1000
-        lines += ['cloud_cpu_seconds_total{project_id="%s",instance="vm-a1"} %d %d' % (a, i * 30, ts),
-                  'cloud_cpu_seconds_total{project_id="%s",instance="vm-a2"} %d %d' % (a, i * 60, ts),
-                  'cloud_cpu_seconds_total{project_id="%s",instance="vm-b1"} %d %d' % (b, i * 120, ts),
-                  'cloud_instances{project_id="%s"} 2 %d' % (a, ts),
-                  'cloud_instances{project_id="%s"} 1 %d' % (b, ts)]
+        lines += ['cloud_cpu_seconds_total{project="%s",instance="vm-a1"} %d %d' % (a, i * 30, ts),
+                  'cloud_cpu_seconds_total{project="%s",instance="vm-a2"} %d %d' % (a, i * 60, ts),
+                  'cloud_cpu_seconds_total{project="%s",instance="vm-b1"} %d %d' % (b, i * 120, ts),
+                  'cloud_instances{project="%s"} 2 %d' % (a, ts),
+                  'cloud_instances{project="%s"} 1 %d' % (b, ts)]
     rich = subprocess.run([PY, os.path.join(REPO, "scripts", "stack", "seed_rich.py"), a, b, str(start)],
                           capture_output=True, text=True, check=True).stdout.splitlines()
     lines += rich
     write(os.path.join(p, "seed.txt"), "\n".join(lines) + "\n")
     remote_write(url, lines)
     # verify: visible at once through the query and series APIs
-    n = len(prom_get(url, "/api/v1/query", query="sum by (project_id) (rate(cloud_cpu_seconds_total[5m]))",
+    n = len(prom_get(url, "/api/v1/query", query="sum by (project) (rate(cloud_cpu_seconds_total[5m]))",
                      time=e["SEED_END"])["result"])
     if n != 2:
         raise StackError("prometheus seed not visible (got %d project series)" % n)
     e["TEAM_A_SERIES"], e["TEAM_B_SERIES"] = str(series_of(lines, a)), str(series_of(lines, b))
-    n = len(prom_get(url, "/api/v1/series", **{"match[]": '{project_id="%s"}' % a, "start": e["SEED_START"],
+    n = len(prom_get(url, "/api/v1/series", **{"match[]": '{project="%s"}' % a, "start": e["SEED_START"],
                                                "end": e["SEED_END"]}))
     if str(n) != e["TEAM_A_SERIES"]:
         raise StackError("prometheus series for team-a: expected %s got %d" % (e["TEAM_A_SERIES"], n))
@@ -441,11 +462,11 @@ def prom_rules(p, url, e):
     for pid in (e["TEAM_A_ID"], e["TEAM_B_ID"]):
         out += ["- name: project-%s" % pid, "  rules:",
                 "  - record: project:cloud_cpu_seconds:rate5m",
-                '    expr: sum by (project_id) (rate(cloud_cpu_seconds_total{project_id="%s"}[5m]))' % pid,
-                '    labels: { project_id: "%s" }' % pid,
+                '    expr: sum by (project) (rate(cloud_cpu_seconds_total{project="%s"}[5m]))' % pid,
+                '    labels: { project: "%s" }' % pid,
                 "  - alert: ProjectHasInstances",
-                '    expr: cloud_instances{project_id="%s"} > 0' % pid,
-                '    labels: { project_id: "%s", severity: info }' % pid]
+                '    expr: cloud_instances{project="%s"} > 0' % pid,
+                '    labels: { project: "%s", severity: info }' % pid]
     out += ["- name: global", "  rules:", "  - alert: AnyInstances", "    expr: count(cloud_instances) > 0"]
     write(os.path.join(p, "rules.yml"), "\n".join(out) + "\n")
     with open(os.path.join(p, "prometheus.yml"), "a") as f:
@@ -457,17 +478,65 @@ def prom_rules(p, url, e):
         raise StackError("prometheus rules not loaded (got %d groups)" % n)
 
 
+SERVICE_NAME = "prometheus"
+
+
+def ks_register_metric_storage(ks, e):
+    """The filter's listener in Keystone's catalog as service type `metric-storage` (public, RegionOne),
+    where `openstack metric` (python-observabilityclient) looks for Prometheus."""
+    ks.admin = ks.token(pw("admin", {"id": "default"}, e["ADMIN_PASSWORD"],
+                           {"project": {"name": "admin", "domain": {"id": "default"}}}))
+    svc = ks.api("POST", "/services", {"service": {"type": "metric-storage", "name": SERVICE_NAME,
+                                                   "description": "Prometheus, behind Envoy and keystone_prom"}})
+    ks.api("POST", "/endpoints", {"endpoint": {"service_id": svc["service"]["id"], "interface": "public",
+                                               "url": e["ENVOY_URL"], "region_id": "RegionOne"}})
+    e["METRIC_STORAGE_SERVICE_ID"] = svc["service"]["id"]
+
+
+def exporter_start(x, p, e):
+    """The demo's live data: scripts/stack/exporter.py serves Ceilometer-style gauges for team-a and
+    team-b, and the main Prometheus scrapes it every 15 s."""
+    os.makedirs(x, exist_ok=True)
+    projects = [{"project": e["TEAM_A_ID"], "user": e["ALICE_ID"],
+                 "servers": [["1b0c5d2e-a1a1-4a1a-8a1a-00000000a001", "web-1"],
+                             ["1b0c5d2e-a1a1-4a1a-8a1a-00000000a002", "db-1"]]},
+                {"project": e["TEAM_B_ID"], "user": e["RITA_ID"],
+                 "servers": [["1b0c5d2e-b2b2-4b2b-8b2b-00000000b001", "batch-1"]]}]
+    write(os.path.join(x, "projects.json"), json.dumps(projects))
+    port = pick_port("exporter")
+    start_detached([PY, os.path.join(REPO, "scripts", "stack", "exporter.py"), str(port),
+                    os.path.join(x, "projects.json")], os.path.join(x, "exporter.log"), os.path.join(x, "exporter.pid"))
+    if not wait_http("http://127.0.0.1:%d/metrics" % port, os.path.join(x, "exporter.pid"), 15):
+        raise StackError("the exporter did not start")
+    e["EXPORTER_URL"] = "http://127.0.0.1:%d" % port
+    with open(os.path.join(p, "prometheus.yml")) as f:
+        conf = f.read()
+    conf = conf.replace("scrape_configs: []", "scrape_configs:\n- job_name: ceilometer\n  scrape_interval: 15s\n"
+                        "  honor_labels: true\n  static_configs: [{targets: ['127.0.0.1:%d']}]" % port)
+    write(os.path.join(p, "prometheus.yml"), conf)
+    if http("POST", e["PROM_URL"] + "/-/reload", b"", timeout=10)[0] != 200:
+        raise StackError("prometheus reload failed")
+    # The first scrape comes within one interval: wait for it, so that the printed commands answer.
+    for _ in range(120):
+        if prom_get(e["PROM_URL"], "/api/v1/query", query='up{job="ceilometer"} == 1')["result"]:
+            break
+        time.sleep(0.5)
+    else:
+        raise StackError("prometheus did not scrape the exporter within a minute")
+    log("exporter on 127.0.0.1:%d, scraped by prometheus every 15s" % port)
+
+
 def prom_a_seed(p, url, e, lines):
     """PROM_A holds exactly team-a's lines of the main seed."""
-    mine = [ln for ln in lines if 'project_id="%s"' % e["TEAM_A_ID"] in ln]
+    mine = [ln for ln in lines if 'project="%s"' % e["TEAM_A_ID"] in ln]
     write(os.path.join(p, "seed.txt"), "\n".join(mine) + "\n")
     remote_write(url, mine)
     window = {"start": e["SEED_START"], "end": e["SEED_END"]}
     n = len(prom_get(url, "/api/v1/series", **{"match[]": '{__name__=~".+"}'}, **window))
     if str(n) != e["TEAM_A_SERIES"]:
         raise StackError("prometheus-a series: expected %s got %d" % (e["TEAM_A_SERIES"], n))
-    # (a selector needs a matcher that matches no empty value: {project_id!="…"} alone is refused)
-    n = len(prom_get(url, "/api/v1/series", **{"match[]": '{__name__=~".+",project_id!="%s"}' % e["TEAM_A_ID"]}, **window))
+    # (a selector needs a matcher that matches no empty value: {project!="…"} alone is refused)
+    n = len(prom_get(url, "/api/v1/series", **{"match[]": '{__name__=~".+",project!="%s"}' % e["TEAM_A_ID"]}, **window))
     if n != 0:
         raise StackError("prometheus-a holds %d foreign series" % n)
     log("prometheus-a seeded+verified (%s series)" % e["TEAM_A_SERIES"])
@@ -479,10 +548,10 @@ def prom_x_seed(p, url, e, lines):
     extra = []
     for i in range(61):
         ts = (int(e["SEED_START"]) + i * 60) * 1000
-        extra += ['cloud_cpu_seconds_total{project_id="%s",instance="vm-c1"} %d %d' % (e["TEAM_A_CHILD_ID"], i * 15, ts),
-                  'cloud_instances{project_id="%s"} 1 %d' % (e["TEAM_A_CHILD_ID"], ts),
-                  'domain_quota_instances{domain_id="%s"} 10 %d' % (e["DOMAIN_ID"], ts),
-                  'domain_quota_instances{domain_id="default"} 99 %d' % ts]
+        extra += ['cloud_cpu_seconds_total{project="%s",instance="vm-c1"} %d %d' % (e["TEAM_A_CHILD_ID"], i * 15, ts),
+                  'cloud_instances{project="%s"} 1 %d' % (e["TEAM_A_CHILD_ID"], ts),
+                  'domain_quota_instances{domain="%s"} 10 %d' % (e["DOMAIN_ID"], ts),
+                  'domain_quota_instances{domain="default"} 99 %d' % ts]
     write(os.path.join(p, "seed.txt"), "\n".join(lines + extra) + "\n")
     remote_write(url, lines + extra)
     e["TEAM_A_CHILD_SERIES"], e["DOMAIN_SERIES"] = "2", "1"
@@ -538,7 +607,7 @@ def envoy_start(d, e, wasm):
 
 # ------------------------------------------------------------------------------------------ commands
 PIDFILES = ("envoy/envoy.pid", "envoy/wrapper.pid", "keystone/server.pid", "prometheus/prometheus.pid",
-            "prometheus-a/prometheus.pid", "prometheus-x/prometheus.pid")
+            "prometheus-a/prometheus.pid", "prometheus-x/prometheus.pid", "exporter/exporter.pid")
 
 
 def stop_all(d):
@@ -564,7 +633,10 @@ def up(d=None):
     if not os.path.exists(wasm):
         raise StackError("filter not built: %s missing (run 'make build')" % wasm)
     admin_password = os.environ.get("ADMIN_PASSWORD", "admin-secret")
-    e = {"STACK_DIR": d, "WASM_PATH": wasm, "ADMIN_PASSWORD": admin_password,
+    demo = os.environ.get("STACK_DEMO") == "1"
+    if os.environ.get("STACK_PORTS") == "fixed":
+        check_fixed_ports(demo)
+    e = {"STACK_DIR": d, "WASM_PATH": wasm, "ADMIN_PASSWORD": admin_password, "DEMO": "1" if demo else "",
          "PROMWRITE": os.path.join(REPO, "scripts", "stack", "promwrite.py")}
     try:
         e["PROM_PORT"] = prom_start(os.path.join(d, "prometheus"), "prometheus")
@@ -580,7 +652,7 @@ def up(d=None):
         prom_rules(os.path.join(d, "prometheus"), e["PROM_URL"], e)
         # a second Prometheus, NOT behind Envoy, holding only team-a's samples: the reference answer for
         # "what alice may see" (tests/e2e/test_equivalence.py)
-        for name, seed in (("prometheus-a", prom_a_seed), ("prometheus-x", prom_x_seed)):
+        for name, seed in () if demo else (("prometheus-a", prom_a_seed), ("prometheus-x", prom_x_seed)):
             key = "PROM_A" if name == "prometheus-a" else "PROM_X"
             port = prom_start(os.path.join(d, name), name)
             e[key + "_PORT"], e[key + "_URL"] = port, "http://127.0.0.1:%d" % port
@@ -589,6 +661,9 @@ def up(d=None):
         port, admin = envoy_start(os.path.join(d, "envoy"), e, wasm)
         e.update(ENVOY_PORT=port, ENVOY_ADMIN_PORT=admin, ENVOY_URL="http://127.0.0.1:%d" % port,
                  ENVOY_ADMIN_URL="http://127.0.0.1:%d" % admin, ENVOY_PID=read_pid(os.path.join(d, "envoy", "envoy.pid")))
+        ks_register_metric_storage(Keystone(e["KEYSTONE_URL"]), e)
+        if demo:
+            exporter_start(os.path.join(d, "exporter"), os.path.join(d, "prometheus"), e)
         write_env(d, e)
     except BaseException as ex:
         # stop whatever was started, keep the dir (logs) for debugging
@@ -599,7 +674,6 @@ def up(d=None):
     print("""STACK_DIR={STACK_DIR}
 KEYSTONE_URL={KEYSTONE_URL}   (pid {KEYSTONE_PID})
 PROM_URL={PROM_URL}           (pid {PROM_PID})
-PROM_A_URL={PROM_A_URL}       (pid {PROM_A_PID}, team-a only, not behind Envoy)
 ENVOY_URL={ENVOY_URL}         (pid {ENVOY_PID}, admin {ENVOY_ADMIN_URL})
 TEAM_A_ID={TEAM_A_ID}  TEAM_B_ID={TEAM_B_ID}  TEAM_A_CHILD_ID={TEAM_A_CHILD_ID}
 SEED_START={SEED_START}  SEED_END={SEED_END}
@@ -664,7 +738,7 @@ def run(cmd):
 
 
 def main(argv):
-    usage = "usage: stack.sh install | up [DIR] | down DIR | run -- CMD... | ks-stop DIR | ks-start DIR"
+    usage = "usage: stack.sh install | up [DIR] | down DIR | check-ports | run -- CMD... | ks-stop DIR | ks-start DIR"
     if not argv:
         print(usage, file=sys.stderr)
         return 2
@@ -674,6 +748,8 @@ def main(argv):
             up(args[0] if args else None)
         elif cmd == "down" and len(args) == 1:
             down(args[0])
+        elif cmd == "check-ports" and not args:
+            check_fixed_ports(os.environ.get("STACK_DEMO") == "1")
         elif cmd == "ks-stop" and len(args) == 1:
             ks_stop(args[0])
         elif cmd == "ks-start" and len(args) == 1:

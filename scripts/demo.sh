@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# demo.sh - start the whole stack on the well-known ports and print ready-to-paste curl commands.
-#   Keystone :5000   Prometheus :9090   Envoy (with the keystone_prom filter) :10000   Envoy admin :9901
+# demo.sh - start the demo stack on the well-known ports and print ready-to-paste commands.
+#   Keystone :5000   Prometheus :9090 (behind Envoy)   Envoy with the filter :10000 (admin :9901)
+#   the exporter :9150 (Ceilometer-style live data, scraped by Prometheus)
 # Stop it with Ctrl-C here, or `make demo-down` from another terminal.
+# DEMO_DIR (default .demo) holds its state and logs; DEMO_NO_WAIT=1 prints and returns (for tests).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-DEMO=.demo
+DEMO=${DEMO_DIR:-.demo}
 STACK="bash scripts/stack.sh"
-
-$STACK install
 
 if [ -e "$DEMO" ]; then
   running=0
@@ -19,64 +19,90 @@ if [ -e "$DEMO" ]; then
   $STACK down "$DEMO"
 fi
 
+# Every port must be free before anything is installed or started.
+STACK_DEMO=1 /usr/bin/python3 -m harness.stack check-ports
+$STACK install
+bash tests/e2e/clients/install.sh "$ROOT/.venv-clients" >/dev/null   # `openstack metric`
+
 cleanup() { trap - INT TERM EXIT; echo; echo "Stopping the demo stack..."; $STACK down "$DEMO"; exit 0; }
-STACK_PORTS=fixed $STACK up "$DEMO" >/dev/null || { echo "stack.sh up failed; logs (if any) are in $DEMO" >&2; exit 1; }
-trap cleanup INT TERM
+STACK_PORTS=fixed STACK_DEMO=1 $STACK up "$DEMO" >/dev/null || { echo "stack.sh up failed; logs (if any) are in $DEMO" >&2; exit 1; }
+[ "${DEMO_NO_WAIT:-}" = 1 ] || trap cleanup INT TERM
 # shellcheck disable=SC1091
 . "$DEMO/stack.env"
 
 E=$ENVOY_URL
+OS=$ROOT/.venv-clients/bin/openstack
 cat <<TXT
 
-================================================================================================
- keystone-prom-wasm demo is running
-   Keystone    $KEYSTONE_URL
-   Prometheus  $PROM_URL   (behind Envoy; tenants must not reach it directly)
-   Envoy       $E   (the filter)      admin: $ENVOY_ADMIN_URL  (try /stats/prometheus)
-   team-a = $TEAM_A_ID (user alice, role member)
-   team-b = $TEAM_B_ID (user rita, role reader)
-   Seeded data: one sample a minute from $SEED_START to $SEED_END (query at time=\$SEED_END).
-================================================================================================
+====================================================================================================
+ keystone-prom-wasm demo is running. What it started (all on 127.0.0.1):
+   Keystone     $KEYSTONE_URL   the identity service; the filter validates credentials with it
+   Envoy        $E   with the filter: the only way to Prometheus for tenants
+                (admin $ENVOY_ADMIN_URL, try /stats/prometheus for the filter's counters)
+   Prometheus   $PROM_URL   holds every project's series; tenants must not reach it directly
+   exporter     $EXPORTER_URL   live Ceilometer-style samples (ceilometer_cpu, ceilometer_memory_usage,
+                ...) for team-a and team-b, labelled project=<Keystone project id>; scraped every 15 s
+ Keystone holds (domain "tenants"):
+   team-a = $TEAM_A_ID   user alice, password alice-secret (role member)
+   team-b = $TEAM_B_ID   user rita,  password rita-secret  (role reader)
+   admin (domain Default, project admin), password $ADMIN_PASSWORD: a project like any other here
+     (give a role of unrestricted_roles to see every project; see the README's configuration reference)
+ Keystone's catalog has Envoy as service type metric-storage, so 'openstack metric' finds it.
+ Besides the live data, an hour of seeded series (cloud_cpu_seconds_total, http_requests_total, ...)
+ ends at $SEED_END: query those with time=\$SEED_END.
+====================================================================================================
 
-# Tokens and times (paste these first):
+# Tokens (paste first). Tokens last an hour; get new ones with the last command below.
 export ALICE_TOKEN='$ALICE_TOKEN'
 export RITA_TOKEN='$RITA_TOKEN'
 export SEED_START=$SEED_START SEED_END=$SEED_END
 
-# alice (team-a): 2 series, all with project_id=$TEAM_A_ID
-curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/query" --data-urlencode 'query=cloud_cpu_seconds_total' --data-urlencode "time=\$SEED_END" -G | jq
+# alice (team-a), live data: her servers only
+curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/query" --data-urlencode 'query=ceilometer_memory_usage' | jq
 
-# rita (team-b): 1 series, project_id=$TEAM_B_ID, even when asking for everything
-curl -s -H "X-Auth-Token: \$RITA_TOKEN" "$E/api/v1/query" --data-urlencode 'query=cloud_cpu_seconds_total' --data-urlencode "time=\$SEED_END" -G | jq
-curl -s -H "X-Auth-Token: \$RITA_TOKEN" "$E/api/v1/query" --data-urlencode 'query={__name__=~".+"}' --data-urlencode "time=\$SEED_END" -G | jq
+# rita (team-b): only team-b's series, even when asking for everything
+curl -s -H "X-Auth-Token: \$RITA_TOKEN" "$E/api/v1/query" --data-urlencode 'query=count by (project) ({__name__=~"ceilometer_.+"})' | jq
 
-# a range query (alice)
-curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/query_range" --data-urlencode 'query=sum by (project_id) (rate(cloud_cpu_seconds_total[5m]))' --data-urlencode "start=\$SEED_START" --data-urlencode "end=\$SEED_END" --data-urlencode 'step=300' -G | jq
+# Basic auth with a password instead of a token (Maia's form: user@domain|project@domain)
+curl -s -u 'alice@tenants|team-a@tenants:alice-secret' "$E/api/v1/query" --data-urlencode 'query=sum by (resource_name) (ceilometer_memory_usage)' | jq
+
+# a range query over the seeded hour (alice)
+curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/query_range" --data-urlencode 'query=sum by (project) (rate(cloud_cpu_seconds_total[5m]))' --data-urlencode "start=\$SEED_START" --data-urlencode "end=\$SEED_END" --data-urlencode 'step=300' -G | jq
 
 # POST form (what Grafana sends), rita
 curl -s -H "X-Auth-Token: \$RITA_TOKEN" "$E/api/v1/query" --data-urlencode 'query=cloud_cpu_seconds_total' --data-urlencode "time=\$SEED_END" | jq
 
-# no token: 401 (see the WWW-Authenticate header)
-curl -s -i "$E/api/v1/query" --data-urlencode 'query=cloud_cpu_seconds_total' -G
-
 # the series and label APIs (alice): team-a's series and label values only
-curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/series" --data-urlencode 'match[]=cloud_instances' --data-urlencode "start=\$SEED_START" --data-urlencode "end=\$SEED_END" -G | jq
-curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/label/project_id/values" --data-urlencode "start=\$SEED_START" --data-urlencode "end=\$SEED_END" -G | jq
+curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/series" --data-urlencode 'match[]=ceilometer_cpu' -G | jq
+curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/label/project/values" -G | jq
 
+# no credentials: 401 (see the WWW-Authenticate header); naming team-b's project: 403;
 # a path the filter does not enforce (here Prometheus' configuration): 403
+curl -s -i "$E/api/v1/query" --data-urlencode 'query=ceilometer_cpu' -G
+curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/query" --data-urlencode 'query=ceilometer_cpu{project="$TEAM_B_ID"}' | jq
 curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/status/config" | jq
 
-# get a fresh token yourself
+# promtool (Debian's prometheus 2.42): Basic auth in the URL (user and password percent-encoded);
+# only 'query range' takes --header
+promtool query instant 'http://alice%40tenants%7Cteam-a%40tenants:alice-secret@${E#http://}' 'ceilometer_memory_usage'
+promtool query range --header="X-Auth-Token: \$RITA_TOKEN" --start=\$SEED_START --end=\$SEED_END --step=5m $E 'sum(cloud_instances)'
+
+# openstack metric (python-observabilityclient), as each tenant: it finds Envoy in Keystone's catalog
+export OS_AUTH_URL=$KEYSTONE_URL OS_IDENTITY_API_VERSION=3 OS_INTERFACE=public OS_REGION_NAME=RegionOne
+OS_USERNAME=alice OS_PASSWORD=alice-secret OS_USER_DOMAIN_NAME=tenants OS_PROJECT_NAME=team-a OS_PROJECT_DOMAIN_NAME=tenants $OS metric list
+OS_USERNAME=alice OS_PASSWORD=alice-secret OS_USER_DOMAIN_NAME=tenants OS_PROJECT_NAME=team-a OS_PROJECT_DOMAIN_NAME=tenants $OS metric show ceilometer_memory_usage
+OS_USERNAME=rita OS_PASSWORD=rita-secret OS_USER_DOMAIN_NAME=tenants OS_PROJECT_NAME=team-b OS_PROJECT_DOMAIN_NAME=tenants $OS metric query 'sum by (resource_name) (ceilometer_memory_usage)'
+
+# a new token for alice
 curl -si -H 'Content-Type: application/json' "$KEYSTONE_URL/auth/tokens" -d '{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"alice","domain":{"name":"tenants"},"password":"alice-secret"}}},"scope":{"project":{"name":"team-a","domain":{"name":"tenants"}}}}}' | grep -i x-subject-token
 
 Logs: $DEMO/envoy/envoy.log  $DEMO/keystone/access.log  $DEMO/prometheus/prometheus.log
-Press Ctrl-C to stop (or run 'make demo-down' from another terminal).
 TXT
+[ "${DEMO_NO_WAIT:-}" = 1 ] && exit 0
+echo "Press Ctrl-C to stop (or run 'make demo-down' from another terminal)."
 
 # wait until interrupted, or until the stack was stopped from elsewhere (make demo-down)
 while [ -s "$DEMO/envoy/envoy.pid" ] && kill -0 "$(cat "$DEMO/envoy/envoy.pid")" 2>/dev/null; do
   sleep 1 & wait $! || true
 done
 echo "The demo stack is gone (stopped elsewhere?)."
-trap - INT TERM
-[ -d "$DEMO" ] && $STACK down "$DEMO" || true

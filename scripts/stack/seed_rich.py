@@ -35,6 +35,16 @@ for pid, f, insts, flavors in projects:
             emit("memory_bytes", [("project", pid), ("instance", inst)], f * 1e9 + ((i * 37 + k * 11) % 17) * 1e6, ts)
             emit("temperature_celsius", [("project", pid), ("instance", inst)], ((i * 13 + k * 5 + f) % 21 - 10) * 0.75, ts)
             emit("instance_info", [("project", pid), ("instance", inst), ("flavor", flavor)], 1, ts)
+        # Ceilometer-style series, as its Prometheus exporter labels them (project, user, resource, ...)
+        for k, (inst, flavor) in enumerate(zip(insts, flavors)):
+            common = [("counter", "memory.usage"), ("memory", "r-%s-%d" % (pid[:8], k)), ("project", pid),
+                      ("publisher", "ceilometer"), ("resource", "r-%s-%d" % (pid[:8], k)), ("resource_name", inst),
+                      ("server_group", "none"), ("type", "gauge"), ("unit", "MB"), ("user", "u-%s" % pid[:8]),
+                      ("vm_instance", "compute-%d" % (k + 1))]
+            emit("ceilometer_memory_usage", common, 256 * f * (k + 1) + (i * 7 + k) % 32, ts)
+            cpu = [("counter", "cpu"), ("cpu", "r-%s-%d" % (pid[:8], k))] + common[2:7] + [
+                ("type", "cumulative"), ("unit", "ns"), ("user", "u-%s" % pid[:8]), ("vm_instance", "compute-%d" % (k + 1))]
+            emit("ceilometer_cpu", cpu, i * 60e9 * (0.1 * f + 0.05 * k), ts)
         # Names and values that PromQL strings must spell exactly (issue 18): a UTF-8 label
         # value, and metric and label names that newer PromQL reserves in some positions.
         for k, city in enumerate(["München", "Zürich", "Paris"]):

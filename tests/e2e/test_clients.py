@@ -37,7 +37,7 @@ CLIENT_VENV = os.path.join(REPO, ".venv-clients")
 OPENSTACK = os.path.join(CLIENT_VENV, "bin", "openstack")
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
-SERVICE_NAME = "keystone-prom-wasm-e2e-clients"
+SERVICE_NAME = "prometheus"         # the metric-storage service harness/stack.py registers
 
 # What the seed (scripts/stack.sh) gives each user's project.
 USERS = {
@@ -71,9 +71,9 @@ def fresh_samples(stack):
     """One sample stamped now on existing series of both projects (see the module docstring)."""
     now_ms = int(time.time() * 1000)
     a, b = stack["TEAM_A_ID"], stack["TEAM_B_ID"]
-    lines_a = ['cloud_instances{project_id="%s"} 2 %d' % (a, now_ms)]
-    lines_b = ['cloud_instances{project_id="%s"} 1 %d' % (b, now_ms),
-               '%s{project_id="%s",job="batch",instance="node-3"} 6 %d' % (TEAM_B_ONLY_METRIC, b, now_ms)]
+    lines_a = ['cloud_instances{project="%s"} 2 %d' % (a, now_ms)]
+    lines_b = ['cloud_instances{project="%s"} 1 %d' % (b, now_ms),
+               '%s{project="%s",job="batch",instance="node-3"} 6 %d' % (TEAM_B_ONLY_METRIC, b, now_ms)]
     for url, lines in ((stack["PROM_URL"], lines_a + lines_b), (stack["PROM_A_URL"], lines_a)):
         r = subprocess.run([sys.executable, stack["PROMWRITE"], url + "/api/v1/write"], input="\n".join(lines),
                            capture_output=True, text=True, timeout=30)
@@ -96,60 +96,20 @@ def client_venv():
     return CLIENT_VENV
 
 
-def _admin_token(stack):
-    """A new admin token (the stack's ADMIN_TOKEN expires an hour after `up`; a long run outlives it)."""
-    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-        "name": "admin", "domain": {"id": "default"}, "password": stack["ADMIN_PASSWORD"]}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
-    r = requests.post(stack["KEYSTONE_URL"] + "/auth/tokens?nocatalog", json=body, timeout=15)
-    assert r.status_code == 201, r.text
-    return r.headers["X-Subject-Token"]
-
-
-def _remove_service(ks, headers, service_id):
-    r = requests.get(ks + "/endpoints", params={"service_id": service_id}, headers=headers, timeout=15)
-    r.raise_for_status()
-    for ep in r.json()["endpoints"]:
-        d = requests.delete(ks + "/endpoints/" + ep["id"], headers=headers, timeout=15)
-        assert d.status_code == 204, d.text
-    d = requests.delete(ks + "/services/" + service_id, headers=headers, timeout=15)
-    assert d.status_code == 204, d.text
-
-
 @pytest.fixture(scope="module")
 def metric_storage_endpoint(stack):
-    """The filter's listener in Keystone's catalog: service type metric-storage, public endpoint ENVOY_URL
-    in RegionOne (Keystone's REST API, admin token); removed again at the module's end."""
-    ks = stack["KEYSTONE_URL"]
-    headers = {"X-Auth-Token": _admin_token(stack)}
-    r = requests.get(ks + "/services", params={"type": "metric-storage"}, headers=headers, timeout=15)
-    r.raise_for_status()
-    for svc in r.json()["services"]:          # left over by an interrupted run on a reused stack
-        if svc.get("name") == SERVICE_NAME:
-            _remove_service(ks, headers, svc["id"])
-    r = requests.post(ks + "/services", headers=headers, timeout=15, json={"service": {
-        "type": "metric-storage", "name": SERVICE_NAME, "description": "Prometheus behind keystone_prom"}})
+    """The filter's listener in Keystone's catalog, as the stack registers it (harness/stack.py
+    ks_register_metric_storage): service type metric-storage, public endpoint ENVOY_URL in RegionOne. The
+    CLI takes the first metric-storage endpoint of its token's catalog: it must be the only one."""
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "alice", "domain": {"name": "tenants"}, "password": USERS["alice"]["password"]}}},
+        "scope": {"project": {"name": "team-a", "domain": {"name": "tenants"}}}}}
+    r = requests.post(stack["KEYSTONE_URL"] + "/auth/tokens", json=body, timeout=15)
     assert r.status_code == 201, r.text
-    service_id = r.json()["service"]["id"]
-    try:
-        r = requests.post(ks + "/endpoints", headers=headers, timeout=15, json={"endpoint": {
-            "service_id": service_id, "interface": "public", "url": stack["ENVOY_URL"], "region_id": "RegionOne"}})
-        assert r.status_code == 201, r.text
-        endpoint = r.json()["endpoint"]
-        # the CLI takes the first metric-storage endpoint of its token's catalog: it must be this one
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": "alice", "domain": {"name": "tenants"}, "password": USERS["alice"]["password"]}}},
-            "scope": {"project": {"name": "team-a", "domain": {"name": "tenants"}}}}}
-        r = requests.post(ks + "/auth/tokens", json=body, timeout=15)
-        assert r.status_code == 201, r.text
-        found = [(svc.get("name"), ep["url"]) for svc in r.json()["token"]["catalog"]
-                 if svc["type"] == "metric-storage" for ep in svc["endpoints"] if ep["interface"] == "public"]
-        assert found == [(SERVICE_NAME, stack["ENVOY_URL"])], (
-            "other metric-storage endpoints in Keystone's catalog; `openstack metric` could use one of them: "
-            "%r" % found)
-        yield endpoint
-    finally:
-        _remove_service(ks, headers, service_id)
+    found = [(svc.get("name"), ep["url"]) for svc in r.json()["token"]["catalog"]
+             if svc["type"] == "metric-storage" for ep in svc["endpoints"] if ep["interface"] == "public"]
+    assert found == [(SERVICE_NAME, stack["ENVOY_URL"])], found
+    return found[0]
 
 
 def openstack(stack, user, *args):
@@ -175,7 +135,7 @@ def _cli_calls(stack):
         calls[(user, "query")] = ("metric", "query", '{__name__=~".+"} @ %s' % end, "-f", "json")
         calls[(user, "show_team_b_only")] = ("metric", "show", TEAM_B_ONLY_METRIC, "-f", "json")
         calls[(user, "list")] = ("metric", "list", "-f", "json")
-    calls[("alice", "query_other")] = ("metric", "query", 'cloud_instances{project_id="%s"} @ %s' % (
+    calls[("alice", "query_other")] = ("metric", "query", 'cloud_instances{project="%s"} @ %s' % (
         stack["TEAM_B_ID"], end), "-f", "json")
     calls[("alice", "show")] = ("metric", "show", "cloud_instances", "-f", "json")
     # (a selector of no series: were the filter ever to let it through, no other test would lose data)
@@ -208,7 +168,7 @@ def cli_json(r):
 
 
 def assert_rows_of(rows, project, other):
-    got = [row.get("project_id") for row in rows]
+    got = [row.get("project") for row in rows]
     assert all(p == project for p in got), "foreign rows: %r (own project %s)" % (rows, project)
     assert other not in json.dumps(rows)
 
@@ -219,7 +179,7 @@ def test_openstack_metric_query(stack, cli, user):
     own, other = ids(stack, user)
     rows = cli_json(cli[(user, "query_instances")])
     assert_rows_of(rows, own, other)
-    assert [(r["__name__"], r["project_id"], r["value"]) for r in rows] == [
+    assert [(r["__name__"], r["project"], r["value"]) for r in rows] == [
         ("cloud_instances", own, USERS[user]["instances"])], rows
 
 
@@ -229,7 +189,7 @@ def test_openstack_metric_query_every_series(stack, cli, user):
     own, other = ids(stack, user)
     rows = cli_json(cli[(user, "query")])
     assert_rows_of(rows, own, other)
-    truth = prom_direct(stack, "/api/v1/query", query='{__name__=~".+",project_id="%s"}' % own,
+    truth = prom_direct(stack, "/api/v1/query", query='{__name__=~".+",project="%s"}' % own,
                         time=stack["SEED_END"])["result"]
     assert len(rows) == len(truth) > 0, (len(rows), len(truth))
     assert sorted(r["__name__"] for r in rows) == sorted(s["metric"]["__name__"] for s in truth)
@@ -267,7 +227,7 @@ def test_openstack_metric_list(stack, cli, user):
     """`metric list` = label/__name__/values: the names of the tenant's series, as Prometheus has them."""
     own, _ = ids(stack, user)
     names = [row["metric_name"] for row in cli_json(cli[(user, "list")])]
-    truth = prom_direct(stack, "/api/v1/label/__name__/values", **{"match[]": '{project_id="%s"}' % own})
+    truth = prom_direct(stack, "/api/v1/label/__name__/values", **{"match[]": '{project="%s"}' % own})
     assert sorted(names) == sorted(truth), (names, truth)
     assert {"cloud_instances", "cloud_cpu_seconds_total", "http_requests_total"} <= set(names), names
     if user == "alice":
@@ -449,7 +409,7 @@ def test_prometheus_federation_only_the_tenant(stack, federating_prometheus):
     # what the filter exports: the fresh samples are there, and nothing of team-b's
     r = requests.get(stack["ENVOY_URL"] + "/federate", params={"match[]": '{__name__=~".+"}'},
                      headers=basic_auth(maia_user("alice"), "alice-secret"), timeout=10)
-    assert r.status_code == 200 and 'cloud_instances{project_id="%s"' % a in r.text, r.text[:1000]
+    assert r.status_code == 200 and 'cloud_instances{project="%s"' % a in r.text, r.text[:1000]
     assert b not in r.text and TEAM_B_ONLY_METRIC not in r.text
 
     # wait until it has scraped
@@ -457,7 +417,7 @@ def test_prometheus_federation_only_the_tenant(stack, federating_prometheus):
     while True:
         scrapes = _query(url, 'count_over_time(up{job="%s"}[1m])' % FEDERATE_JOB)
         up = _query(url, 'up{job="%s"}' % FEDERATE_JOB)
-        got = _query(url, 'cloud_instances{project_id="%s"}' % a)
+        got = _query(url, 'cloud_instances{project="%s"}' % a)
         if got and scrapes and float(scrapes[0]["value"][1]) >= 1:
             break
         if time.monotonic() > deadline:
@@ -466,17 +426,17 @@ def test_prometheus_federation_only_the_tenant(stack, federating_prometheus):
         time.sleep(0.25)
     assert up and up[0]["value"][1] == "1", "federation scrape failing (Basic auth refused?): %r" % up
 
-    per_project = _query(url, 'count by (project_id) ({__name__=~".+", project_id!=""})')
-    assert [s["metric"].get("project_id") for s in per_project] == [a], per_project
+    per_project = _query(url, 'count by (project) ({__name__=~".+", project!=""})')
+    assert [s["metric"].get("project") for s in per_project] == [a], per_project
 
     r = requests.get(url + "/api/v1/series", params={"match[]": '{__name__=~".+"}'}, timeout=10)
     r.raise_for_status()
     series = r.json()["data"]
     assert b not in r.text, "team-b's id in the federating Prometheus"
     for s in series:
-        if s["__name__"] in SCRAPE_SERIES and "project_id" not in s:
+        if s["__name__"] in SCRAPE_SERIES and "project" not in s:
             continue          # the federating Prometheus' own series about the scrape
-        assert s.get("project_id") == a, "a series that is not team-a's was federated: %r" % s
+        assert s.get("project") == a, "a series that is not team-a's was federated: %r" % s
     names = {s["__name__"] for s in series}
     assert "cloud_instances" in names and TEAM_B_ONLY_METRIC not in names, names
 
@@ -522,7 +482,7 @@ def test_promtool_query_instant(stack, promtool_auth, user):
     server, flags = promtool_auth(stack, user)
     res = promtool_json("query", "instant", "-o", "json", *flags, "--time=" + stack["SEED_END"], server,
                         "cloud_instances")
-    assert [(s["metric"]["project_id"], s["value"][1]) for s in res] == [(own, USERS[user]["instances"])], res
+    assert [(s["metric"]["project"], s["value"][1]) for s in res] == [(own, USERS[user]["instances"])], res
     # the default (promql) output format too
     r = promtool("query", "instant", *flags, "--time=" + stack["SEED_END"], server, "cloud_cpu_seconds_total")
     assert r.returncode == 0, r.stderr
@@ -537,7 +497,7 @@ def test_promtool_query_range(stack, promtool_auth, user):
     server, flags = promtool_auth(stack, user)
     res = promtool_json("query", "range", "-o", "json", *flags, "--start=" + stack["SEED_START"],
                         "--end=" + stack["SEED_END"], "--step=60s", server, "cloud_cpu_seconds_total")
-    assert sorted(s["metric"]["project_id"] for s in res) == [own] * USERS[user]["cpu_series"], res
+    assert sorted(s["metric"]["project"] for s in res) == [own] * USERS[user]["cpu_series"], res
     assert all(len(s["values"]) == 61 for s in res), [len(s["values"]) for s in res]
     assert other not in json.dumps(res)
 
@@ -550,7 +510,7 @@ def test_promtool_query_range_with_x_auth_token_header(stack, user):
     res = promtool_json("query", "range", "-o", "json", "--header=X-Auth-Token=" + tok,
                         "--start=" + stack["SEED_START"], "--end=" + stack["SEED_END"], "--step=60s",
                         stack["ENVOY_URL"], '{__name__=~"cloud_.*"}')
-    assert sorted(s["metric"]["project_id"] for s in res) == [own] * (USERS[user]["cpu_series"] + 1), res
+    assert sorted(s["metric"]["project"] for s in res) == [own] * (USERS[user]["cpu_series"] + 1), res
     assert other not in json.dumps(res)
 
 
@@ -560,8 +520,8 @@ def test_promtool_series_and_labels(stack, promtool_auth, user):
     server, flags = promtool_auth(stack, user)
     series = promtool_json("query", "series", "-o", "json", *flags, "--match=cloud_instances",
                            "--start=" + stack["SEED_START"], "--end=" + stack["SEED_END"], server)
-    assert series == [{"__name__": "cloud_instances", "project_id": own}], series
-    values = promtool_json("query", "labels", "-o", "json", *flags, server, "project_id")
+    assert series == [{"__name__": "cloud_instances", "project": own}], series
+    values = promtool_json("query", "labels", "-o", "json", *flags, server, "project")
     assert values == [own], values
     names = promtool_json("query", "labels", "-o", "json", *flags, server, "__name__")
     assert (TEAM_B_ONLY_METRIC in names) == (user == "rita"), names
@@ -574,5 +534,5 @@ def test_promtool_refusals_are_shown(stack, promtool_auth):
     assert r.returncode != 0 and "401" in r.stderr and "unauthorized" in r.stderr, (r.stdout, r.stderr)
     server, flags = promtool_auth(stack, "alice")
     r = promtool("query", "instant", *flags, "--time=" + stack["SEED_END"], server,
-                 'cloud_instances{project_id="%s"}' % stack["TEAM_B_ID"])
+                 'cloud_instances{project="%s"}' % stack["TEAM_B_ID"])
     assert r.returncode != 0 and "403" in r.stderr and "forbidden" in r.stderr, (r.stdout, r.stderr)

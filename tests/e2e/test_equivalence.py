@@ -56,6 +56,12 @@ QUERIES = [
     'http_requests_total{instance=~`node-\\d+|vm-.*`}',
     'instance_info{flavor=~`m1\\..*`}',
     'label_replace(memory_bytes, "n", "$1", "instance", `node-(\\d+)`)',
+    # Ceilometer-style series (the labels of its Prometheus exporter)
+    'ceilometer_memory_usage',
+    'sum by (resource_name) (ceilometer_memory_usage{unit="MB"})',
+    'rate(ceilometer_cpu[5m]) / 1e9',
+    'topk(1, sum by (user, vm_instance) (rate(ceilometer_cpu[10m])))',
+    'ceilometer_memory_usage * on(resource) group_left(vm_instance) (ceilometer_cpu > bool 0)',
     # Go's byte escapes are bytes (issue 18): "\xc3\xbc" and "\303\274" are ü; "\xff" is no UTF-8
     'city_temp{city="M\\xc3\\xbcnchen"}',
     'count(city_temp{city!="M\\xc3\\xbcnchen"})',

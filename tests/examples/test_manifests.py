@@ -18,10 +18,19 @@ ENVOY = os.path.join(REPO, ".venv", "bin", "envoy")
 WASM = os.path.join(REPO, "target", "wasm32-wasip1", "release", "keystone_prom_wasm.wasm")
 
 
+def env_keys(cfg):
+    """The environment variables a configuration reads its secrets from (`*_env`)."""
+    if isinstance(cfg, dict):
+        return [v for k, v in cfg.items() if k.endswith("_env")] + [n for v in cfg.values() for n in env_keys(v)]
+    return []
+
+
 def check_config(cfg):
-    """The configuration is valid for the schema and for the filter's parser."""
+    """The configuration is valid for the schema and for the filter's parser (with the variables that
+    hold its secrets set, as the host sets them)."""
     jsonschema.validate(cfg, SCHEMA)
-    r = subprocess.run(["cargo", "run", "--quiet", "--bin", "kpw-check-config", "--", "-"], cwd=REPO,
+    env = dict(os.environ, **{name: "a-secret" for name in env_keys(cfg)})
+    r = subprocess.run(["cargo", "run", "--quiet", "--bin", "kpw-check-config", "--", "-"], cwd=REPO, env=env,
                        input=json.dumps(cfg), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
 
@@ -70,6 +79,28 @@ def test_istio_manifests_use_known_fields():
     assert docs["DestinationRule"]["spec"]["host"] == host
 
 
+def test_istio_plugin_takes_inbound_traffic_only_and_its_secret_from_a_secret():
+    docs = istio_docs()
+    wp = docs["WasmPlugin"]["spec"]
+    assert [m["mode"] for m in wp["match"]] == ["SERVER"], "the plugin must not meet Prometheus' own outbound calls"
+    assert docs["ServiceEntry"]["spec"]["exportTo"] == ["."] and docs["DestinationRule"]["spec"]["exportTo"] == ["."]
+    creds = wp["pluginConfig"]["keystone"]["service_credentials"]
+    assert "application_credential_secret" not in creds, "a secret inline in pluginConfig"
+    var = creds["application_credential_secret_env"]
+    assert {"name": var, "valueFrom": "HOST"} in wp["vmConfig"]["env"]
+    with open(os.path.join(REPO, "examples", "istio", "prometheus-sidecar.yaml")) as f:
+        side = {d["kind"]: d for d in yaml.safe_load_all(f) if d}
+    pod = side["Deployment"]["spec"]["template"]
+    proxy = [c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"][0]
+    ref = [e for e in proxy["env"] if e["name"] == var][0]["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == side["Secret"]["metadata"]["name"] and ref["key"] in side["Secret"]["stringData"]
+    assert pod["metadata"]["labels"] == wp["selector"]["matchLabels"]
+    stats = yaml.safe_load(pod["metadata"]["annotations"]["proxy.istio.io/config"])["proxyStatsMatcher"]
+    assert any(re.fullmatch(r, "wasmcustom.keystone_prom_requests_allowed") for r in stats["inclusionRegexps"])
+    ports = [p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])]
+    assert [p["number"] for m in wp["match"] for p in m["ports"]] == ports
+
+
 def test_istio_plugin_config_is_valid():
     check_config(istio_docs()["WasmPlugin"]["spec"]["pluginConfig"])
 
@@ -105,6 +136,11 @@ def test_nginx_conf_follows_the_host_facts():
     assert size and int(size.group(1)) * 1024 >= SCHEMA["properties"]["limits"]["properties"]["max_body_bytes"]["default"]
     cfg = json.loads(re.search(r"proxy_wasm\s+keystone_prom\s+'([^']*)';", http).group(1))
     assert re.fullmatch(r"[\w.-]+:\d+", cfg["keystone"]["upstream"]), "NGINX callouts go to host:port"
+    if cfg["keystone"]["url"].startswith("https://"):
+        # TLS to Keystone: the certificate checked, and a host name for SNI
+        assert re.search(r"\btls_verify_cert\s+on;", wasm) and re.search(r"\btls_verify_host\s+on;", wasm)
+        assert re.search(r"\btls_trusted_certificate\s+\S+;", wasm)
+        assert not re.fullmatch(r"[\d.]+:\d+", cfg["keystone"]["upstream"]), "SNI needs a host name"
     check_config(cfg)
 
 
