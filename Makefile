@@ -65,7 +65,7 @@ clean:
 FUZZ_SECONDS ?= 60
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
-	for t in enforce request; do \
+	for t in enforce request remote_write; do \
 	  mkdir -p fuzz/corpus/$$t && \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; \
 	done

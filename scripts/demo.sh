@@ -66,6 +66,9 @@ curl -s -H "X-Auth-Token: \$RITA_TOKEN" "$E/api/v1/query" --data-urlencode 'quer
 # Basic auth with a password instead of a token (Maia's form: user@domain|project@domain)
 curl -s -u 'alice@tenants|team-a@tenants:alice-secret' "$E/api/v1/query" --data-urlencode 'query=sum by (resource_name) (ceilometer_memory_usage)' | jq
 
+# federation, as a federating Prometheus scrapes it (see the README's "Clients" for its scrape_config)
+curl -s -u 'rita@tenants|team-b@tenants:rita-secret' "$E/federate" --data-urlencode 'match[]={__name__=~"ceilometer_.+"}' -G
+
 # a range query over the seeded hour (alice)
 curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/query_range" --data-urlencode 'query=sum by (project) (rate(cloud_cpu_seconds_total[5m]))' --data-urlencode "start=\$SEED_START" --data-urlencode "end=\$SEED_END" --data-urlencode 'step=300' -G | jq
 

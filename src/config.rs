@@ -157,6 +157,25 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A secret: inline as `name`, or read at start-up from the environment variable that
+    /// `name_env` names (Envoy passes variables to the VM through `vm_config.environment_variables`;
+    /// the VM reads them with WASI, so the secret stays out of the configuration).
+    fn secret(&mut self, name: &str) -> Result<Option<String>, ConfigError> {
+        let env_key = format!("{name}_env");
+        match (self.string(name)?, self.string(&env_key)?) {
+            (Some(_), Some(_)) => Err(err(&self.key(&env_key), format!("set either {name} or {env_key}, not both"))),
+            (Some(inline), None) => Ok(Some(inline)),
+            (None, None) => Ok(None),
+            (None, Some(var)) => match std::env::var(&var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim_end_matches(['\r', '\n']).to_string())),
+                _ => Err(err(
+                    &self.key(&env_key),
+                    format!("the environment variable {var} is not set for the filter, or is empty"),
+                )),
+            },
+        }
+    }
+
     fn int(&mut self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
         match self.take(name) {
             None => Ok(default),
@@ -254,7 +273,7 @@ impl Config {
         })?;
         let upstream = ks.string("upstream")?.unwrap_or_else(|| authority.clone());
         let timeout_ms = ks.int("timeout_ms", DEFAULT_TIMEOUT_MS, 1, 60_000)?;
-        let service_token = ks.string("service_token")?;
+        let service_token = ks.secret("service_token")?;
         let service_credentials = match ks.section("service_credentials")? {
             None => None,
             Some(v) => Some(service_credentials(Section::new("keystone.service_credentials", v)?)?),
@@ -351,7 +370,7 @@ fn service_credentials(mut s: Section) -> Result<ServiceCredentials, ConfigError
     let key = |k: &str| format!("keystone.service_credentials.{k}");
     let creds = if let Some(id) = s.string("application_credential_id")? {
         let secret = s
-            .string("application_credential_secret")?
+            .secret("application_credential_secret")?
             .ok_or_else(|| err(&key("application_credential_secret"), "is required with application_credential_id"))?;
         ServiceCredentials::ApplicationCredential { id, secret }
     } else {
@@ -365,7 +384,7 @@ fn service_credentials(mut s: Section) -> Result<ServiceCredentials, ConfigError
                 ))
             }
         };
-        let password = s.string("password")?.ok_or_else(|| err(&key("password"), "is required"))?;
+        let password = s.secret("password")?.ok_or_else(|| err(&key("password"), "is required (or password_env)"))?;
         let project = match (s.string("project_id")?, s.string("project_name")?, s.string("project_domain_name")?) {
             (Some(id), None, None) => ProjectSpec::Id(id),
             (None, Some(name), Some(domain_name)) => ProjectSpec::Name { name, domain_name },
@@ -383,6 +402,39 @@ mod tests {
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::from_json(s.as_bytes())
+    }
+
+    /// Secrets may come from the environment (`*_env`), never both ways at once.
+    #[test]
+    fn secrets_from_the_environment() {
+        std::env::set_var("KPW_TEST_APPCRED_SECRET", "from-env\n");
+        let c = Config::from_json(
+            br#"{"keystone":{"url":"http://x/v3","service_credentials":{"application_credential_id":"ac",
+                "application_credential_secret_env":"KPW_TEST_APPCRED_SECRET"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.keystone.service_credentials,
+            Some(ServiceCredentials::ApplicationCredential { id: "ac".into(), secret: "from-env".into() })
+        );
+        std::env::set_var("KPW_TEST_SERVICE_TOKEN", "s3cr3t-token-value");
+        let c = Config::from_json(br#"{"keystone":{"url":"http://x/v3","service_token_env":"KPW_TEST_SERVICE_TOKEN"}}"#).unwrap();
+        assert_eq!(c.keystone.service_token.as_deref(), Some("s3cr3t-token-value"));
+        for (json, key) in [
+            (r#"{"keystone":{"url":"http://x/v3","service_token_env":"KPW_TEST_NOT_SET"}}"#, "keystone.service_token_env"),
+            (
+                r#"{"keystone":{"url":"http://x/v3","service_token":"t","service_token_env":"KPW_TEST_SERVICE_TOKEN"}}"#,
+                "keystone.service_token_env",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3","service_credentials":{"user_id":"u","password_env":"KPW_TEST_NOT_SET","project_id":"p"}}}"#,
+                "keystone.service_credentials.password_env",
+            ),
+        ] {
+            let e = Config::from_json(json.as_bytes()).unwrap_err();
+            assert_eq!(e.key, key, "{json}: {e:?}");
+            assert!(!e.to_string().contains("s3cr3t"), "a secret in an error: {e}");
+        }
     }
 
     #[test]

@@ -65,6 +65,10 @@ fn every_parser_key_is_in_the_schema() {
             "keystone.url" => continue,
             "keystone.service_credentials" => json!({"application_credential_id": "a", "application_credential_secret": "s"}),
             "tenant_header" => json!("X-Scope-OrgID"),
+            k if k.ends_with("_env") => {
+                std::env::set_var("KPW_SCHEMA_PROBE", "a-secret");
+                json!("KPW_SCHEMA_PROBE")
+            }
             _ => match keys[key].clone() {
                 Some(d) => d,
                 None => json!("x"),
@@ -114,5 +118,7 @@ fn readme_example_parses() {
     let readme = include_str!("../README.md");
     let section = readme.split("## Configuration reference").nth(1).unwrap();
     let example = section.split("```json").nth(1).unwrap().split("```").next().unwrap();
+    // The example reads its secret from the environment, as a deployment does.
+    std::env::set_var("KPW_APPCRED_SECRET", "a-secret");
     Config::from_json(example.as_bytes()).unwrap();
 }

@@ -101,7 +101,7 @@ fn user_ref(s: &str) -> Result<UserRef, CredentialError> {
 }
 
 /// Keystone's ids are uuid4 hex: 32 lower-case hex digits.
-fn looks_like_id(s: &str) -> bool {
+pub(crate) fn looks_like_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 

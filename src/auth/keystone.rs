@@ -25,10 +25,13 @@ pub struct Callout {
 }
 
 fn callout(cfg: &KeystoneConfig, method: &str, path: String, mut headers: Vec<(&'static str, String)>, body: Option<Value>) -> Callout {
+    // `:scheme` is what makes ngx_wasm_module open TLS to Keystone (Envoy's cluster decides there).
+    let scheme = if cfg.url.starts_with("https://") { "https" } else { "http" };
     let mut all = vec![
         (":method", method.to_string()),
         (":path", format!("{}{path}", cfg.path_prefix)),
         (":authority", cfg.authority.clone()),
+        (":scheme", scheme.to_string()),
         ("accept", "application/json".to_string()),
     ];
     if body.is_some() {
@@ -123,8 +126,8 @@ pub fn subtree_request(cfg: &KeystoneConfig, project_id: &str, token: &str) -> C
 /// Why a credential did not yield a scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthFailure {
-    /// Keystone says the credential is not valid (401).
-    Invalid(String),
+    /// Keystone says the credential is not valid (401, 404), and what it says was refused.
+    Invalid(Refusal),
     /// Valid, but it grants nothing this filter can enforce (403).
     Forbidden(String),
     /// Keystone could not answer (503): nothing may go upstream.
@@ -181,6 +184,87 @@ struct AppCred {
     access_rules: Option<Vec<AccessRule>>,
 }
 
+/// What Keystone refused in its 401 (or 404) to a token request, as far as its answer
+/// says: `error.message` of `{"error":{"code":401,"message":…}}`. By default (without
+/// `[DEFAULT] insecure_debug`) Keystone hides why, and every refusal of a password or an
+/// application credential reads "The request you have made requires authentication." (seen
+/// on Keystone 22: a wrong password, an unknown user, a project without a role, an unknown
+/// project or domain all answer so). It always says so when an account is locked or
+/// disabled or a password expired; with `insecure_debug` it also names the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Keystone does not say (its default).
+    Unsaid,
+    /// "Invalid username or password", "Invalid application credential ID or secret": the
+    /// password or secret is wrong (or, for a user given by id, there is no such user).
+    WrongSecret,
+    /// "Could not find user: …".
+    NoUser,
+    /// "Could not find application credential" (a 404 for an id).
+    NoApplicationCredential,
+    /// "The account is locked for user: …" (too many failed logins).
+    Locked,
+    /// "The account is disabled for user: …".
+    Disabled,
+    /// "The password is expired and needs to be changed for user: …".
+    PasswordExpired,
+    /// "User … has no access to project …" (or domain, or the system): no role there.
+    NoRole,
+    /// "Could not find project: …".
+    NoProject,
+    /// "Could not find domain: <name>.": the user's domain or the scope's.
+    NoDomain(String),
+    /// A token that validated but whose `expires_at` has passed.
+    Expired,
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: String,
+}
+
+/// Reads Keystone's refusal from the body of its 401 or 404 (see [`Refusal`]).
+pub fn refusal(body: &[u8]) -> Refusal {
+    if body.len() > MAX_RESPONSE_BYTES {
+        return Refusal::Unsaid;
+    }
+    let Ok(ErrorEnvelope { error }) = serde_json::from_slice::<ErrorEnvelope>(body) else {
+        return Refusal::Unsaid;
+    };
+    // With `insecure_debug` Keystone appends " (Disable insecure_debug mode to suppress these details.)".
+    let m = error.message.split(" (Disable insecure_debug").next().unwrap_or_default().trim();
+    let lower = m.to_ascii_lowercase();
+    let starts = |p: &str| lower.starts_with(p);
+    if starts("invalid username or password") || starts("invalid user / password") || starts("invalid application credential") {
+        Refusal::WrongSecret
+    } else if starts("could not find user") {
+        Refusal::NoUser
+    } else if starts("could not find application credential") {
+        Refusal::NoApplicationCredential
+    } else if starts("the account is locked") {
+        Refusal::Locked
+    } else if starts("the account is disabled") {
+        Refusal::Disabled
+    } else if starts("the password is expired") {
+        Refusal::PasswordExpired
+    } else if lower.contains(" has no access to ") {
+        Refusal::NoRole
+    } else if starts("could not find project") {
+        Refusal::NoProject
+    } else if let Some(name) = m.get("Could not find domain: ".len()..).filter(|_| starts("could not find domain: ")) {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        Refusal::NoDomain(name.chars().take(256).collect())
+    } else {
+        Refusal::Unsaid
+    }
+}
+
 /// Maps a failed or refused callout; `ok` is the status that means success.
 fn failure(answer: &Answer, ok: u16) -> Option<AuthFailure> {
     let status = match answer.status {
@@ -197,9 +281,9 @@ fn failure(answer: &Answer, ok: u16) -> Option<AuthFailure> {
         s if s == ok => None,
         // Envoy answers a callout that ran out of time with its own 504.
         504 => Some(AuthFailure::Timeout("Keystone did not answer in time; try again later".into())),
-        401 | 404 => Some(AuthFailure::Invalid(
-            "the credentials are invalid or expired; get a new token with `openstack token issue`".into(),
-        )),
+        // A validation's refusal says nothing more than its status; a token request's may.
+        401 | 404 if ok == 201 => Some(AuthFailure::Invalid(refusal(answer.body))),
+        401 | 404 => Some(AuthFailure::Invalid(Refusal::Unsaid)),
         s => Some(AuthFailure::Unavailable(format!("Keystone answered HTTP {s}; try again later"))),
     }
 }
@@ -219,7 +303,7 @@ pub fn parse_token_answer(answer: &Answer, ok: u16, now: u64) -> Result<Scope, A
         AuthFailure::Unavailable(format!("Keystone's expires_at {:?} was not understood", t.expires_at))
     })?;
     if expires_at <= now {
-        return Err(AuthFailure::Invalid("the token has expired; get a new one".into()));
+        return Err(AuthFailure::Invalid(Refusal::Expired));
     }
     let roles: Vec<String> = t.roles.into_iter().filter_map(|r| r.name.or(Some(r.id))).collect();
     let access_rules = t.application_credential.and_then(|a| a.access_rules);
@@ -412,6 +496,10 @@ mod tests {
         assert_eq!(h(&c, ":method"), Some("GET"));
         assert_eq!(h(&c, ":path"), Some("/v3/auth/tokens?nocatalog"));
         assert_eq!(h(&c, ":authority"), Some("ks:5000"));
+        assert_eq!(h(&c, ":scheme"), Some("http"));
+        let tls = Config::from_json(br#"{"keystone":{"url":"https://ks.example:5000/v3","upstream":"ks.example:5000"}}"#);
+        let c = validation_request(&tls.unwrap().keystone, "tok", None);
+        assert_eq!((h(&c, ":scheme"), h(&c, ":authority")), (Some("https"), Some("ks.example:5000")));
         assert_eq!(h(&c, "x-auth-token"), Some("tok"));
         assert_eq!(h(&c, "x-subject-token"), Some("tok"));
         assert_eq!(h(&c, "openstack-identity-access-rules"), None);
@@ -543,6 +631,38 @@ mod tests {
         let a = Answer { timed_out: true, ..status(None) };
         assert!(matches!(parse_token_answer(&a, 200, 0), Err(AuthFailure::Timeout(_))));
         assert!(matches!(parse_token_answer(&ok("{"), 200, 0), Err(AuthFailure::Unavailable(_))));
+    }
+
+    #[test]
+    fn what_keystone_says_it_refused() {
+        // Keystone 22's answers (harness stack), with and without `insecure_debug`.
+        let said = |code: u16, message: &str| {
+            let body = json!({"error": {"code": code, "message": message, "title": "Unauthorized"}}).to_string();
+            match parse_token_answer(&Answer { body: body.as_bytes(), ..status(Some(code)) }, 201, 0) {
+                Err(AuthFailure::Invalid(r)) => r,
+                other => panic!("{other:?}"),
+            }
+        };
+        const D: &str = " (Disable insecure_debug mode to suppress these details.)";
+        assert_eq!(said(401, "The request you have made requires authentication."), Refusal::Unsaid);
+        assert_eq!(said(401, &format!("Invalid username or password{D}")), Refusal::WrongSecret);
+        assert_eq!(said(401, &format!("Invalid application credential ID or secret{D}")), Refusal::WrongSecret);
+        assert_eq!(said(401, &format!("Could not find user: nobody.{D}")), Refusal::NoUser);
+        assert_eq!(said(401, &format!("Could not find application credential: {{}}{D}")), Refusal::NoApplicationCredential);
+        assert_eq!(said(404, "Could not find Application Credential: 0123."), Refusal::NoApplicationCredential);
+        assert_eq!(said(401, "The account is locked for user: 6289."), Refusal::Locked);
+        assert_eq!(said(401, "The account is disabled for user: 6289."), Refusal::Disabled);
+        assert_eq!(said(401, "The password is expired and needs to be changed for user: 6289."), Refusal::PasswordExpired);
+        assert_eq!(said(401, &format!("User 6289 has no access to project 1e03{D}")), Refusal::NoRole);
+        assert_eq!(said(401, &format!("User 6289 has no access to domain 1e63{D}")), Refusal::NoRole);
+        assert_eq!(said(401, &format!("Could not find project: team-zz.{D}")), Refusal::NoProject);
+        assert_eq!(said(401, &format!("Could not find domain: no.domain.{D}")), Refusal::NoDomain("no.domain".into()));
+        // Anything else, or no JSON, says nothing; a validation's refusal is never read.
+        assert_eq!(said(401, "Something new."), Refusal::Unsaid);
+        assert_eq!(refusal(b"<html>"), Refusal::Unsaid);
+        let body = json!({"error": {"message": "Invalid username or password"}}).to_string();
+        let validation = Answer { body: body.as_bytes(), ..status(Some(401)) };
+        assert_eq!(parse_token_answer(&validation, 200, 0), Err(AuthFailure::Invalid(Refusal::Unsaid)));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! request (`Host::switches_context`). Where it can't (NGINX), each request runs its own.
 
 pub mod credentials;
+pub mod explain;
 pub mod keystone;
 pub mod local_cache;
 pub mod scope;
@@ -82,6 +83,8 @@ pub struct Attempt {
     /// The request's name in log lines.
     log_id: String,
     credential: Credential,
+    /// The credential came from the `Authorization` header (a 401 says which form was read).
+    from_authorization: bool,
     digest: [u8; 32],
     /// This attempt runs the exchange for its credential (others may wait on it).
     owner: bool,
@@ -96,12 +99,14 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    /// `digest` is the credential's (`Credential::digest`), taken once by the caller.
-    pub fn new(context_id: u32, log_id: String, credential: Credential, digest: [u8; 32]) -> Attempt {
+    /// `digest` is the credential's (`Credential::digest`), taken once by the caller;
+    /// `from_authorization`: it came from the `Authorization` header (Bearer or Basic).
+    pub fn new(context_id: u32, log_id: String, credential: Credential, from_authorization: bool, digest: [u8; 32]) -> Attempt {
         Attempt {
             context_id,
             log_id,
             credential,
+            from_authorization,
             digest,
             owner: false,
             waiting: Waiting::No,
@@ -179,7 +184,7 @@ impl Scopes {
         }
         if let Some(known) = self.known(&a.digest, now) {
             host.count(Metric::CacheHits);
-            return self.outcome(cfg, &known);
+            return self.outcome(cfg, a, &known);
         }
         let lookup = match host.shared_get(&self.slot_key(cfg, &a.digest)) {
             (Some(bytes), _) => shared_cache::decode(&bytes, &a.digest, now),
@@ -194,13 +199,36 @@ impl Scopes {
             }
         };
         host.count(Metric::CacheHits);
-        self.outcome(cfg, &known)
+        self.outcome(cfg, a, &known)
     }
 
-    fn outcome(&self, cfg: &Config, known: &Known) -> Outcome {
+    fn outcome(&self, cfg: &Config, a: &Attempt, known: &Known) -> Outcome {
         match &known.scope {
             Some(scope) => Outcome::Scope(scope.clone(), known.contract.clone()),
-            None => Outcome::Refused(invalid(cfg, "the credentials were refused by Keystone a moment ago")),
+            None => Outcome::Refused(invalid(
+                cfg,
+                &explain::refused_recently(&a.credential, a.from_authorization, cfg.cache.negative_ttl_seconds),
+            )),
+        }
+    }
+
+    /// The scope this worker or shared data already holds for a credential, if it is fresh,
+    /// without asking Keystone or counting a lookup: to name who sent a request that is
+    /// refused before its credential is checked (a denied path).
+    pub fn peek(&self, cfg: &Config, host: &dyn Host, digest: &[u8; 32]) -> Option<Rc<Scope>> {
+        let now = host.now_s();
+        if now == 0 {
+            return None;
+        }
+        if let Some(known) = self.known(digest, now) {
+            return known.scope.clone();
+        }
+        match host.shared_get(&self.slot_key(cfg, digest)) {
+            (Some(bytes), _) => match shared_cache::decode(&bytes, digest, now) {
+                Lookup::Valid(scope, _) => Some(Rc::new(scope)),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -391,12 +419,12 @@ impl Scopes {
             a.log(host, Level::Debug, "scope cache slot changed under us; not stored");
         }
         let known = self.remember(cfg, a.digest, Some(Rc::new(scope)), until);
-        self.outcome(cfg, &known)
+        self.outcome(cfg, a, &known)
     }
 
     fn failure_error(&self, cfg: &Config, host: &dyn Host, a: &Attempt, f: AuthFailure) -> ApiError {
         match f {
-            AuthFailure::Invalid(m) => invalid(cfg, &m),
+            AuthFailure::Invalid(r) => invalid(cfg, &explain::refused(&a.credential, a.from_authorization, &r)),
             AuthFailure::Forbidden(m) => ApiError::forbidden(m),
             AuthFailure::Unavailable(m) => {
                 a.log(host, Level::Warn, &m);
@@ -511,7 +539,7 @@ mod tests {
     fn attempt(ctx: u32, token: &str) -> Attempt {
         let c = Credential::Token(token.to_string());
         let digest = c.digest();
-        Attempt::new(ctx, format!("ctx-{ctx}"), c, digest)
+        Attempt::new(ctx, format!("ctx-{ctx}"), c, false, digest)
     }
 
     fn answer(status: u16, body: &str) -> CalloutAnswer {

@@ -26,6 +26,42 @@ pub struct Scope {
     pub access_rules: Option<Vec<AccessRule>>,
 }
 
+impl Scope {
+    /// What the scope names as the tenant in audit logs and the `kpw_tenant` property: the
+    /// project id of a project scope, the domain id of a domain scope, `system` for a system
+    /// scope (admitted only with an unrestricted role). Borrowed: no allocation per request.
+    pub fn tenant_id(&self) -> &str {
+        match (&self.project_id, &self.domain_id) {
+            (Some(project), _) => project,
+            (None, Some(domain)) if self.domain_scoped => domain,
+            _ if self.system => "system",
+            _ => "",
+        }
+    }
+
+    /// Who the scope is, for log lines: `user_id=… project_id=…`, `user_id=… domain_id=…`
+    /// (domain scope) or `user_id=… system` (system scope). Ids only, never a secret.
+    pub fn who(&self) -> Who<'_> {
+        Who(self)
+    }
+}
+
+/// [`Scope::who`], written straight into the log line (no string of its own).
+pub struct Who<'a>(&'a Scope);
+
+impl std::fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0;
+        write!(f, "user_id={}", s.user_id)?;
+        match (&s.project_id, &s.domain_id) {
+            (Some(project), _) => write!(f, " project_id={project}"),
+            (None, Some(domain)) if s.domain_scoped => write!(f, " domain_id={domain}"),
+            _ if s.system => f.write_str(" system"),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// One access rule of an application credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessRule {
@@ -119,6 +155,30 @@ mod tests {
 
     fn rule(path: &str) -> AccessRule {
         AccessRule { service: "metric-storage".into(), method: "GET".into(), path: path.into() }
+    }
+
+    fn scope(project: Option<&str>, domain: Option<&str>, domain_scoped: bool, system: bool) -> Scope {
+        Scope {
+            user_id: "u1".into(),
+            project_id: project.map(Into::into),
+            domain_id: domain.map(Into::into),
+            domain_scoped,
+            system,
+            roles: vec![],
+            expires_at: 0,
+            subprojects: vec![],
+            access_rules: None,
+        }
+    }
+
+    #[test]
+    fn tenant_and_who_name_ids_only() {
+        let p = scope(Some("p1"), Some("d1"), false, false);
+        assert_eq!((p.tenant_id(), p.who().to_string()), ("p1", "user_id=u1 project_id=p1".into()));
+        let d = scope(None, Some("d1"), true, false);
+        assert_eq!((d.tenant_id(), d.who().to_string()), ("d1", "user_id=u1 domain_id=d1".into()));
+        let s = scope(None, None, false, true);
+        assert_eq!((s.tenant_id(), s.who().to_string()), ("system", "user_id=u1 system".into()));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod form;
 pub mod params;
 pub mod promql;
 pub mod regex_mask;
+pub mod remote_write;
 pub mod rewrite_cache;
 pub mod routes;
 

@@ -108,6 +108,8 @@ pub struct World {
     pub wakes: RefCell<Vec<(u32, Wake)>>,
     pub metrics: RefCell<HashMap<Metric, u64>>,
     pub logs: RefCell<Vec<String>>,
+    /// The host's log level: lines below it are not written (`None`: every line is).
+    pub log_level: Cell<Option<Level>>,
 }
 
 impl World {
@@ -163,6 +165,8 @@ pub struct MockHost {
     pub upstream_body: Vec<u8>,
     pub response: Option<(u32, Headers, Vec<u8>)>,
     pub resumed: bool,
+    /// The tenant and user the request was named with for the access log (`set_audit`).
+    pub audit: Option<(String, String)>,
     /// NGINX: the length its proxy module writes once the filter replaced the body.
     proxy_content_length: Option<String>,
 }
@@ -228,6 +232,7 @@ impl MockHost {
             upstream_body: Vec::new(),
             response: None,
             resumed: false,
+            audit: None,
             proxy_content_length: None,
         }
     }
@@ -389,8 +394,18 @@ impl Host for MockHost {
     fn record(&mut self, metric: Metric, _value: u64) {
         *self.world.metrics.borrow_mut().entry(metric).or_default() += 1;
     }
-    fn log(&self, _level: Level, msg: &str) {
-        self.world.logs.borrow_mut().push(msg.to_string());
+    fn log(&self, level: Level, msg: &str) {
+        if self.logs(level) {
+            self.world.logs.borrow_mut().push(msg.to_string());
+        }
+    }
+    fn logs(&self, level: Level) -> bool {
+        self.world.log_level.get().is_none_or(|min| level >= min)
+    }
+    fn set_audit(&mut self, tenant: &str, user: &str) {
+        // Envoy's filter state of a Wasm property is read-only once set: one call per request.
+        assert!(self.audit.is_none(), "audit set twice");
+        self.audit = Some((tenant.to_string(), user.to_string()));
     }
 }
 

@@ -50,9 +50,17 @@ pub trait Host {
     fn count(&mut self, metric: Metric);
     fn record(&mut self, metric: Metric, value: u64);
     fn log(&self, level: Level, msg: &str);
+    /// Whether the host writes lines of `level` now: a line it would drop is not even
+    /// formatted (see `Flow::log_allowed`).
+    fn logs(&self, level: Level) -> bool;
+    /// Names the admitted request's tenant and user where the host's access log can print
+    /// them (Envoy: the filter state `wasm.kpw_tenant` and `wasm.kpw_user`). Best effort: a
+    /// host that refuses the properties changes nothing for the request.
+    fn set_audit(&mut self, tenant: &str, user: &str);
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Log levels, least severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Debug,
     Info,

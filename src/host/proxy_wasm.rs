@@ -53,6 +53,30 @@ thread_local! {
     static CLOCK: Cell<TickClock> = Cell::new(TickClock::default());
     /// The host runs a callback as another context when asked (see `probe_context_switching`).
     static SWITCHES: Cell<bool> = const { Cell::new(false) };
+    /// The host's log level (proxy-wasm's numbers: 0 trace … 5 critical), refreshed on the
+    /// root's ticks; 0 (everything) until the host has said otherwise.
+    static LOG_LEVEL: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Reads the host's current log level into `LOG_LEVEL`: one host call per tick, so that a
+/// request asks no host call to know whether a line would be written. Envoy answers with its
+/// `wasm` logger's level (`--component-log-level wasm:warning`, or the admin's `/logging`);
+/// ngx_wasm_module's call does nothing, and then every line is handed over (NGINX filters
+/// by its `error_log` level). A host that fails the call leaves the level as it was.
+fn refresh_log_level() {
+    let mut level: u32 = 0;
+    // SAFETY: a plain host call writing one u32 where the pointer says.
+    if unsafe { proxy_get_log_level(&mut level) } == 0 {
+        LOG_LEVEL.with(|l| l.set(level));
+    }
+}
+
+/// Sets one property of the current request (`path` of one segment). The SDK's
+/// `set_property` allocates the path and panics on any status but OK, and a host may refuse
+/// a key it does not know (ngx_wasm_module): the status is ignored.
+fn set_property(path: &[u8], value: &[u8]) {
+    // SAFETY: a plain host call reading the two slices, of their own lengths.
+    let _ = unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) };
 }
 
 /// Whether `set_effective_context` really switches: a host that does looks the context up
@@ -132,6 +156,7 @@ impl RootContext for Root {
                     config.keystone.url, config.keystone.upstream, config.project_label
                 ));
                 define_metrics();
+                refresh_log_level();
                 let switches = probe_context_switching(self.id);
                 SWITCHES.with(|s| s.set(switches));
                 if !switches {
@@ -167,6 +192,7 @@ impl RootContext for Root {
     /// every request: the answer always finds its way (see `on_http_call_response`).
     fn on_tick(&mut self) {
         tick_clock(host_now_ms());
+        refresh_log_level();
         flush_counts();
         let pending = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
         for (target, wake) in pending {
@@ -194,6 +220,8 @@ fn header_value(map: MapType, name: &str) -> Option<String> {
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
 }
 
 /// The request headers as the host serialized them, read in place by [`Headers`] (the
@@ -455,5 +483,21 @@ impl Host for Adapter {
             Level::Warn => LogLevel::Warn,
         };
         log(level, msg);
+    }
+
+    fn logs(&self, level: Level) -> bool {
+        let level = match level {
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+        };
+        level as u32 >= LOG_LEVEL.with(Cell::get)
+    }
+
+    /// Envoy keeps each in the request's filter state as `wasm.kpw_tenant` and `wasm.kpw_user`,
+    /// which an access log prints with `%FILTER_STATE(wasm.kpw_tenant:PLAIN)%`.
+    fn set_audit(&mut self, tenant: &str, user: &str) {
+        set_property(b"kpw_tenant", tenant.as_bytes());
+        set_property(b"kpw_user", user.as_bytes());
     }
 }

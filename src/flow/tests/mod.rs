@@ -123,9 +123,11 @@ fn ks_answer(project: &str, role: &str) -> String {
 const OBS_TEXT: &str = "<obs-text>";
 
 mod answers;
+mod audit;
 mod authentication;
 mod bodies;
 mod enforcement;
 mod headers;
 mod nginx;
 mod short_path;
+mod unauthorized;

@@ -2,8 +2,9 @@
 
 use super::*;
 
-/// What a request left behind: the action, the headers that go upstream, the response and
-/// what the response callbacks did, the callouts, metrics, wake-ups and logs of its world.
+/// What a request left behind: the action, the sender named for the access log, the headers
+/// that go upstream, the response and what the response callbacks did, the callouts,
+/// metrics, wake-ups and logs of its world.
 /// A header whose value is `OBS_TEXT` goes as bytes that are not UTF-8.
 fn trace(world: &Rc<World>, sh: &Rc<Shared>, ctx: u32, h: &[(&'static str, String)], end_of_stream: bool) -> String {
     let (binary, text): (Vec<_>, Vec<_>) = h.iter().cloned().partition(|(_, v)| v == OBS_TEXT);
@@ -18,7 +19,8 @@ fn trace(world: &Rc<World>, sh: &Rc<Shared>, ctx: u32, h: &[(&'static str, Strin
     let mut metrics: Vec<_> = world.metrics.borrow().iter().map(|(m, n)| (*m, *n)).collect();
     metrics.sort_by_key(|(m, _)| m.name());
     format!(
-        "{action:?} {:?} {:?} {:?} {:?} {response:?} {:?} {:?} callouts={} {metrics:?} {:?} {:?}",
+        "{action:?} {:?} {:?} {:?} {:?} {:?} {response:?} {:?} {:?} callouts={} {metrics:?} {:?} {:?}",
+        host.audit,
         host.entries,
         host.binary_headers,
         host.response,
