@@ -25,7 +25,7 @@ deps:
 # Native unit and property tests of the core and the host adapter (mock host). The request
 # flow's tests run twice: the mock host as Envoy, then as NGINX's ngx_wasm_module.
 unit:
-	cargo test --lib --test properties --test schema
+	cargo test --lib --test properties --test schema --test promql_fidelity
 	KPW_MOCK_HOST=nginx cargo test --lib flow::
 
 # The core compiled to Wasm, run under node by wasm-bindgen-test.
