@@ -51,17 +51,8 @@ DEMO_ONLY, TESTS_ONLY = ("exporter",), ("prometheus-a", "prometheus-x")
 def check_fixed_ports(demo):
     """With STACK_PORTS=fixed, every port must be free before anything starts: the error names each
     port that is taken, at once."""
-    import socket
-    taken = []
-    for name, port in sorted(FIXED.items(), key=lambda kv: kv[1]):
-        if name in (TESTS_ONLY if demo else DEMO_ONLY):
-            continue
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                taken.append("%d (%s)" % (port, name))
+    taken = ["%d (%s)" % (port, name) for name, port in sorted(FIXED.items(), key=lambda kv: kv[1])
+             if name not in (TESTS_ONLY if demo else DEMO_ONLY) and port_taken(port)]
     if taken:
         raise StackError("port %s in use on 127.0.0.1; stop whatever holds it (a demo already running? "
                          "make demo-down)" % ", ".join(taken))
@@ -103,15 +94,22 @@ def pick_port(name):
     """A random free port, or the fixed one with STACK_PORTS=fixed (which must be free)."""
     if os.environ.get("STACK_PORTS", "random") != "fixed":
         return free_port()
-    import socket
     port = FIXED[name]
+    if port_taken(port):
+        raise StackError("port %d is in use (STACK_PORTS=fixed); stop whatever holds it (make demo-down?)" % port)
+    return port
+
+
+def port_taken(port):
+    """Whether something holds 127.0.0.1:PORT."""
+    import socket
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
-            raise StackError("port %d is in use (STACK_PORTS=fixed); stop whatever holds it (make demo-down?)" % port)
-    return port
+            return True
+    return False
 
 
 def http(method, url, body=None, headers=None, timeout=30):

@@ -186,11 +186,7 @@ impl Scopes {
             host.count(Metric::CacheHits);
             return self.outcome(cfg, a, &known);
         }
-        let lookup = match host.shared_get(&self.slot_key(cfg, &a.digest)) {
-            (Some(bytes), _) => shared_cache::decode(&bytes, &a.digest, now),
-            _ => Lookup::Miss,
-        };
-        let known = match lookup {
+        let known = match self.shared_lookup(cfg, &*host, &a.digest, now) {
             Lookup::Valid(scope, until) => self.remember(cfg, a.digest, Some(Rc::new(scope)), until),
             Lookup::Invalid(until) => self.remember(cfg, a.digest, None, until),
             Lookup::Miss => {
@@ -223,12 +219,17 @@ impl Scopes {
         if let Some(known) = self.known(digest, now) {
             return known.scope.clone();
         }
-        match host.shared_get(&self.slot_key(cfg, digest)) {
-            (Some(bytes), _) => match shared_cache::decode(&bytes, digest, now) {
-                Lookup::Valid(scope, _) => Some(Rc::new(scope)),
-                _ => None,
-            },
+        match self.shared_lookup(cfg, host, digest, now) {
+            Lookup::Valid(scope, _) => Some(Rc::new(scope)),
             _ => None,
+        }
+    }
+
+    /// The credential's entry in shared data, if its slot holds it.
+    fn shared_lookup(&self, cfg: &Config, host: &dyn Host, digest: &[u8; 32], now: u64) -> Lookup {
+        match host.shared_get(&self.slot_key(cfg, digest)) {
+            (Some(bytes), _) => shared_cache::decode(&bytes, digest, now),
+            _ => Lookup::Miss,
         }
     }
 
