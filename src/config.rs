@@ -1,6 +1,7 @@
 //! The plugin configuration: JSON, checked key by key so that a bad configuration names
 //! the key and what is wrong with it (the host then refuses to start the listener).
 
+use crate::enforce::remote_write::{self, MetadataPolicy, OnConflict};
 use serde_json::{Map, Value};
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
@@ -15,6 +16,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
 pub const DEFAULT_MAX_QUERY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_DEPTH: usize = 64;
+pub const DEFAULT_WRITE_PATH: &str = "/api/v1/write";
+pub const DEFAULT_WRITE_ROLES: [&str; 2] = ["member", "admin"];
+/// Envoy's and NGINX's own default buffer: a larger body needs the host's buffer raised too.
+pub const DEFAULT_WRITE_MAX_BODY_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -29,6 +34,8 @@ pub struct Config {
     pub unsafe_passthrough: Vec<String>,
     pub cache: CacheConfig,
     pub limits: Limits,
+    /// Remote write (off by default).
+    pub write: WriteConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +113,34 @@ pub struct Limits {
     pub max_depth: usize,
 }
 
+/// The `write` section: remote write through the filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteConfig {
+    /// Off: the write paths are denied like any unknown path.
+    pub enabled: bool,
+    /// The write paths (after `path_prefix`), e.g. `/api/v1/receive` for Thanos Receive.
+    pub paths: Vec<String>,
+    /// Roles of which a writer needs one (in place of the readers' `required_roles`).
+    pub required_roles: Vec<String>,
+    pub on_conflict: OnConflict,
+    pub metadata: MetadataPolicy,
+    /// Largest compressed body (413 above).
+    pub max_body_bytes: usize,
+    /// Bounds of the decoded request.
+    pub limits: remote_write::Limits,
+}
+
+impl WriteConfig {
+    /// The paths that are write endpoints: none while writing is off.
+    pub fn active_paths(&self) -> &[String] {
+        if self.enabled {
+            &self.paths
+        } else {
+            &[]
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub key: String,
@@ -142,6 +177,11 @@ impl<'a> Section<'a> {
         } else {
             format!("{}.{}", self.path, name)
         }
+    }
+
+    /// The key is there (and not null): its value replaces the default, even an empty list.
+    fn present(&self, name: &str) -> bool {
+        self.map.get(name).is_some_and(|v| !v.is_null())
     }
 
     fn take(&mut self, name: &str) -> Option<Value> {
@@ -358,9 +398,58 @@ impl Config {
         };
         lim.finish()?;
 
+        let write = write_config(Section::new("write", root.section("write")?.unwrap_or(Value::Object(Map::new())))?)?;
+        if let Some(p) = write.active_paths().iter().find(|p| unsafe_passthrough.contains(p)) {
+            return Err(err("unsafe_passthrough", format!("{p} is a write path (write.paths): it is enforced, not passed through")));
+        }
+
         root.finish()?;
-        Ok(Config { keystone, project_label, policy, path_prefix, unsafe_passthrough, cache, limits })
+        Ok(Config { keystone, project_label, policy, path_prefix, unsafe_passthrough, cache, limits, write })
     }
+}
+
+/// The `write` section; see the README's configuration reference.
+fn write_config(mut w: Section) -> Result<WriteConfig, ConfigError> {
+    let enabled = w.boolean("enabled", false)?;
+    let paths = if w.present("paths") { w.paths("paths")? } else { vec![DEFAULT_WRITE_PATH.to_string()] };
+    if paths.is_empty() {
+        return Err(err("write.paths", "must name at least one path (turn writing off with write.enabled)"));
+    }
+    let required_roles = if w.present("required_roles") {
+        w.strings("required_roles")?
+    } else {
+        DEFAULT_WRITE_ROLES.iter().map(|r| r.to_string()).collect()
+    };
+    let choice = |w: &mut Section, name: &str, default: &str, choices: &[&str]| -> Result<String, ConfigError> {
+        let v = w.string(name)?.unwrap_or_else(|| default.to_string());
+        if choices.contains(&v.as_str()) {
+            Ok(v)
+        } else {
+            Err(err(&w.key(name), format!("must be one of {}", choices.join(", "))))
+        }
+    };
+    let on_conflict = match choice(&mut w, "on_conflict", "overwrite", &["overwrite", "reject"])?.as_str() {
+        "reject" => OnConflict::Reject,
+        _ => OnConflict::Overwrite,
+    };
+    let metadata = match choice(&mut w, "metadata", "drop", &["drop", "forward"])?.as_str() {
+        "forward" => MetadataPolicy::Forward,
+        _ => MetadataPolicy::Drop,
+    };
+    let d = remote_write::Limits::default();
+    let mut size = |name: &str, default: usize, min: u64, max: u64| -> Result<usize, ConfigError> {
+        Ok(usize_of(w.int(name, default as u64, min, max)?))
+    };
+    let max_body_bytes = size("max_body_bytes", DEFAULT_WRITE_MAX_BODY_BYTES, 1, 64 << 20)?;
+    let limits = remote_write::Limits {
+        max_decoded_bytes: size("max_decoded_bytes", d.max_decoded_bytes, 1, 256 << 20)?,
+        max_series: size("max_series", d.max_series, 1, 1 << 20)?,
+        max_labels_per_series: size("max_labels_per_series", d.max_labels_per_series, 1, 4096)?,
+        max_label_bytes: size("max_label_bytes", d.max_label_bytes, 1, 1 << 20)?,
+        max_memory_bytes: size("max_memory_bytes", d.max_memory_bytes, 1, 1 << 30)?,
+    };
+    w.finish()?;
+    Ok(WriteConfig { enabled, paths, required_roles, on_conflict, metadata, max_body_bytes, limits })
 }
 
 /// `{"application_credential_id", "application_credential_secret"}`, or a user
@@ -496,6 +585,49 @@ mod tests {
         );
         assert_eq!(c.path_prefix, "/prometheus");
         assert_eq!(c.unsafe_passthrough, vec!["/api/v1/metadata"]);
+    }
+
+    #[test]
+    fn write_section() {
+        let off = parse(r#"{"keystone":{"url":"http://k/v3"}}"#).unwrap().write;
+        assert!(!off.enabled && off.active_paths().is_empty());
+        assert_eq!(off.paths, vec!["/api/v1/write"]);
+        assert_eq!(off.required_roles, vec!["member", "admin"]);
+        assert_eq!((off.on_conflict, off.metadata, off.max_body_bytes), (OnConflict::Overwrite, MetadataPolicy::Drop, 1 << 20));
+        assert_eq!(off.limits, remote_write::Limits::default());
+        let w = parse(
+            r#"{"keystone":{"url":"http://k/v3"},"write":{"enabled":true,"paths":["/api/v1/receive","/api/v1/push"],
+                "required_roles":[],"on_conflict":"reject","metadata":"forward","max_body_bytes":4096,
+                "max_decoded_bytes":8192,"max_series":10,"max_labels_per_series":5,"max_label_bytes":64,
+                "max_memory_bytes":100000}}"#,
+        )
+        .unwrap()
+        .write;
+        assert_eq!(w.active_paths(), ["/api/v1/receive", "/api/v1/push"]);
+        assert!(w.required_roles.is_empty(), "an empty list means any role will do");
+        assert_eq!((w.on_conflict, w.metadata, w.max_body_bytes), (OnConflict::Reject, MetadataPolicy::Forward, 4096));
+        assert_eq!(
+            w.limits,
+            remote_write::Limits {
+                max_decoded_bytes: 8192,
+                max_series: 10,
+                max_labels_per_series: 5,
+                max_label_bytes: 64,
+                max_memory_bytes: 100000
+            }
+        );
+        for (bad, key) in [
+            (r#""write":{"on_conflict":"merge"}"#, "write.on_conflict"),
+            (r#""write":{"metadata":true}"#, "write.metadata"),
+            (r#""write":{"paths":[]}"#, "write.paths"),
+            (r#""write":{"paths":["api/v1/write"]}"#, "write.paths"),
+            (r#""write":{"max_series":0}"#, "write.max_series"),
+            (r#""write":{"enable":true}"#, "write.enable"),
+            (r#""write":{"enabled":true},"unsafe_passthrough":["/api/v1/write"]"#, "unsafe_passthrough"),
+        ] {
+            let e = parse(&format!(r#"{{"keystone":{{"url":"http://k/v3"}},{bad}}}"#)).unwrap_err();
+            assert_eq!(e.key, key, "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::host::{CalloutAnswer, Host, Level};
 use crate::metrics::Metric;
-use crate::policy::{self, Contract};
+use crate::policy::{self, Access, Contract};
 use credentials::Credential;
 use keystone::{Answer, AuthFailure, Callout};
 use local_cache::{Known, LocalCache};
@@ -256,7 +256,7 @@ impl Scopes {
     /// Keeps what shared data (or Keystone) said in this worker's local cache, with the
     /// policy's contract when it does not depend on the request.
     fn remember(&self, cfg: &Config, digest: [u8; 32], scope: Option<Rc<Scope>>, until: u64) -> Rc<Known> {
-        let contract = scope.as_ref().filter(|s| s.access_rules.is_none()).map(|s| policy::admit(cfg, s, "", ""));
+        let contract = scope.as_ref().filter(|s| s.access_rules.is_none()).map(|s| policy::admit(cfg, s, Access::Read, "", ""));
         let known = Rc::new(Known { until, scope, contract });
         self.local.borrow_mut().insert(digest, known.clone());
         known

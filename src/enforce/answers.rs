@@ -4,7 +4,7 @@
 //! client's `accept-encoding` on as well: NGINX sends a header it was told to remove).
 
 use crate::enforce::params::Rewriter;
-use crate::enforce::Enforcer;
+use crate::enforce::{BodyContext, Enforcer, Forward};
 use crate::error::ApiError;
 use serde_json::Value;
 
@@ -28,7 +28,7 @@ impl Enforcer for Filtered {
         Ok(None)
     }
 
-    fn body(&self, _rw: &mut Rewriter, _body: &[u8], _url_params: usize) -> Result<Vec<u8>, ApiError> {
+    fn body(&self, _cx: BodyContext, _body: &[u8], _url_params: usize) -> Result<Forward, ApiError> {
         Err(ApiError::bad_data("this endpoint takes no request body"))
     }
 

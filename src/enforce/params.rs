@@ -6,7 +6,7 @@ use crate::enforce::form::{self, Param};
 use crate::enforce::promql::{self, EnforceError, Tenant};
 use crate::enforce::rewrite_cache::RewriteCache;
 use crate::enforce::routes::{Endpoint, Params};
-use crate::enforce::Enforcer;
+use crate::enforce::{BodyContext, Enforcer, Forward};
 use crate::error::ApiError;
 use std::rc::Rc;
 
@@ -49,7 +49,7 @@ impl Rewriter<'_> {
         let (name, kind) = match params {
             Params::Query => ("query", Kind::Expr),
             Params::Match => ("match[]", Kind::Selector),
-            Params::ResponseFiltered => {
+            Params::ResponseFiltered | Params::Body => {
                 out.push_str(raw);
                 return Ok(0);
             }
@@ -168,7 +168,10 @@ impl Enforcer for PromqlParams {
         Ok(Some(n))
     }
 
-    fn body(&self, rw: &mut Rewriter, body: &[u8], url_params: usize) -> Result<Vec<u8>, ApiError> {
+    fn body(&self, cx: BodyContext, body: &[u8], url_params: usize) -> Result<Forward, ApiError> {
+        // Only an unrestricted scope has no tenant, and its forms pass as they are.
+        let Some(tenant) = cx.tenant else { return Ok(Forward::Body(body.to_vec())) };
+        let rw = &mut Rewriter { tenant, limits: &cx.config.limits, cache: cx.cache };
         let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_data("the form body must be UTF-8"))?;
         let mut out = String::with_capacity(text.len() + 96);
         let n = rw.rewrite_params(&mut out, text, self.params, self.named)?;
@@ -176,7 +179,7 @@ impl Enforcer for PromqlParams {
         if self.needs_default(n + url_params) {
             append_param(&mut out, 0, &default_match(rw.tenant));
         }
-        Ok(out.into_bytes())
+        Ok(Forward::Body(out.into_bytes()))
     }
 
     fn check_body(&self, content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(), ApiError> {

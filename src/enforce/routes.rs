@@ -1,9 +1,11 @@
 //! The routes table: which Prometheus endpoints a request may reach, and the endpoint kind
 //! ([`Enforcer`]) that enforces each. Paths are matched exactly (after the configured
-//! prefix): anything not listed is denied.
+//! prefix): anything not listed is denied. The write paths are the operator's (`write.paths`,
+//! only while `write.enabled`).
 
 use crate::enforce::answers::{self, Filtered};
 use crate::enforce::params::PromqlParams;
+use crate::enforce::write::RemoteWrite;
 use crate::enforce::Enforcer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +33,8 @@ pub enum Endpoint {
     Rules,
     /// The response is filtered down to the tenant's alerts.
     Alerts,
+    /// Remote write: every series of the body gets the writer's tenant label.
+    Write,
 }
 
 /// How an endpoint's request parameters are enforced.
@@ -42,6 +46,8 @@ pub enum Params {
     Match,
     /// Nothing in the request selects data; the response is filtered instead.
     ResponseFiltered,
+    /// The body is the data (remote write); the query string selects nothing.
+    Body,
 }
 
 impl Endpoint {
@@ -56,6 +62,7 @@ impl Endpoint {
             Endpoint::Query | Endpoint::QueryRange | Endpoint::QueryExemplars => Params::Query,
             Endpoint::Series | Endpoint::Labels | Endpoint::LabelValues | Endpoint::Federate => Params::Match,
             Endpoint::Rules | Endpoint::Alerts => Params::ResponseFiltered,
+            Endpoint::Write => Params::Body,
         }
     }
 
@@ -68,6 +75,7 @@ impl Endpoint {
         static SELECT_GET: PromqlParams = PromqlParams::new("GET", Params::Match, false);
         static RULES: Filtered = Filtered(answers::Kind::Rules);
         static ALERTS: Filtered = Filtered(answers::Kind::Alerts);
+        static WRITE: RemoteWrite = RemoteWrite;
         match self {
             Endpoint::Query => &QUERY_NAMED,
             Endpoint::QueryRange | Endpoint::QueryExemplars => &QUERY,
@@ -76,6 +84,7 @@ impl Endpoint {
             Endpoint::LabelValues | Endpoint::Federate => &SELECT_GET,
             Endpoint::Rules => &RULES,
             Endpoint::Alerts => &ALERTS,
+            Endpoint::Write => &WRITE,
         }
     }
 }
@@ -113,14 +122,16 @@ pub fn split_path(full: &str) -> (&str, &str) {
 }
 
 /// Classifies `path`. `prefix` is where the API is mounted (`""` or e.g. `/prometheus`);
-/// `passthrough` lists extra paths (after the prefix) forwarded without enforcement.
-pub fn classify(path: &str, prefix: &str, passthrough: &[String]) -> Route {
+/// `passthrough` lists extra paths (after the prefix) forwarded without enforcement, `writes`
+/// the remote write paths (none while writing is off). The read endpoints come first.
+pub fn classify(path: &str, prefix: &str, passthrough: &[String], writes: &[String]) -> Route {
     let Some(rest) = path.strip_prefix(prefix) else {
         return Route::Denied;
     };
     let route = match ROUTES.iter().find(|(p, _)| *p == rest) {
         Some((_, route)) => *route,
         None if is_label_values(rest) => Route::Enforced(Endpoint::LabelValues),
+        None if writes.iter().any(|p| p == rest) => Route::Enforced(Endpoint::Write),
         None => Route::Denied,
     };
     if route == Route::Denied && passthrough.iter().any(|p| p == rest) {
@@ -197,20 +208,36 @@ mod tests {
             ("", Route::Denied),
         ];
         for (path, want) in cases {
-            assert_eq!(classify(path, "", &[]), want, "{path}");
+            assert_eq!(classify(path, "", &[], &[]), want, "{path}");
         }
     }
 
     #[test]
     fn prefix_and_passthrough() {
         let pass = vec!["/api/v1/metadata".to_string()];
-        assert_eq!(classify("/prometheus/api/v1/query", "/prometheus", &pass), Route::Enforced(Endpoint::Query));
-        assert_eq!(classify("/api/v1/query", "/prometheus", &pass), Route::Denied);
-        assert_eq!(classify("/prometheus/api/v1/metadata", "/prometheus", &pass), Route::Authenticated);
-        assert_eq!(classify("/api/v1/metadata", "", &pass), Route::Authenticated);
+        assert_eq!(classify("/prometheus/api/v1/query", "/prometheus", &pass, &[]), Route::Enforced(Endpoint::Query));
+        assert_eq!(classify("/api/v1/query", "/prometheus", &pass, &[]), Route::Denied);
+        assert_eq!(classify("/prometheus/api/v1/metadata", "/prometheus", &pass, &[]), Route::Authenticated);
+        assert_eq!(classify("/api/v1/metadata", "", &pass, &[]), Route::Authenticated);
         // The passthrough list never overrides an enforced endpoint.
         let pass = vec!["/api/v1/query".to_string()];
-        assert_eq!(classify("/api/v1/query", "", &pass), Route::Enforced(Endpoint::Query));
+        assert_eq!(classify("/api/v1/query", "", &pass, &[]), Route::Enforced(Endpoint::Query));
+    }
+
+    #[test]
+    fn write_paths() {
+        let writes = vec!["/api/v1/write".to_string(), "/api/v1/receive".to_string()];
+        let w = Route::Enforced(Endpoint::Write);
+        assert_eq!(classify("/api/v1/write", "", &[], &writes), w);
+        assert_eq!(classify("/prom/api/v1/receive", "/prom", &[], &writes), w);
+        assert_eq!(classify("/api/v1/write", "", &[], &[]), Route::Denied, "writing is off");
+        assert_eq!(classify("/api/v1/write/", "", &[], &writes), Route::Denied);
+        assert_eq!(classify("/api/v1/push", "", &[], &writes), Route::Denied);
+        // A read endpoint stays one.
+        assert_eq!(classify("/api/v1/query", "", &[], &["/api/v1/query".to_string()]), Route::Enforced(Endpoint::Query));
+        assert_eq!(check_method(w, "POST"), MethodCheck::Allowed);
+        assert_eq!(check_method(w, "GET"), MethodCheck::NotAllowed("POST"));
+        assert_eq!(check_method(w, "PUT"), MethodCheck::NotAllowed("POST"));
     }
 
     #[test]

@@ -27,10 +27,11 @@ use crate::enforce::params::Rewriter;
 use crate::enforce::promql::Tenant;
 use crate::enforce::rewrite_cache::RewriteCache;
 use crate::enforce::routes::{self, Endpoint, MethodCheck, Route};
+use crate::enforce::{BodyContext, Forward};
 use crate::error::ApiError;
 use crate::host::{Action, CalloutAnswer, Host, Level, Wake};
 use crate::metrics::Metric;
-use crate::policy::{self, Contract};
+use crate::policy::{self, Access, Contract};
 use crate::request::body::{Body, Framing, Step};
 use crate::request::header_names::HeaderName;
 use crate::request::headers::Headers;
@@ -242,7 +243,13 @@ impl Flow {
         self.scope = Some(scope);
     }
 
-    fn refuse(&mut self, host: &mut dyn Host, e: ApiError) -> Action {
+    fn refuse(&mut self, host: &mut dyn Host, mut e: ApiError) -> Action {
+        // A remote write sender retries a 5xx and drops its data on a 4xx; Keystone too slow
+        // is worded as Keystone unavailable, with its `Retry-After`, like every write refusal
+        // that is not the sender's fault.
+        if self.route == Route::Enforced(Endpoint::Write) && e.status == 504 {
+            e = ApiError::unavailable(e.message);
+        }
         self.log_about(host, Level::Info, format_args!("refused with {}", e.status), &e.message);
         host.count(Metric::for_status(e.status));
         host.send_response(e.status, &e.response_headers(), &e.body());
@@ -282,7 +289,7 @@ impl Flow {
             }
         }
         let (path, _) = self.path_and_query();
-        let route = routes::classify(path, &self.cfg().path_prefix, &self.cfg().unsafe_passthrough);
+        let route = routes::classify(path, &self.cfg().path_prefix, &self.cfg().unsafe_passthrough, self.cfg().write.active_paths());
         if let MethodCheck::NotAllowed(allow) = routes::check_method(route, self.method()) {
             return self.refuse(host, ApiError::method_not_allowed(allow));
         }
@@ -353,10 +360,18 @@ impl Flow {
             transfer_encoding: self.header(HeaderName::TransferEncoding).is_some(),
             end_of_stream,
         };
-        self.body = match Body::from_headers(framing, self.cfg().limits.max_body_bytes) {
+        let enforcer = match route {
+            Route::Enforced(endpoint) => Some(endpoint.enforcer()),
+            _ => None,
+        };
+        let max_body = enforcer.map_or(self.cfg().limits.max_body_bytes, |e| e.max_body_bytes(self.cfg()));
+        self.body = match Body::from_headers(framing, max_body) {
             Ok(body) => body,
             Err(e) => return self.refuse(host, e),
         };
+        if enforcer.is_some_and(|e| e.needs_body()) && !self.body.expected() {
+            return self.refuse(host, ApiError::bad_data("the request has no body"));
+        }
         // A POST without a body has no form for Prometheus to read, whatever its type;
         // where a body is only possible, its type is checked when one comes.
         if self.body.announced() {
@@ -420,7 +435,7 @@ impl Flow {
             return Err(None);
         }
         let (path, _) = self.path_and_query();
-        let Route::Enforced(endpoint) = routes::classify(path, &self.cfg().path_prefix, &self.cfg().unsafe_passthrough) else {
+        let Route::Enforced(endpoint) = routes::classify(path, &self.cfg().path_prefix, &self.cfg().unsafe_passthrough, self.cfg().write.active_paths()) else {
             return Err(None);
         };
         if endpoint.enforcer().answer().is_some() {
@@ -543,13 +558,18 @@ impl Flow {
     /// Scope known: the policy's contract (the worker's cache has it for a credential without
     /// access rules), the identity and tenant headers go upstream, and the request goes on.
     fn admit(&mut self, host: &mut dyn Host, scope: &Scope, known: Option<Result<Rc<Contract>, ApiError>>) -> Action {
+        let access = match self.route {
+            Route::Enforced(Endpoint::Write) => Access::Write,
+            _ => Access::Read,
+        };
+        // The worker's cache keeps the contract of reads.
         let contract = match known {
-            Some(c) => c,
-            None => {
+            Some(c) if access == Access::Read => c,
+            _ => {
                 // Access rules name paths relative to the service's endpoint, which includes the prefix.
                 let (path, _) = self.path_and_query();
                 let path = path.strip_prefix(self.cfg().path_prefix.as_str()).unwrap_or(path);
-                policy::admit(self.cfg(), scope, self.method(), path)
+                policy::admit(self.cfg(), scope, access, self.method(), path)
             }
         };
         let contract = match contract {
@@ -581,13 +601,23 @@ impl Flow {
             return self.refuse(host, ApiError::unavailable("internal state error"));
         };
         let result = match (self.route, admitted.tenant.clone()) {
-            (Route::Enforced(endpoint), Some(tenant)) => self.enforce_params(host, endpoint, &tenant),
+            (Route::Enforced(endpoint), tenant) if tenant.is_some() || endpoint.enforcer().every_scope() => {
+                self.enforce(host, endpoint, tenant.as_deref())
+            }
             // Unrestricted, or the tenant header does the job.
-            (Route::Enforced(_) | Route::Authenticated, _) => Ok(()),
+            (Route::Enforced(_) | Route::Authenticated, _) => Ok(true),
             (Route::Open | Route::Denied, _) => Err(ApiError::forbidden("not allowed")),
         };
         match result {
-            Ok(()) => {
+            Ok(false) => {
+                // Done, and nothing to send on: the filter answers as the upstream would.
+                host.count(Metric::RequestsAllowed);
+                self.log_allowed(host);
+                host.send_response(204, &[], b"");
+                self.phase = Phase::Answered(None);
+                Action::Pause
+            }
+            Ok(true) => {
                 // Counted once the whole request has passed (a body may still be refused).
                 if self.body.complete() {
                     host.count(Metric::RequestsAllowed);
@@ -617,23 +647,27 @@ impl Flow {
         Ok(n.map(|n| (new_path, n)))
     }
 
-    /// The endpoint's enforcer on what has arrived: the request line once, the body when whole.
-    fn enforce_params(&mut self, host: &mut dyn Host, endpoint: Endpoint, tenant: &Tenant) -> Result<(), ApiError> {
-        if self.url_params.is_none() {
+    /// The endpoint's enforcer on what has arrived: the request line once (where there is a
+    /// tenant), the body when whole. `false`: the body left nothing to send on.
+    fn enforce(&mut self, host: &mut dyn Host, endpoint: Endpoint, tenant: Option<&Tenant>) -> Result<bool, ApiError> {
+        if let (None, Some(tenant)) = (self.url_params, tenant) {
             if let Some((new_path, n)) = self.query_path(endpoint, tenant)? {
                 host.set_request_header(":path", Some(&new_path));
                 self.url_params = Some(n);
             }
         }
-        if let Some(body) = self.body.take() {
-            let mut cache = self.shared.rewrites.borrow_mut();
-            let mut rw = self.rewriter(tenant, &mut cache);
-            let new_body = endpoint.enforcer().body(&mut rw, &body, self.url_params.unwrap_or(0))?;
-            // NGINX keeps only `size` bytes of the new body, Envoy drains `size` bytes of the
-            // old one: the larger of the two replaces the whole body on both.
-            host.set_request_body(body.len().max(new_body.len()), &new_body);
+        let Some(body) = self.body.take() else { return Ok(true) };
+        let mut cache = self.shared.rewrites.borrow_mut();
+        let cx = BodyContext { tenant, config: &self.shared.config, cache: &mut cache, content_type: self.header(HeaderName::ContentType) };
+        match endpoint.enforcer().body(cx, &body, self.url_params.unwrap_or(0))? {
+            Forward::Body(new_body) => {
+                // NGINX keeps only `size` bytes of the new body, Envoy drains `size` bytes of
+                // the old one: the larger of the two replaces the whole body on both.
+                host.set_request_body(body.len().max(new_body.len()), &new_body);
+                Ok(true)
+            }
+            Forward::Nothing => Ok(false),
         }
-        Ok(())
     }
 
     pub fn on_response_headers(&mut self, host: &mut dyn Host) -> Action {

@@ -85,6 +85,11 @@ header_names! {
     Tenant = "x-tenant", read: false, strip: true;
     ScopeOrgId = "x-scope-orgid", read: false, strip: true;
     ThanosTenant = "thanos-tenant", read: false, strip: true;
+    // VictoriaMetrics' tenant headers, and Mimir's switch that lets a writer skip its label
+    // name checks.
+    AccountId = "accountid", read: false, strip: true;
+    VmProjectId = "projectid", read: false, strip: true;
+    MimirSkipLabelNameValidation = "x-mimir-skiplabelnamevalidation", read: false, strip: true;
 }
 
 impl HeaderName {

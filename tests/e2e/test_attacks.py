@@ -507,7 +507,10 @@ def test_rules_alerts_only_a(st, path):
     ("GET", "/api/v1/targets/metadata"),
     ("GET", "/api/v1/metadata"),
     ("POST", "/api/v1/read"),
-    ("POST", "/api/v1/write"),
+    # Remote write is on at /api/v1/write only (test_write.py); other receivers' paths are not.
+    ("POST", "/api/v1/receive"),
+    ("POST", "/api/v1/push"),
+    ("POST", "/api/v1/otlp/v1/metrics"),
     ("GET", "/api/v1/alertmanagers"),
     ("GET", "/metrics"),
     ("GET", "/debug/pprof/heap"),

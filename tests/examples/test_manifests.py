@@ -132,9 +132,16 @@ def test_nginx_conf_follows_the_host_facts():
     assert re.search(r"\bshm_kv\s+\*\s+\d+[km];", wasm)
     assert re.search(r"\bmodule\s+keystone_prom\s+\S+\.wasm;", wasm)
     assert "proxy_pass http://prometheus$uri$is_args$args;" in http
-    size = re.search(r"client_body_buffer_size\s+(\d+)k;", http)
-    assert size and int(size.group(1)) * 1024 >= SCHEMA["properties"]["limits"]["properties"]["max_body_bytes"]["default"]
     cfg = json.loads(re.search(r"proxy_wasm\s+keystone_prom\s+'([^']*)';", http).group(1))
+    # The whole body must stay in memory, for a form and for a remote write the filter reads.
+    props = SCHEMA["properties"]
+    needed = props["limits"]["properties"]["max_body_bytes"]["default"]
+    if cfg.get("write", {}).get("enabled"):
+        needed = max(needed, cfg["write"].get("max_body_bytes", props["write"]["properties"]["max_body_bytes"]["default"]))
+    units = {"k": 1024, "m": 1 << 20}
+    for directive in ("client_body_buffer_size", "client_max_body_size"):
+        size = re.search(r"%s\s+(\d+)([km]);" % directive, http)
+        assert size and int(size.group(1)) * units[size.group(2)] >= needed, directive
     assert re.fullmatch(r"[\w.-]+:\d+", cfg["keystone"]["upstream"]), "NGINX callouts go to host:port"
     if cfg["keystone"]["url"].startswith("https://"):
         # TLS to Keystone: the certificate checked, and a host name for SNI

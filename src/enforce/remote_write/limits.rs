@@ -119,6 +119,8 @@ pub struct Estimate {
     pub elements: usize,
     /// Bytes of strings.
     pub strings: usize,
+    /// A top-level field the schema does not have (the decoder would skip it and its data).
+    pub foreign_field: Option<u64>,
 }
 
 impl Estimate {
@@ -160,8 +162,13 @@ fn estimate(raw: &[u8], schema: Schema) -> Result<Estimate, Malformed> {
                 e.add::<v2::TimeSeries>(1);
                 v2_series(series, &mut e)?;
             }
-            // Unknown fields are skipped by the decoder and dropped.
-            _ => {}
+            // Cortex's `source`, reserved by the 1.0 spec: dropped.
+            (Schema::V1, 2, _) => {}
+            // The other message's fields, or a message of neither: the decoder would skip
+            // them, and with them the data (a 2.0 body read as 1.0 is an empty request).
+            (_, number, _) => {
+                e.foreign_field.get_or_insert(number);
+            }
         }
     }
     Ok(e)
@@ -246,6 +253,18 @@ pub fn prescan(raw: &[u8], schema: Schema, limits: &Limits) -> Result<Estimate, 
     let e = estimate(raw, schema).map_err(|Malformed| {
         WriteError::malformed(format!("the body is not a valid {} protobuf message", schema.proto()))
     })?;
+    if let Some(number) = e.foreign_field {
+        let other = match schema {
+            Schema::V1 => Schema::V2,
+            Schema::V2 => Schema::V1,
+        };
+        return Err(WriteError::malformed(format!(
+            "the body is not a {} message (it has a field {number} at the top level, which that \
+             message does not have): is it a {}? The Content-Type must name the message the body holds",
+            schema.proto(),
+            other.proto()
+        )));
+    }
     if e.series > limits.max_series {
         return Err(WriteError::too_large(format!(
             "the request has {} series, more than the {} this endpoint accepts: send smaller \

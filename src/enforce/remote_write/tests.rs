@@ -422,13 +422,23 @@ fn v2_bad_refs_refused() {
 }
 
 #[test]
-fn v2_body_read_as_v1_is_not_confused() {
-    // A receiver that ignores Content-Type reads a 2.0 body as an empty 1.0 request (fields
-    // 4 and 5 are unknown to it); here the Content-Type decides, and both decode.
+fn a_body_of_the_other_message_is_refused_not_emptied() {
+    // A decoder skips unknown fields: a 2.0 body read as 1.0 (fields 4 and 5 unknown to it)
+    // would be an empty request, answered as written while its data is lost; and the other
+    // way round. The top-level fields must be the Content-Type's message's.
     let b = body(&v2_request());
-    let as_v1 = decode(&b, Schema::V1, &Limits::default()).unwrap();
-    assert_eq!(as_v1.series_count(), 0);
+    let e = decode(&b, Schema::V1, &Limits::default()).unwrap_err();
+    assert_eq!(e.status(), 400);
+    assert!(e.message().contains("io.prometheus.write.v2.Request"), "{e}");
     assert_eq!(decode(&b, Schema::V2, &Limits::default()).unwrap().series_count(), 3);
+    let b = body(&v1_request());
+    let e = decode(&b, Schema::V2, &Limits::default()).unwrap_err();
+    assert!(e.status() == 400 && e.message().contains("prometheus.WriteRequest"), "{e}");
+    // 1.0's reserved field 2 (Cortex's `source`) is dropped, not refused.
+    let mut raw = v1_request().encode_to_vec();
+    raw.extend_from_slice(&[2 << 3, 1]);
+    let decoded = decode(&wire::compress(&raw).unwrap(), Schema::V1, &Limits::default()).unwrap();
+    assert_eq!(decoded, Decoded::V1(v1_request()));
 }
 
 #[test]

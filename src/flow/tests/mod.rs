@@ -131,3 +131,4 @@ mod headers;
 mod nginx;
 mod short_path;
 mod unauthorized;
+mod writes;
