@@ -522,7 +522,21 @@ impl Flow {
             Err(e) => return self.refuse(host, e),
             Ok(Step::Pass) => return Action::Continue,
             Ok(Step::Hold) => return Action::Pause,
-            Ok(Step::Read) => self.body.fill(host.request_body(body_size).unwrap_or_default()),
+            Ok(Step::Read) => match host.request_body(body_size) {
+                Some(body) if body.len() == body_size => self.body.fill(body),
+                None if body_size == 0 => self.body.fill(Vec::new()),
+                // NGINX spools a body larger than `client_body_buffer_size` to a file, which
+                // the filter can't read: it can't enforce what it does not see.
+                _ => {
+                    return self.refuse(
+                        host,
+                        ApiError::too_large(
+                            "the proxy did not hand the whole request body to the filter (under NGINX, \
+                             client_body_buffer_size must be at least the filter's body limit)",
+                        ),
+                    )
+                }
+            },
         }
         match self.phase {
             Phase::Admitted(_) => self.forward(host),

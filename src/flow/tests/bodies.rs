@@ -230,3 +230,18 @@ fn trailers_before_the_body_ended_are_refused() {
     assert_eq!(f.on_request_trailers(&mut h), Action::Continue);
     assert_eq!(h.status(), None);
 }
+
+#[test]
+fn a_body_the_host_does_not_hand_over_whole_is_refused() {
+    // NGINX spools a body larger than client_body_buffer_size to a file the filter can't read.
+    let world = World::new();
+    let body = "query=a&time=1";
+    let mut h = host(&world, 1, &post("/api/v1/query", body));
+    h.body = body.as_bytes()[..5].to_vec();
+    let mut f = Flow::new(shared(), 1);
+    f.on_request_headers(&mut h, eos(false));
+    f.on_callout(&mut h, 1, &ok(KS_OK));
+    assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Pause);
+    assert_eq!(h.status(), Some(413));
+    assert_eq!(world.metric(Metric::RequestsAllowed), 0);
+}
