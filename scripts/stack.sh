@@ -63,6 +63,7 @@ install_apt() {
   [ -x /usr/bin/keystone-manage ] || need+=(python3-keystone)
   $PY -c 'import gunicorn' 2>/dev/null || need+=(python3-gunicorn)
   [ -x /usr/bin/prometheus ] || need+=(prometheus)
+  [ -x /usr/bin/prometheus-alertmanager ] || need+=(prometheus-alertmanager)   # Alertmanager and amtool
   command -v jq >/dev/null || need+=(jq)
   command -v curl >/dev/null || need+=(curl)
   command -v wrk >/dev/null || need+=(wrk)

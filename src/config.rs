@@ -1,6 +1,7 @@
 //! The plugin configuration: JSON, checked key by key so that a bad configuration names
 //! the key and what is wrong with it (the host then refuses to start the listener).
 
+use crate::enforce::remote_read;
 use crate::enforce::remote_write::{self, MetadataPolicy, OnConflict};
 use serde_json::{Map, Value};
 
@@ -17,6 +18,11 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 << 20;
 pub const DEFAULT_MAX_QUERY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_DEPTH: usize = 64;
 pub const DEFAULT_WRITE_PATH: &str = "/api/v1/write";
+pub const DEFAULT_METADATA_UPSTREAM: &str = "prometheus";
+pub const DEFAULT_METADATA_TTL_SECONDS: u64 = 60;
+pub const DEFAULT_METADATA_CACHE_BYTES: usize = 1 << 20;
+pub const DEFAULT_ALERTMANAGER_PREFIX: &str = "/alertmanager";
+pub const DEFAULT_ALERTMANAGER_UPSTREAM: &str = "alertmanager";
 pub const DEFAULT_WRITE_ROLES: [&str; 2] = ["member", "admin"];
 /// Envoy's and NGINX's own default buffer: a larger body needs the host's buffer raised too.
 pub const DEFAULT_WRITE_MAX_BODY_BYTES: usize = 1 << 20;
@@ -36,6 +42,12 @@ pub struct Config {
     pub limits: Limits,
     /// Remote write (off by default).
     pub write: WriteConfig,
+    /// Remote read (off by default).
+    pub read: ReadConfig,
+    /// `/api/v1/metadata`, filtered to the tenant's metric names (off by default).
+    pub metadata: MetadataConfig,
+    /// The Alertmanager API v2 behind the same proxy (off by default).
+    pub alertmanager: AlertmanagerConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +151,48 @@ impl WriteConfig {
             &[]
         }
     }
+}
+
+/// The `read` section: remote read (`POST /api/v1/read`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadConfig {
+    pub enabled: bool,
+    /// Largest compressed body (413 above).
+    pub max_body_bytes: usize,
+    pub limits: remote_read::Limits,
+}
+
+/// Where the filter sends a request of its own (not Keystone): an Envoy cluster or NGINX's
+/// `host:port`, the path prefix the upstream serves under there, and how long it may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub upstream: String,
+    pub path_prefix: String,
+    pub timeout_ms: u64,
+}
+
+/// The `metadata` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataConfig {
+    pub enabled: bool,
+    /// Where the tenant's metric names are asked for (Prometheus itself).
+    pub lookup: Lookup,
+    /// How long a tenant's metric names are reused.
+    pub ttl_seconds: u64,
+    /// Memory budget of each VM's cache of metric names.
+    pub cache_bytes: usize,
+}
+
+/// The `alertmanager` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertmanagerConfig {
+    pub enabled: bool,
+    /// Where clients reach the Alertmanager API behind the proxy, e.g. `/alertmanager`.
+    pub path_prefix: String,
+    /// Where the filter checks a silence before it is shown, updated or deleted.
+    pub lookup: Lookup,
+    /// Largest silence body (413 above), and largest silences answer filtered.
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,8 +457,31 @@ impl Config {
             return Err(err("unsafe_passthrough", format!("{p} is a write path (write.paths): it is enforced, not passed through")));
         }
 
+        let read = read_config(Section::new("read", root.section("read")?.unwrap_or(Value::Object(Map::new())))?)?;
+        let metadata =
+            metadata_config(Section::new("metadata", root.section("metadata")?.unwrap_or(Value::Object(Map::new())))?)?;
+        let alertmanager = alertmanager_config(Section::new(
+            "alertmanager",
+            root.section("alertmanager")?.unwrap_or(Value::Object(Map::new())),
+        )?)?;
+        if alertmanager.enabled && alertmanager.path_prefix == path_prefix {
+            return Err(err("alertmanager.path_prefix", "must differ from path_prefix (Prometheus' API)"));
+        }
+
         root.finish()?;
-        Ok(Config { keystone, project_label, policy, path_prefix, unsafe_passthrough, cache, limits, write })
+        Ok(Config {
+            keystone,
+            project_label,
+            policy,
+            path_prefix,
+            unsafe_passthrough,
+            cache,
+            limits,
+            write,
+            read,
+            metadata,
+            alertmanager,
+        })
     }
 }
 
@@ -450,6 +527,59 @@ fn write_config(mut w: Section) -> Result<WriteConfig, ConfigError> {
     };
     w.finish()?;
     Ok(WriteConfig { enabled, paths, required_roles, on_conflict, metadata, max_body_bytes, limits })
+}
+
+/// The `read` section.
+fn read_config(mut r: Section) -> Result<ReadConfig, ConfigError> {
+    let enabled = r.boolean("enabled", false)?;
+    let d = remote_read::Limits::default();
+    let max_body_bytes = usize_of(r.int("max_body_bytes", DEFAULT_WRITE_MAX_BODY_BYTES as u64, 1, 64 << 20)?);
+    let limits = remote_read::Limits {
+        max_decoded_bytes: usize_of(r.int("max_decoded_bytes", d.max_decoded_bytes as u64, 1, 256 << 20)?),
+        max_queries: usize_of(r.int("max_queries", d.max_queries as u64, 1, 4096)?),
+        max_matchers: usize_of(r.int("max_matchers", d.max_matchers as u64, 1, 4096)?),
+    };
+    r.finish()?;
+    Ok(ReadConfig { enabled, max_body_bytes, limits })
+}
+
+/// A lookup's `upstream`, `upstream_path_prefix` and `timeout_ms`.
+fn lookup(s: &mut Section, default_upstream: &str) -> Result<Lookup, ConfigError> {
+    let upstream = s.string("upstream")?.unwrap_or_else(|| default_upstream.to_string());
+    // `""` (the default, spelled out) means the root.
+    let path_prefix = match s.take("upstream_path_prefix") {
+        None => String::new(),
+        Some(Value::String(p)) => p,
+        Some(_) => return Err(err(&s.key("upstream_path_prefix"), "must be a string such as /prometheus")),
+    };
+    if !path_prefix.is_empty() && (!path_prefix.starts_with('/') || path_prefix.ends_with('/') || path_prefix.contains(['?', '#'])) {
+        return Err(err(&s.key("upstream_path_prefix"), "must start with / and not end with /, e.g. /prometheus"));
+    }
+    let timeout_ms = s.int("timeout_ms", DEFAULT_TIMEOUT_MS, 1, 60_000)?;
+    Ok(Lookup { upstream, path_prefix, timeout_ms })
+}
+
+/// The `metadata` section.
+fn metadata_config(mut m: Section) -> Result<MetadataConfig, ConfigError> {
+    let enabled = m.boolean("enabled", false)?;
+    let lookup = lookup(&mut m, DEFAULT_METADATA_UPSTREAM)?;
+    let ttl_seconds = m.int("ttl_seconds", DEFAULT_METADATA_TTL_SECONDS, 0, 3600)?;
+    let cache_bytes = usize_of(m.int("cache_bytes", DEFAULT_METADATA_CACHE_BYTES as u64, 0, 256 << 20)?);
+    m.finish()?;
+    Ok(MetadataConfig { enabled, lookup, ttl_seconds, cache_bytes })
+}
+
+/// The `alertmanager` section.
+fn alertmanager_config(mut a: Section) -> Result<AlertmanagerConfig, ConfigError> {
+    let enabled = a.boolean("enabled", false)?;
+    let path_prefix = a.string("path_prefix")?.unwrap_or_else(|| DEFAULT_ALERTMANAGER_PREFIX.to_string());
+    if !path_prefix.starts_with('/') || path_prefix.ends_with('/') || path_prefix.contains(['?', '#']) {
+        return Err(err(&a.key("path_prefix"), "must start with / and not end with /, e.g. /alertmanager"));
+    }
+    let lookup = lookup(&mut a, DEFAULT_ALERTMANAGER_UPSTREAM)?;
+    let max_body_bytes = usize_of(a.int("max_body_bytes", DEFAULT_MAX_RESPONSE_BYTES as u64, 1, 256 << 20)?);
+    a.finish()?;
+    Ok(AlertmanagerConfig { enabled, path_prefix, lookup, max_body_bytes })
 }
 
 /// `{"application_credential_id", "application_credential_secret"}`, or a user

@@ -4,7 +4,9 @@
 //! client's `accept-encoding` on as well: NGINX sends a header it was told to remove).
 
 use crate::enforce::params::Rewriter;
-use crate::enforce::{BodyContext, Enforcer, Forward};
+use crate::enforce::metadata::{self, NameSet};
+use crate::enforce::promql::Tenant;
+use crate::enforce::{alertmanager, BodyContext, Enforcer, Forward};
 use crate::error::ApiError;
 use serde_json::Value;
 
@@ -12,6 +14,10 @@ use serde_json::Value;
 pub enum Kind {
     Rules,
     Alerts,
+    /// Alertmanager's `GET /api/v2/silences` (`alertmanager::filter_silences`).
+    Silences,
+    /// `GET /api/v1/metadata`, down to the tenant's metric names (`metadata::filter`).
+    Metadata,
 }
 
 /// Endpoints whose request selects nothing (they read no PromQL) and whose answer is
@@ -36,7 +42,7 @@ impl Enforcer for Filtered {
         Err(ApiError::bad_data("this endpoint takes no request body"))
     }
 
-    fn answer(&self) -> Option<Kind> {
+    fn answer(&self, _method: &str) -> Option<Kind> {
         Some(self.0)
     }
 }
@@ -108,8 +114,33 @@ pub fn filter(kind: Kind, body: &[u8], label: &str, values: &[String]) -> Result
             }
             groups.retain(|g| g.get("rules").and_then(Value::as_array).is_some_and(|r| !r.is_empty()));
         }
+        Kind::Silences | Kind::Metadata => return Err("not a rules or alerts answer".to_string()),
     }
     serde_json::to_vec(&doc).map_err(|e| e.to_string())
+}
+
+/// What filtering an answer needs besides its body.
+pub struct AnswerContext<'a> {
+    pub tenant: &'a Tenant,
+    /// The tenant's metric names (looked up before the request went on), for metadata.
+    pub names: Option<&'a NameSet>,
+    /// The client's query string, as it came.
+    pub query: &'a str,
+    /// The largest answer filtered.
+    pub max_bytes: usize,
+}
+
+/// An answer of `kind`, down to what the tenant may see.
+pub fn filter_answer(kind: Kind, body: &[u8], cx: &AnswerContext) -> Result<Vec<u8>, String> {
+    match kind {
+        Kind::Rules | Kind::Alerts => filter(kind, body, cx.tenant.label(), cx.tenant.values()),
+        Kind::Silences => alertmanager::filter_silences(body, cx.tenant, cx.max_bytes),
+        Kind::Metadata => {
+            let names = cx.names.ok_or("the tenant's metric names were not looked up")?;
+            let (_, params) = metadata::metadata_query(cx.query).map_err(|e| e.message)?;
+            metadata::filter(body, names, &params, cx.max_bytes)
+        }
+    }
 }
 
 #[cfg(test)]

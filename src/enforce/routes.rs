@@ -1,10 +1,15 @@
 //! The routes table: which Prometheus endpoints a request may reach, and the endpoint kind
 //! ([`Enforcer`]) that enforces each. Paths are matched exactly (after the configured
 //! prefix): anything not listed is denied. The write paths are the operator's (`write.paths`,
-//! only while `write.enabled`).
+//! only while `write.enabled`); remote read, metadata and the Alertmanager API (under its own
+//! prefix) are there only once the configuration turns them on.
 
+use crate::config::Config;
+use crate::enforce::alertmanager::{self, AmAlerts, AmSilence, AmSilences};
 use crate::enforce::answers::{self, Filtered};
+use crate::enforce::metadata::Metadata;
 use crate::enforce::params::PromqlParams;
+use crate::enforce::read::RemoteRead;
 use crate::enforce::write::RemoteWrite;
 use crate::enforce::Enforcer;
 
@@ -35,6 +40,16 @@ pub enum Endpoint {
     Alerts,
     /// Remote write: every series of the body gets the writer's tenant label.
     Write,
+    /// Remote read: every query of the body gets the tenant matcher.
+    Read,
+    /// Metric metadata, filtered to the tenant's metric names.
+    Metadata,
+    /// Alertmanager's alerts and alert groups: the tenant's `filter` is added.
+    AmAlerts,
+    /// Alertmanager's silences: listed filtered, created with the tenant's matcher.
+    AmSilences,
+    /// One Alertmanager silence: shown or deleted only when it is the tenant's.
+    AmSilence,
 }
 
 /// How an endpoint's request parameters are enforced.
@@ -62,7 +77,8 @@ impl Endpoint {
             Endpoint::Query | Endpoint::QueryRange | Endpoint::QueryExemplars => Params::Query,
             Endpoint::Series | Endpoint::Labels | Endpoint::LabelValues | Endpoint::Federate => Params::Match,
             Endpoint::Rules | Endpoint::Alerts => Params::ResponseFiltered,
-            Endpoint::Write => Params::Body,
+            Endpoint::Write | Endpoint::Read => Params::Body,
+            Endpoint::Metadata | Endpoint::AmAlerts | Endpoint::AmSilences | Endpoint::AmSilence => Params::ResponseFiltered,
         }
     }
 
@@ -76,6 +92,11 @@ impl Endpoint {
         static RULES: Filtered = Filtered(answers::Kind::Rules);
         static ALERTS: Filtered = Filtered(answers::Kind::Alerts);
         static WRITE: RemoteWrite = RemoteWrite;
+        static READ: RemoteRead = RemoteRead;
+        static METADATA: Metadata = Metadata;
+        static AM_ALERTS: AmAlerts = AmAlerts;
+        static AM_SILENCES: AmSilences = AmSilences;
+        static AM_SILENCE: AmSilence = AmSilence;
         match self {
             Endpoint::Query => &QUERY_NAMED,
             Endpoint::QueryRange | Endpoint::QueryExemplars => &QUERY,
@@ -85,6 +106,11 @@ impl Endpoint {
             Endpoint::Rules => &RULES,
             Endpoint::Alerts => &ALERTS,
             Endpoint::Write => &WRITE,
+            Endpoint::Read => &READ,
+            Endpoint::Metadata => &METADATA,
+            Endpoint::AmAlerts => &AM_ALERTS,
+            Endpoint::AmSilences => &AM_SILENCES,
+            Endpoint::AmSilence => &AM_SILENCE,
         }
     }
 }
@@ -121,19 +147,69 @@ pub fn split_path(full: &str) -> (&str, &str) {
     full.split_once('?').unwrap_or((full, ""))
 }
 
-/// Classifies `path`. `prefix` is where the API is mounted (`""` or e.g. `/prometheus`);
-/// `passthrough` lists extra paths (after the prefix) forwarded without enforcement, `writes`
-/// the remote write paths (none while writing is off). The read endpoints come first.
-pub fn classify(path: &str, prefix: &str, passthrough: &[String], writes: &[String]) -> Route {
-    let Some(rest) = path.strip_prefix(prefix) else {
+/// What the configuration puts in the routes table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Paths<'a> {
+    /// Where Prometheus' API is mounted (`""` or e.g. `/prometheus`).
+    pub prefix: &'a str,
+    /// Extra paths (after the prefix) forwarded without enforcement.
+    pub passthrough: &'a [String],
+    /// The remote write paths (none while writing is off).
+    pub writes: &'a [String],
+    /// `/api/v1/read` is enforced (else denied).
+    pub read: bool,
+    /// `/api/v1/metadata` is enforced (else denied, or passed through if listed).
+    pub metadata: bool,
+    /// Where the Alertmanager API is mounted, when it is on.
+    pub alertmanager: Option<&'a str>,
+}
+
+impl<'a> Paths<'a> {
+    pub fn of(cfg: &'a Config) -> Paths<'a> {
+        Paths {
+            prefix: &cfg.path_prefix,
+            passthrough: &cfg.unsafe_passthrough,
+            writes: cfg.write.active_paths(),
+            read: cfg.read.enabled,
+            metadata: cfg.metadata.enabled,
+            alertmanager: cfg.alertmanager.enabled.then_some(cfg.alertmanager.path_prefix.as_str()),
+        }
+    }
+}
+
+/// Alertmanager's API v2 (after its prefix): alerts, alert groups and silences; everything
+/// else is denied (`/api/v1/*`, `POST` of alerts is a method check, `status` and `receivers`
+/// reveal other tenants' routing, `/-/*`).
+fn classify_alertmanager(rest: &str) -> Route {
+    match rest {
+        "/api/v2/alerts" | "/api/v2/alerts/groups" => Route::Enforced(Endpoint::AmAlerts),
+        "/api/v2/silences" => Route::Enforced(Endpoint::AmSilences),
+        _ if rest.strip_prefix("/api/v2/silence/").and_then(alertmanager::silence_id_of_path).is_some() => {
+            Route::Enforced(Endpoint::AmSilence)
+        }
+        _ => Route::Denied,
+    }
+}
+
+/// Classifies `path` (without its query string). The read endpoints come first.
+pub fn classify(path: &str, paths: &Paths) -> Route {
+    if let Some(rest) = paths.alertmanager.and_then(|p| path.strip_prefix(p)) {
+        if rest.starts_with('/') {
+            return classify_alertmanager(rest);
+        }
+    }
+    let Some(rest) = path.strip_prefix(paths.prefix) else {
         return Route::Denied;
     };
     let route = match ROUTES.iter().find(|(p, _)| *p == rest) {
         Some((_, route)) => *route,
         None if is_label_values(rest) => Route::Enforced(Endpoint::LabelValues),
-        None if writes.iter().any(|p| p == rest) => Route::Enforced(Endpoint::Write),
+        None if paths.writes.iter().any(|p| p == rest) => Route::Enforced(Endpoint::Write),
+        None if paths.read && rest == "/api/v1/read" => Route::Enforced(Endpoint::Read),
+        None if paths.metadata && rest == "/api/v1/metadata" => Route::Enforced(Endpoint::Metadata),
         None => Route::Denied,
     };
+    let passthrough = paths.passthrough;
     if route == Route::Denied && passthrough.iter().any(|p| p == rest) {
         return Route::Authenticated;
     }
@@ -147,6 +223,8 @@ fn is_label_values(path: &str) -> bool {
         .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
+/// Whether `method` may reach `route` (405 with `Allow` otherwise). Alertmanager's
+/// `POST /api/v2/alerts` is refused here: tenants read alerts, Prometheus sends them.
 pub fn check_method(route: Route, method: &str) -> MethodCheck {
     let allow = match route {
         Route::Enforced(ep) => ep.enforcer().methods(),
@@ -208,33 +286,73 @@ mod tests {
             ("", Route::Denied),
         ];
         for (path, want) in cases {
-            assert_eq!(classify(path, "", &[], &[]), want, "{path}");
+            assert_eq!(classify(path, &Paths::default()), want, "{path}");
         }
     }
 
     #[test]
     fn prefix_and_passthrough() {
         let pass = vec!["/api/v1/metadata".to_string()];
-        assert_eq!(classify("/prometheus/api/v1/query", "/prometheus", &pass, &[]), Route::Enforced(Endpoint::Query));
-        assert_eq!(classify("/api/v1/query", "/prometheus", &pass, &[]), Route::Denied);
-        assert_eq!(classify("/prometheus/api/v1/metadata", "/prometheus", &pass, &[]), Route::Authenticated);
-        assert_eq!(classify("/api/v1/metadata", "", &pass, &[]), Route::Authenticated);
-        // The passthrough list never overrides an enforced endpoint.
+        let prom = Paths { prefix: "/prometheus", passthrough: &pass, ..Paths::default() };
+        let root = Paths { passthrough: &pass, ..Paths::default() };
+        assert_eq!(classify("/prometheus/api/v1/query", &prom), Route::Enforced(Endpoint::Query));
+        assert_eq!(classify("/api/v1/query", &prom), Route::Denied);
+        assert_eq!(classify("/prometheus/api/v1/metadata", &prom), Route::Authenticated);
+        assert_eq!(classify("/api/v1/metadata", &root), Route::Authenticated);
+        // Filtered metadata is an enforced endpoint, which the passthrough list never overrides.
+        assert_eq!(classify("/api/v1/metadata", &Paths { metadata: true, ..root }), Route::Enforced(Endpoint::Metadata));
         let pass = vec!["/api/v1/query".to_string()];
-        assert_eq!(classify("/api/v1/query", "", &pass, &[]), Route::Enforced(Endpoint::Query));
+        assert_eq!(classify("/api/v1/query", &Paths { passthrough: &pass, ..Paths::default() }), Route::Enforced(Endpoint::Query));
+    }
+
+    #[test]
+    fn read_and_alertmanager() {
+        let off = Paths::default();
+        let on = Paths { read: true, alertmanager: Some("/alertmanager"), ..Paths::default() };
+        assert_eq!(classify("/api/v1/read", &off), Route::Denied);
+        assert_eq!(classify("/api/v1/read", &on), Route::Enforced(Endpoint::Read));
+        assert_eq!(classify("/alertmanager/api/v2/alerts", &off), Route::Denied);
+        let id = "/alertmanager/api/v2/silence/0a1b2c3d-0000-4000-8000-000000000000";
+        for (path, want) in [
+            ("/alertmanager/api/v2/alerts", Route::Enforced(Endpoint::AmAlerts)),
+            ("/alertmanager/api/v2/alerts/groups", Route::Enforced(Endpoint::AmAlerts)),
+            ("/alertmanager/api/v2/silences", Route::Enforced(Endpoint::AmSilences)),
+            (id, Route::Enforced(Endpoint::AmSilence)),
+            ("/alertmanager/api/v2/silence/", Route::Denied),
+            ("/alertmanager/api/v2/silence/a/b", Route::Denied),
+            ("/alertmanager/api/v2/status", Route::Denied),
+            ("/alertmanager/api/v2/receivers", Route::Denied),
+            ("/alertmanager/api/v1/alerts", Route::Denied),
+            ("/alertmanager/api/v1/silences", Route::Denied),
+            ("/alertmanager/-/reload", Route::Denied),
+            ("/alertmanager/-/healthy", Route::Denied),
+            ("/alertmanager", Route::Denied),
+            ("/alertmanagerx/api/v2/alerts", Route::Denied),
+            // Prometheus' API stays where it is.
+            ("/api/v1/query", Route::Enforced(Endpoint::Query)),
+        ] {
+            assert_eq!(classify(path, &on), want, "{path}");
+        }
+        assert_eq!(check_method(Route::Enforced(Endpoint::AmAlerts), "POST"), MethodCheck::NotAllowed("GET"));
+        assert_eq!(check_method(Route::Enforced(Endpoint::AmSilences), "POST"), MethodCheck::Allowed);
+        assert_eq!(check_method(Route::Enforced(Endpoint::AmSilence), "DELETE"), MethodCheck::Allowed);
+        assert_eq!(check_method(Route::Enforced(Endpoint::AmSilence), "PUT"), MethodCheck::NotAllowed("GET, DELETE"));
+        assert_eq!(check_method(Route::Enforced(Endpoint::Read), "GET"), MethodCheck::NotAllowed("POST"));
     }
 
     #[test]
     fn write_paths() {
         let writes = vec!["/api/v1/write".to_string(), "/api/v1/receive".to_string()];
         let w = Route::Enforced(Endpoint::Write);
-        assert_eq!(classify("/api/v1/write", "", &[], &writes), w);
-        assert_eq!(classify("/prom/api/v1/receive", "/prom", &[], &writes), w);
-        assert_eq!(classify("/api/v1/write", "", &[], &[]), Route::Denied, "writing is off");
-        assert_eq!(classify("/api/v1/write/", "", &[], &writes), Route::Denied);
-        assert_eq!(classify("/api/v1/push", "", &[], &writes), Route::Denied);
+        let on = Paths { writes: &writes, ..Paths::default() };
+        assert_eq!(classify("/api/v1/write", &on), w);
+        assert_eq!(classify("/prom/api/v1/receive", &Paths { prefix: "/prom", ..on }), w);
+        assert_eq!(classify("/api/v1/write", &Paths::default()), Route::Denied, "writing is off");
+        assert_eq!(classify("/api/v1/write/", &on), Route::Denied);
+        assert_eq!(classify("/api/v1/push", &on), Route::Denied);
         // A read endpoint stays one.
-        assert_eq!(classify("/api/v1/query", "", &[], &["/api/v1/query".to_string()]), Route::Enforced(Endpoint::Query));
+        let query = vec!["/api/v1/query".to_string()];
+        assert_eq!(classify("/api/v1/query", &Paths { writes: &query, ..on }), Route::Enforced(Endpoint::Query));
         assert_eq!(check_method(w, "POST"), MethodCheck::Allowed);
         assert_eq!(check_method(w, "GET"), MethodCheck::NotAllowed("POST"));
         assert_eq!(check_method(w, "PUT"), MethodCheck::NotAllowed("POST"));

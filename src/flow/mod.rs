@@ -27,7 +27,9 @@ use crate::enforce::params::Rewriter;
 use crate::enforce::promql::Tenant;
 use crate::enforce::rewrite_cache::RewriteCache;
 use crate::enforce::routes::{self, Endpoint, MethodCheck, Route};
-use crate::enforce::{BodyContext, Forward};
+use crate::enforce::answers::AnswerContext;
+use crate::enforce::metadata::{NameSet, NamesCache};
+use crate::enforce::{BodyContext, Forward, Lookup};
 use crate::error::ApiError;
 use crate::host::{Action, CalloutAnswer, Host, Level, Wake};
 use crate::metrics::Metric;
@@ -46,6 +48,8 @@ pub struct Shared {
     pub scopes: Scopes,
     /// The fast path: rewritten PromQL of this VM.
     pub rewrites: RefCell<RewriteCache>,
+    /// Each tenant's metric names, for the metadata answer (this VM's).
+    names: RefCell<NamesCache>,
     /// `Flow::cached_get` may serve requests (tests turn it off to compare it with the
     /// general path).
     cached_get: bool,
@@ -69,6 +73,7 @@ impl Shared {
         Shared {
             scopes: Scopes::new(&config),
             rewrites,
+            names: RefCell::new(NamesCache::new(config.metadata.ttl_seconds, config.metadata.cache_bytes)),
             cached_get: true,
             #[cfg(test)]
             cached_gets: Default::default(),
@@ -117,6 +122,34 @@ struct Admitted {
     tenant: Option<Rc<Tenant>>,
     /// How the answer is filtered (rules, alerts), once its headers came.
     answer: Option<ResponseFilter>,
+    /// The tenant's metric names, once looked up (metadata).
+    names: Option<Rc<NameSet>>,
+}
+
+impl Admitted {
+    fn new(tenant: Option<Rc<Tenant>>) -> Admitted {
+        Admitted { tenant, answer: None, names: None }
+    }
+}
+
+/// A lookup under way (`lookup`): the request waits for its answer.
+#[derive(Debug)]
+struct Pending {
+    lookup: Lookup,
+    callout: u32,
+    /// The enforced body that goes once the lookup allows it, and the length of the body it
+    /// replaces.
+    body: Option<(Vec<u8>, usize)>,
+}
+
+/// What `Flow::enforce` leaves to do.
+enum Next {
+    /// Let the request go on.
+    Go,
+    /// Nothing to send on: the filter answers 204.
+    Done,
+    /// Look this up first (and then send this body).
+    LookUp(Lookup, Option<(Vec<u8>, usize)>),
 }
 
 /// Per-request state.
@@ -136,6 +169,10 @@ pub struct Flow {
     /// Who sent the request, once Keystone has said (or the worker's caches knew): its log
     /// lines name them from then on (`log_about`).
     scope: Option<Rc<Scope>>,
+    /// The endpoint's lookup has been made (or was not needed).
+    looked_up: bool,
+    /// A lookup whose answer the request waits for.
+    pending: Option<Pending>,
 }
 
 /// The request's name in log lines: its `x-request-id` (printable ASCII, at most 64
@@ -174,6 +211,8 @@ impl Flow {
             body: Body::ignored(),
             url_params: None,
             scope: None,
+            looked_up: false,
+            pending: None,
         }
     }
 
@@ -289,7 +328,7 @@ impl Flow {
             }
         }
         let (path, _) = self.path_and_query();
-        let route = routes::classify(path, &self.cfg().path_prefix, &self.cfg().unsafe_passthrough, self.cfg().write.active_paths());
+        let route = routes::classify(path, &routes::Paths::of(self.cfg()));
         if let MethodCheck::NotAllowed(allow) = routes::check_method(route, self.method()) {
             return self.refuse(host, ApiError::method_not_allowed(allow));
         }
@@ -328,7 +367,7 @@ impl Flow {
                 }
                 return self.refuse(host, e);
             }
-            Route::Enforced(endpoint) if endpoint.enforcer().answer().is_some() => {
+            Route::Enforced(endpoint) if endpoint.enforcer().answer(self.method()).is_some() => {
                 // Ask for an identity answer, overwriting the client's choice in place (NGINX
                 // would still send a removed one); gzip and deflate are inflated all the same.
                 host.set_request_header("accept-encoding", Some("identity"));
@@ -435,10 +474,10 @@ impl Flow {
             return Err(None);
         }
         let (path, _) = self.path_and_query();
-        let Route::Enforced(endpoint) = routes::classify(path, &self.cfg().path_prefix, &self.cfg().unsafe_passthrough, self.cfg().write.active_paths()) else {
+        let Route::Enforced(endpoint) = routes::classify(path, &routes::Paths::of(self.cfg())) else {
             return Err(None);
         };
-        if endpoint.enforcer().answer().is_some() {
+        if endpoint.enforcer().answer("GET").is_some() || endpoint.enforcer().lookup("GET", path).is_some() {
             return Err(None);
         }
         // As `check_token` takes it: a token with spaces around it goes the general way.
@@ -469,7 +508,7 @@ impl Flow {
         host.count(Metric::RequestsAllowed);
         // The state the general path leaves for the request's later callbacks.
         self.route = Route::Enforced(endpoint);
-        self.phase = Phase::Admitted(Admitted { tenant: Some(tenant.clone()), answer: None });
+        self.phase = Phase::Admitted(Admitted::new(Some(tenant.clone())));
         self.url_params = Some(params);
         // What the general path tells the host of the sender (an `Rc` clone, no allocation).
         self.identified(host, scope.clone());
@@ -479,8 +518,11 @@ impl Flow {
         Ok(Action::Continue)
     }
 
-    /// A Keystone answer for this request.
+    /// A Keystone answer for this request, or the answer to its lookup.
     pub fn on_callout(&mut self, host: &mut dyn Host, id: u32, answer: &CalloutAnswer) {
+        if self.pending.as_ref().is_some_and(|p| p.callout == id) {
+            return self.on_lookup(host, answer);
+        }
         let Phase::Authenticating(attempt) = &mut self.phase else { return };
         let Some(outcome) = self.shared.scopes.on_callout(&self.shared.config, host, attempt, id, answer) else { return };
         if self.on_outcome(host, outcome) == Action::Continue {
@@ -500,6 +542,9 @@ impl Flow {
     /// The callout this request still waits for: the host cancels it when the request
     /// ends early, and then no answer comes to say it is over.
     pub fn pending_callout(&self) -> Option<u32> {
+        if let Some(p) = &self.pending {
+            return Some(p.callout);
+        }
         match &self.phase {
             Phase::Authenticating(a) | Phase::Answered(Some(a)) => a.pending_callout(),
             _ => None,
@@ -595,7 +640,7 @@ impl Flow {
         for (name, value) in &contract.headers {
             self.set_or_strip(host, name, value.as_deref());
         }
-        self.phase = Phase::Admitted(Admitted { tenant: contract.tenant.clone(), answer: None });
+        self.phase = Phase::Admitted(Admitted::new(contract.tenant.clone()));
         self.forward(host)
     }
 
@@ -614,16 +659,20 @@ impl Flow {
         let Phase::Admitted(admitted) = &self.phase else {
             return self.refuse(host, ApiError::unavailable("internal state error"));
         };
+        if self.pending.is_some() {
+            return Action::Pause;
+        }
         let result = match (self.route, admitted.tenant.clone()) {
             (Route::Enforced(endpoint), tenant) if tenant.is_some() || endpoint.enforcer().every_scope() => {
                 self.enforce(host, endpoint, tenant.as_deref())
             }
             // Unrestricted, or the tenant header does the job.
-            (Route::Enforced(_) | Route::Authenticated, _) => Ok(true),
+            (Route::Enforced(_) | Route::Authenticated, _) => Ok(Next::Go),
             (Route::Open | Route::Denied, _) => Err(ApiError::forbidden("not allowed")),
         };
         match result {
-            Ok(false) => {
+            Ok(Next::LookUp(lookup, body)) => self.look_up(host, lookup, body),
+            Ok(Next::Done) => {
                 // Done, and nothing to send on: the filter answers as the upstream would.
                 host.count(Metric::RequestsAllowed);
                 self.log_allowed(host);
@@ -631,7 +680,7 @@ impl Flow {
                 self.phase = Phase::Answered(None);
                 Action::Pause
             }
-            Ok(true) => {
+            Ok(Next::Go) => {
                 // Counted once the whole request has passed (a body may still be refused).
                 if self.body.complete() {
                     host.count(Metric::RequestsAllowed);
@@ -662,15 +711,30 @@ impl Flow {
     }
 
     /// The endpoint's enforcer on what has arrived: the request line once (where there is a
-    /// tenant), the body when whole. `false`: the body left nothing to send on.
-    fn enforce(&mut self, host: &mut dyn Host, endpoint: Endpoint, tenant: Option<&Tenant>) -> Result<bool, ApiError> {
+    /// tenant), what the endpoint must look up first (once), the body when whole.
+    fn enforce(&mut self, host: &mut dyn Host, endpoint: Endpoint, tenant: Option<&Tenant>) -> Result<Next, ApiError> {
         if let (None, Some(tenant)) = (self.url_params, tenant) {
             if let Some((new_path, n)) = self.query_path(endpoint, tenant)? {
                 host.set_request_header(":path", Some(&new_path));
                 self.url_params = Some(n);
             }
         }
-        let Some(body) = self.body.take() else { return Ok(true) };
+        if let (false, Some(tenant)) = (self.looked_up, tenant) {
+            self.looked_up = true;
+            let (path, _) = self.path_and_query();
+            match endpoint.enforcer().lookup(self.method(), path) {
+                None => {}
+                Some(Lookup::MetricNames) => {
+                    let known = self.shared.names.borrow_mut().get(tenant.key(), host.now_s());
+                    match known {
+                        Some(names) => self.set_names(names),
+                        None => return Ok(Next::LookUp(Lookup::MetricNames, None)),
+                    }
+                }
+                Some(lookup) => return Ok(Next::LookUp(lookup, None)),
+            }
+        }
+        let Some(body) = self.body.take() else { return Ok(Next::Go) };
         let mut cache = self.shared.rewrites.borrow_mut();
         let cx = BodyContext { tenant, config: &self.shared.config, cache: &mut cache, content_type: self.header(HeaderName::ContentType) };
         match endpoint.enforcer().body(cx, &body, self.url_params.unwrap_or(0))? {
@@ -678,20 +742,70 @@ impl Flow {
                 // NGINX keeps only `size` bytes of the new body, Envoy drains `size` bytes of
                 // the old one: the larger of the two replaces the whole body on both.
                 host.set_request_body(body.len().max(new_body.len()), &new_body);
-                Ok(true)
+                Ok(Next::Go)
             }
-            Forward::Nothing => Ok(false),
+            Forward::Nothing => Ok(Next::Done),
+            Forward::After(new_body, lookup) => Ok(Next::LookUp(lookup, Some((new_body, body.len())))),
+        }
+    }
+
+    fn set_names(&mut self, names: Rc<NameSet>) {
+        if let Phase::Admitted(admitted) = &mut self.phase {
+            admitted.names = Some(names);
+        }
+    }
+
+    /// Sends `lookup`'s callout; the request waits for its answer (`on_lookup`).
+    fn look_up(&mut self, host: &mut dyn Host, lookup: Lookup, body: Option<(Vec<u8>, usize)>) -> Action {
+        let Phase::Admitted(Admitted { tenant: Some(tenant), .. }) = &self.phase else {
+            return self.refuse(host, ApiError::unavailable("internal state error: a lookup without a tenant"));
+        };
+        let call = lookup::call(self.cfg(), &lookup, tenant);
+        let headers: Vec<(&str, &str)> = call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        match host.dispatch(&call.upstream, &headers, None, call.timeout_ms) {
+            Ok(callout) => {
+                self.pending = Some(Pending { lookup, callout, body });
+                Action::Pause
+            }
+            Err(e) => {
+                self.log_about(host, Level::Warn, format_args!("lookup not sent"), &format!("to {}: {e}", call.upstream));
+                self.refuse(host, ApiError::unavailable(format!("{} could not be reached; try again later", call.upstream)))
+            }
+        }
+    }
+
+    /// The answer to this request's lookup: it goes on (with its body), or is refused.
+    fn on_lookup(&mut self, host: &mut dyn Host, answer: &CalloutAnswer) {
+        let Some(pending) = self.pending.take() else { return };
+        let Phase::Admitted(Admitted { tenant: Some(tenant), .. }) = &self.phase else { return };
+        let max = self.cfg().limits.max_response_bytes;
+        match lookup::judge(&pending.lookup, tenant, answer, max) {
+            Ok(lookup::Found::Allowed) => {}
+            Ok(lookup::Found::Names(list)) => {
+                let names = self.shared.names.borrow_mut().insert(tenant.key(), list, host.now_s());
+                self.set_names(names);
+            }
+            Err(e) => {
+                self.refuse(host, e);
+                return;
+            }
+        }
+        if let Some((body, old_len)) = pending.body {
+            host.set_request_body(old_len.max(body.len()), &body);
+        }
+        if self.forward(host) == Action::Continue {
+            self.resume(host);
         }
     }
 
     pub fn on_response_headers(&mut self, host: &mut dyn Host) -> Action {
         let Some(kind) = (match self.route {
-            Route::Enforced(endpoint) => endpoint.enforcer().answer(),
+            Route::Enforced(endpoint) => endpoint.enforcer().answer(self.method()),
             _ => None,
         }) else {
             return Action::Continue;
         };
-        let Phase::Admitted(Admitted { tenant: Some(_), answer }) = &mut self.phase else {
+        let Phase::Admitted(Admitted { tenant: Some(_), answer, .. }) = &mut self.phase else {
             return Action::Continue;
         };
         // Prometheus errors carry no tenant data; an answer without a status (a host that
@@ -713,9 +827,10 @@ impl Flow {
 
     pub fn on_response_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
         let max = self.shared.config.limits.max_response_bytes;
-        let Phase::Admitted(Admitted { tenant: Some(tenant), answer: Some(mode) }) = &mut self.phase else {
+        let Phase::Admitted(Admitted { tenant: Some(tenant), answer: Some(mode), names }) = &mut self.phase else {
             return Action::Continue;
         };
+        let (_, query) = routes::split_path(self.head.known(HeaderName::Path).and_then(Result::ok).unwrap_or(""));
         let result = match *mode {
             ResponseFilter::Drop => {
                 host.set_response_body(body_size, b"");
@@ -731,7 +846,8 @@ impl Flow {
                     ResponseFilter::Deflate(_) => answers::inflate(&raw, max),
                     _ => Ok(raw),
                 };
-                plain.and_then(|p| answers::filter(kind, &p, tenant.label(), tenant.values()))
+                let cx = AnswerContext { tenant, names: names.as_deref(), query, max_bytes: max };
+                plain.and_then(|p| answers::filter_answer(kind, &p, &cx))
             }
         };
         // The larger size replaces the whole body on every host (see `enforce_params`).
@@ -766,6 +882,8 @@ impl Flow {
         Action::Pause
     }
 }
+
+mod lookup;
 
 #[cfg(test)]
 mod tests;

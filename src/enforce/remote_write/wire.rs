@@ -9,7 +9,7 @@ const PROTO_V1: &str = "prometheus.WriteRequest";
 const PROTO_V2: &str = "io.prometheus.write.v2.Request";
 
 /// Snappy's framed format starts with this stream identifier chunk; remote write forbids it.
-const FRAMED_MAGIC: &[u8] = b"\xff\x06\x00\x00sNaPpY";
+pub const FRAMED_MAGIC: &[u8] = b"\xff\x06\x00\x00sNaPpY";
 
 /// Snappy's block format expands at most 64 bytes out of a 3-byte copy element: a length
 /// prefix that claims more than this many times the body lies.

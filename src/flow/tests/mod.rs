@@ -128,6 +128,7 @@ mod authentication;
 mod bodies;
 mod enforcement;
 mod headers;
+mod lookups;
 mod nginx;
 mod short_path;
 mod unauthorized;
