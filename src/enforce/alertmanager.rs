@@ -53,10 +53,8 @@ use crate::enforce::{BodyContext, Enforcer, Forward, Lookup};
 use crate::error::ApiError;
 use serde_json::{Map, Value};
 
-/// The most `&`-separated parameters a query string may have (Go counts the `&` and adds
-/// one, empty pairs included), the tenant's own included. Far below Go's 10,000, and below
-/// any sane custom `urlmaxqueryparams`.
-pub const MAX_QUERY_PARAMS: usize = 1000;
+/// The most parameters a query string may have ([`form::MAX_PARAMS`]).
+pub const MAX_QUERY_PARAMS: usize = form::MAX_PARAMS;
 
 /// The longest silence id accepted (Alertmanager's are 36-character UUIDs).
 pub const MAX_SILENCE_ID_LEN: usize = 64;
@@ -81,12 +79,7 @@ pub fn alerts_query(raw: &str, tenant: &Tenant) -> Result<String, ApiError> {
 /// Checks a query string the way Go's `url.ParseQuery` would read it, with `extra`
 /// parameters still to be added.
 fn check_query(raw: &str, extra: usize) -> Result<(), ApiError> {
-    let params = raw.bytes().filter(|&b| b == b'&').count() + 1 + extra;
-    if params > MAX_QUERY_PARAMS {
-        return Err(ApiError::bad_data(format!(
-            "the query string has more than {MAX_QUERY_PARAMS} parameters"
-        )));
-    }
+    form::check_count(raw, extra).map_err(|e| ApiError::bad_data(e.0))?;
     form::parse(raw).map(drop).map_err(|e| ApiError::bad_data(e.0))
 }
 

@@ -7,6 +7,24 @@
 //! a `%` without two hex digits as it is (Go's `ParseQuery` refuses it, so `check_escapes`
 //! does), and `form_urlencoded` splits on `&` only (Go 1.17+ refuses a `;`).
 
+/// The most `&`-separated parameters a query string or form body may have, as Go counts
+/// them (the `&`s plus one, empty pairs included), the filter's own included. Go's
+/// `url.ParseQuery` (1.24.12, 1.25.6 and later; GODEBUG `urlmaxqueryparams`, 10,000 by default)
+/// drops *every* parameter of a query with more, the tenant's `match[]` or `filter` with them,
+/// so an upstream built with it would answer for every tenant. Far below that limit, and far
+/// above what any client sends.
+pub const MAX_PARAMS: usize = 1000;
+
+/// Refuses a query string or form body with more than [`MAX_PARAMS`] parameters once `extra`
+/// are added.
+pub fn check_count(raw: &str, extra: usize) -> Result<(), FormError> {
+    let params = raw.bytes().filter(|&b| b == b'&').count() + 1 + extra;
+    if params > MAX_PARAMS {
+        return Err(FormError(format!("the query string or form body has more than {MAX_PARAMS} parameters")));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
     pub key: String,

@@ -34,9 +34,8 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
-/// The most `&`-separated parameters a query string may have (Go counts `&` + 1; past its
-/// `urlmaxqueryparams`, 10,000 by default in Go 1.24.12+, it drops every parameter).
-pub const MAX_QUERY_PARAMS: usize = 1000;
+/// The most parameters a query string may have ([`form::MAX_PARAMS`]).
+pub const MAX_QUERY_PARAMS: usize = form::MAX_PARAMS;
 
 /// The upstream path (and query) that lists the tenant's metric names:
 /// `<prefix>/api/v1/label/__name__/values?match%5B%5D=%7Bproject%3D%22p1%22%7D`.
@@ -78,10 +77,7 @@ pub struct MetadataParams {
 /// what Go would read differently (`;`, bad `%`-escapes, keys or values that are not UTF-8, too
 /// many parameters) and the limits Prometheus refuses, in its words.
 pub fn metadata_query(raw: &str) -> Result<(String, MetadataParams), ApiError> {
-    let params = raw.bytes().filter(|&b| b == b'&').count() + 1;
-    if params > MAX_QUERY_PARAMS {
-        return Err(ApiError::bad_data(format!("the query string has more than {MAX_QUERY_PARAMS} parameters")));
-    }
+    form::check_count(raw, 0).map_err(|e| ApiError::bad_data(e.0))?;
     let bad = |e: form::FormError| ApiError::bad_data(e.0);
     let (mut limit, mut limit_per_metric) = (None, None);
     let mut out = String::with_capacity(raw.len());

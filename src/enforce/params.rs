@@ -54,6 +54,8 @@ impl Rewriter<'_> {
                 return Ok(0);
             }
         };
+        // One more for the default `match[]` the filter may add.
+        form::check_count(raw, 1).map_err(|e| ApiError::bad_data(e.0))?;
         let start = out.len();
         let mut count = 0;
         for pair in raw.split('&').filter(|p| !p.is_empty()) {
@@ -218,6 +220,16 @@ mod tests {
     fn enforce_params(raw: &str, endpoint: Endpoint, tenant: &Tenant, limits: &Limits) -> Result<String, ApiError> {
         let mut cache = RewriteCache::new(1 << 20);
         Ok(Rewriter { tenant, limits, cache: &mut cache }.params(raw, endpoint)?.0)
+    }
+
+    #[test]
+    fn too_many_parameters_are_refused_before_go_would_drop_them_all() {
+        // Newer Go drops every parameter past its limit, the tenant's match[] with them.
+        let many = format!("match[]=up{}", "&x=1".repeat(form::MAX_PARAMS - 2));
+        assert!(enforce_params(&many, Endpoint::Series, &t(), &limits()).is_ok());
+        let too_many = format!("{many}&x=1");
+        let e = enforce_params(&too_many, Endpoint::Series, &t(), &limits()).unwrap_err();
+        assert!(e.status == 400 && e.message.contains("parameters"), "{e:?}");
     }
 
     #[test]
