@@ -65,27 +65,35 @@ clean:
 FUZZ_SECONDS ?= 60
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
-	for t in enforce request remote_write; do \
+	for t in enforce request remote_write remote_read; do \
 	  mkdir -p fuzz/corpus/$$t && \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096 || exit 1; \
 	done
 
-# Throughput and latency against plain Envoy, a no-op Wasm filter and Aetos; writes
-# docs/benchmark.md and docs/benchmark.svg. Not a test: takes several minutes.
+# Throughput and latency against plain Envoy, a no-op Wasm filter and Aetos, and remote write
+# (samples per Envoy CPU-second, the filter's cost per batch against the native cost of the
+# same work); writes docs/benchmark.md and docs/benchmark.svg. Not a test: takes ~12 minutes.
 bench: build deps
 	bash bench/run.sh
 
-# Native timings of each stage of the request path (criterion), to see where time goes.
+# Native timings of each stage of the request path and of remote write's decode, enforce and
+# encode (criterion), to see where time goes.
 bench-stages:
 	cargo bench --manifest-path bench/stages/Cargo.toml
 
 # The whole dashboard request through the core, compiled to Wasm and run by node's V8
 # with TurboFan only, as Envoy runs V8 (proxy-wasm-cpp-host turns Liftoff off); then one
-# credential digest alone. LOOP_ARGS="40000 cold" sweeps the CPU caches between requests;
-# to profile, add PROFILE="perf record -F 5000 -o perf.data" and --perf-basic-prof to NODE_FLAGS.
+# credential digest alone; then the write workload's decode -> enforce -> encode of a
+# 2,000-sample remote write batch, in V8 and natively. LOOP_ARGS="40000 cold" sweeps the CPU
+# caches between requests; to profile, add PROFILE="perf record -F 5000 -o perf.data" and
+# --perf-basic-prof to NODE_FLAGS. WRITE_LOOP_ARGS: batches per run (5 runs).
 LOOP_ARGS ?= 200000
+WRITE_LOOP_ARGS ?= 200
 NODE_FLAGS ?= --no-liftoff
+STAGES_TARGET = $(or $(CARGO_TARGET_DIR),bench/stages/target)
 bench-loop:
-	cargo build -q --release --target wasm32-wasip1 --manifest-path bench/stages/Cargo.toml --example request_loop --example digest_loop
-	$(PROFILE) node $(NODE_FLAGS) bench/stages/run_wasi.cjs bench/stages/target/wasm32-wasip1/release/examples/request_loop.wasm $(LOOP_ARGS)
-	node $(NODE_FLAGS) bench/stages/run_wasi.cjs bench/stages/target/wasm32-wasip1/release/examples/digest_loop.wasm
+	cargo build -q --release --target wasm32-wasip1 --manifest-path bench/stages/Cargo.toml --example request_loop --example digest_loop --example write_loop
+	$(PROFILE) node $(NODE_FLAGS) bench/stages/run_wasi.cjs $(STAGES_TARGET)/wasm32-wasip1/release/examples/request_loop.wasm $(LOOP_ARGS)
+	node $(NODE_FLAGS) bench/stages/run_wasi.cjs $(STAGES_TARGET)/wasm32-wasip1/release/examples/digest_loop.wasm
+	node $(NODE_FLAGS) bench/stages/run_wasi.cjs $(STAGES_TARGET)/wasm32-wasip1/release/examples/write_loop.wasm $(WRITE_LOOP_ARGS)
+	cargo run -q --release --manifest-path bench/stages/Cargo.toml --example write_loop -- $(WRITE_LOOP_ARGS)

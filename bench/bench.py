@@ -33,12 +33,13 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The harness the e2e tests share (ports, processes, Envoy configurations); the workloads and the
 # measurements are this folder's. Their names are re-exported here for bench/ab.py.
-from harness.envoy import direct_route, hcm, listener, proxy_config, stat as envoy_stat  # noqa: E402,F401
+from harness.envoy import direct_route, hcm, listener, proxy_config as harness_proxy_config, stat as envoy_stat  # noqa: E402,F401
+from harness.envoy import wasm_filter_of  # noqa: E402
 from harness.procs import Procs, free_port, http_get, wait_ready  # noqa: E402,F401
 from measure import (CLK_TCK, canonical, cpu_seconds, machine_busy, pctl, pgid_of, pids_in_groups,  # noqa: E402,F401
                      rss_kib, slot_prediction, task_cpu_total, wrk_result)
-from workloads import (DASHBOARD, LABELS_BODY, lua_dashboard, lua_open, lua_random_tokens, lua_series,  # noqa: E402
-                       lua_trivial, lua_unique, q, with_tenant)
+from workloads import (DASHBOARD, LABELS_BODY, WRITE_HEADERS, lua_dashboard, lua_open, lua_random_tokens,  # noqa: E402
+                       lua_series, lua_trivial, lua_unique, lua_write, q, with_tenant, write_body)
 SUT_CPU = 0      # the system under test (every Envoy variant)
 LOAD_CPU = 1     # wrk, the synthetic upstream, this script
 
@@ -66,6 +67,39 @@ def fake_token_body(project_id):
         "user": {"id": "0123456789abcdef0123456789abcdef", "name": "bench", "domain": {"id": "default"}},
         "project": {"id": project_id, "name": "team-a", "domain": {"id": "default", "name": "Default"}},
         "roles": [{"id": "r1", "name": "reader"}, {"id": "r2", "name": "member"}]}})
+
+
+# The filter's `write` section in `make bench` (envoy/envoy.yaml enables it the same way): the
+# defaults, POST /api/v1/write, roles member or admin, `project` stamped, other values overwritten.
+WRITE_CONFIG = {"enabled": True}
+WRITE_PATH = "/api/v1/write"
+
+
+def proxy_config(kind, admin_port, port, upstream_port, keystone_port, wasm, noop_wasm, write=False):
+    """harness.envoy.proxy_config, with the filter's `write` section when writes are benchmarked (a
+    filter built before the write path refuses the key: BENCH_WRITE=0)."""
+    cfg = harness_proxy_config(kind, admin_port, port, upstream_port, keystone_port, wasm, noop_wasm)
+    if kind == "filter" and write:
+        value = wasm_filter_of(cfg)["configuration"]
+        filter_cfg = json.loads(value["value"])
+        filter_cfg["write"] = dict(filter_cfg.get("write") or {}, **WRITE_CONFIG)
+        value["value"] = json.dumps(filter_cfg)
+    return cfg
+
+
+def buffer_filter():
+    """Envoy's buffer filter, off unless a route turns it on (the synthetic upstream's write route:
+    the whole body is read before the 204, so the connection stays open as with a real receiver)."""
+    return {"name": "envoy.filters.http.buffer", "disabled": True, "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+        "max_request_bytes": 16 << 20}}
+
+
+def write_route():
+    return {"match": {"path": WRITE_PATH}, "direct_response": {"status": 204},
+            "typed_per_filter_config": {"envoy.filters.http.buffer": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+                "buffer": {"max_request_bytes": 16 << 20}}}}
 
 
 class Envoy:
@@ -104,7 +138,8 @@ class Bench:
         self.token = self.env["ALICE_TOKEN"]
         self.stack_pids = [int(self.env[k]) for k in ("KEYSTONE_PID", "PROM_PID", "PROM_A_PID", "PROM_X_PID", "ENVOY_PID")
                            if self.env.get(k, "").isdigit()]
-        self.results = {"runs": [], "meta": {}, "newtokens": {}, "memory": {}, "startup": {}, "wasm": {}}
+        self.results = {"runs": [], "meta": {}, "newtokens": {}, "memory": {}, "startup": {}, "wasm": {},
+                        "write": {}}
         self.targets = {}      # (upstream, config name) -> dict(url, pids)
 
     # ------------------------------------------------------------------ start everything
@@ -115,8 +150,10 @@ class Bench:
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}}},
             "static_resources": {"listeners": [
                 # Aetos asks for the metric names before every query (to find the selectors)
-                listener("prometheus", self.upstream_port, hcm("prometheus", [
-                    direct_route(LABELS_BODY, "/api/v1/label/__name__/values"), direct_route(PROM_BODY)])),
+                # remote write: 204 once the body is read, as Prometheus' receiver answers
+                listener("prometheus", self.upstream_port, hcm("prometheus", ([write_route()] if a.write else []) + [
+                    direct_route(LABELS_BODY, "/api/v1/label/__name__/values"), direct_route(PROM_BODY)],
+                    [buffer_filter()] if a.write else [])),
                 listener("keystone", self.fakeks_port,
                          hcm("keystone", direct_route(fake_token_body(self.env["TEAM_A_ID"])))),
             ], "clusters": []}}
@@ -140,7 +177,7 @@ class Bench:
 
     def start_proxy(self, up, kind, upstream_port, cpus):
         a = self.a
-        cfg = proxy_config(kind, free_port(), free_port(), upstream_port, self.ks_port, a.wasm, a.noop_wasm)
+        cfg = proxy_config(kind, free_port(), free_port(), upstream_port, self.ks_port, a.wasm, a.noop_wasm, a.write)
         env = self.envoys[(up, kind)] = Envoy(self, "%s-%s" % (kind, up), cfg, set(cpus))
         self.targets[(up, kind)] = {"url": env.url, "pids": [env.pid]}
 
@@ -310,6 +347,8 @@ control_socket_disable = True
             return lua_trivial(self.token, self.t_end)
         if workload == "open":
             return lua_open(self.t_end)
+        if workload == "write":
+            return lua_write(self.token, self.write_files)
         raise KeyError(workload)
 
     def pids_of(self, up, cfg):
@@ -343,6 +382,12 @@ control_socket_disable = True
         # what other processes of the machine used meanwhile, as a share of both CPUs
         r["background"] = max(0.0, (task_cpu_total() - all0) - (self.own_cpu() - own0)) / (2 * r["duration_us"] / 1e6)
         r.update(upstream=up, workload=workload, config=cfg, round=rnd)
+        if workload == "write":
+            # a request is a batch: samples per second of wrk's run, per CPU-second of the Envoy
+            r["samples"] = r["requests"] * self.write_samples
+            r["samples_per_s"] = r["samples"] / (r["duration_us"] / 1e6)
+            r["samples_per_cpu_s"] = r["samples"] / r["cpu_s"] if r["cpu_s"] else 0.0
+            r["cpu_share"] = r["cpu_s"] / (r["duration_us"] / 1e6)
         errs = r["status"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
         r["errors"] = errs
         log("  round %d %-5s %-17s %-7s %9.0f req/s  p50 %7.2f ms  p99 %7.2f ms  cpu %6.1f us/req  other %3.0f%%%s"
@@ -366,7 +411,7 @@ control_socket_disable = True
             ("syn", "open", ["noop", "filter"]),
             ("syn", "dashboard-instant", ["noop", "filter", "aetos"]),
             ("prom", "dashboard-instant", ["direct", "plain", "filter", "aetos"]),
-        ]
+        ] + ([("syn", "write", ["plain", "noop", "filter"])] if self.a.write else [])
 
     def wait_quiet(self, seconds):
         """Until other processes use less than --max-background of the CPUs (1 s samples; the benchmark's
@@ -415,6 +460,102 @@ control_socket_disable = True
                             r = again
                     r["retries"] = tries
                     self.results["runs"].append(r)
+                if (up, wl) == ("syn", "write"):
+                    self.native_write(rnd)
+
+    # ------------------------------------------------------------------ remote write
+    def prepare_write(self):
+        """The write workload's batches, generated once by bench/stages (the filter's own encoder):
+        the files wrk sends, which the native timing decodes, enforces and encodes too."""
+        a = self.a
+        self.write_dir = os.path.join(self.work, "write")
+        out = subprocess.run(["taskset", "-c", str(LOAD_CPU), a.write_gen, self.write_dir, str(a.write_batches),
+                              str(a.write_samples)], capture_output=True, text=True, check=True, timeout=300).stdout
+        desc = json.loads(out.strip().splitlines()[-1])
+        self.write_files = sorted(os.path.join(self.write_dir, f) for f in os.listdir(self.write_dir)
+                                  if f.endswith(".bin"))
+        self.write_samples = desc["samples_per_batch"]
+        if len(self.write_files) != a.write_batches:
+            raise RuntimeError("write_batches wrote %d files, expected %d" % (len(self.write_files), a.write_batches))
+        self.results["write"] = {"batches": desc, "native": []}
+        log("remote write: %d batches of %d samples, %.1f labels per series (%.0f%% with a project label), "
+            "%.0f KiB snappy / %.0f KiB protobuf each"
+            % (desc["batches"], desc["samples_per_batch"], desc["labels_per_series"],
+               100 * desc["with_project_label"], desc["snappy_bytes"] / 1024, desc["protobuf_bytes"] / 1024))
+
+    def post(self, url, body, headers):
+        u = urllib.parse.urlsplit(url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        try:
+            conn.request("POST", u.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def sanity_write(self):
+        """Every configuration takes a batch (204); the filter refuses one without a credential and
+        a corrupt one, and what it forwards to the real Prometheus carries the writer's project."""
+        with open(self.write_files[0], "rb") as f:
+            batch = f.read()
+        h = dict(WRITE_HEADERS, **{"X-Auth-Token": self.token})
+        for cfg in ("plain", "noop", "filter"):
+            code, body = self.post(self.targets[("syn", cfg)]["url"] + WRITE_PATH, batch, h)
+            if code != 204:
+                raise RuntimeError("sanity: write to syn/%s answered %d: %s" % (cfg, code, body[:300]))
+        url = self.targets[("syn", "filter")]["url"] + WRITE_PATH
+        code, _ = self.post(url, batch, WRITE_HEADERS)
+        if code != 401:
+            raise RuntimeError("sanity: the filter took a write without a credential (%d)" % code)
+        code, _ = self.post(url, batch[:len(batch) // 2], h)
+        if code != 400:
+            raise RuntimeError("sanity: the filter took a truncated batch (%d)" % code)
+        if ("prom", "filter") in self.envoys:
+            now = int(time.time() * 1000)
+            name = "kpw_bench_write_check"
+            series = [({"__name__": name, "job": "bench", "instance": "i1", "project": "someone-else"}, 1.0, now),
+                      ({"__name__": name, "job": "bench", "instance": "i2"}, 2.0, now)]
+            code, body = self.post(self.targets[("prom", "filter")]["url"] + WRITE_PATH, write_body(series), h)
+            if code != 204:
+                raise RuntimeError("sanity: write through the filter to Prometheus answered %d: %s" % (code, body[:300]))
+            code, body = http_get("%s/api/v1/query?query=%s&time=%.3f"
+                                  % (self.targets[("prom", "direct")]["url"], name, now / 1e3))
+            got = sorted((s["metric"].get("instance"), s["metric"].get("project"))
+                         for s in json.loads(body)["data"]["result"])
+            want = [("i1", self.env["TEAM_A_ID"]), ("i2", self.env["TEAM_A_ID"])]
+            if code != 200 or got != want:
+                raise RuntimeError("sanity: Prometheus holds %r after the filter's write, expected %r" % (got, want))
+        log("write sanity checks passed (204 through every proxy; the filter: no credential -> 401, a truncated "
+            "batch -> 400, its writes reach Prometheus with project=team-a)")
+
+    def native_write(self, rnd):
+        """The filter's decode -> enforce -> encode of the same batches, natively (bench/stages' criterion
+        bench write/decode_enforce_encode, the filter's release profile), on the CPU of the Envoys under test,
+        in the same round as their write measurements."""
+        a = self.a
+        env = dict(os.environ, CRITERION_HOME=os.path.join(self.work, "criterion"), KPW_WRITE_DIR=self.write_dir,
+                   KPW_WRITE_SAMPLES=str(self.write_samples))
+        all0, own0, t0 = task_cpu_total(), self.own_cpu(), time.monotonic()
+        out = subprocess.run(["taskset", "-c", str(SUT_CPU), a.stages_bench, "--bench", "--noplot",
+                              "--warm-up-time", "1", "--measurement-time", str(a.native_seconds),
+                              "write/decode_enforce_encode"],
+                             capture_output=True, text=True, env=env, timeout=300)
+        secs = time.monotonic() - t0
+        est = os.path.join(self.work, "criterion", "write", "decode_enforce_encode", "new", "estimates.json")
+        if out.returncode != 0 or not os.path.exists(est):
+            raise RuntimeError("native write bench failed: %s %s" % (out.stdout[-1000:], out.stderr[-1000:]))
+        with open(est) as f:
+            e = json.load(f)
+        r = {"round": rnd, "us_per_batch": e["median"]["point_estimate"] / 1e3,
+             "mean_us": e["mean"]["point_estimate"] / 1e3,
+             "ci_us": [e["median"]["confidence_interval"]["lower_bound"] / 1e3,
+                       e["median"]["confidence_interval"]["upper_bound"] / 1e3],
+             "background": max(0.0, (task_cpu_total() - all0) - (self.own_cpu() - own0)) / (2 * secs)}
+        r["samples_per_s"] = self.write_samples / (r["us_per_batch"] / 1e6)
+        os.remove(est)
+        self.results["write"]["native"].append(r)
+        log("  round %d native decode+enforce+encode: %.0f us per batch (%.0f samples/s)  other %3.0f%%"
+            % (rnd, r["us_per_batch"], r["samples_per_s"], 100 * r["background"]))
 
     # ------------------------------------------------------------------ (d) new credentials
     def issue_tokens(self, n):
@@ -548,7 +689,8 @@ control_socket_disable = True
     # ------------------------------------------------------------------ memory
     def memory(self):
         a = self.a
-        cfg = proxy_config("filter", free_port(), free_port(), self.upstream_port, self.fakeks_port, a.wasm, a.noop_wasm)
+        cfg = proxy_config("filter", free_port(), free_port(), self.upstream_port, self.fakeks_port, a.wasm, a.noop_wasm,
+                           a.write)
         log("memory: a fresh filter Envoy whose Keystone is a fake (an Envoy direct_response answering "
             "every validation with a valid team-a token)")
         env = Envoy(self, "memory", cfg, {SUT_CPU})
@@ -586,7 +728,8 @@ control_socket_disable = True
         times = {"plain": [], "noop": [], "filter": []}
         for i in range(a.starts):
             for kind in ("plain", "noop", "filter"):
-                cfg = proxy_config(kind, free_port(), free_port(), self.upstream_port, self.ks_port, a.wasm, a.noop_wasm)
+                cfg = proxy_config(kind, free_port(), free_port(), self.upstream_port, self.ks_port, a.wasm,
+                                   a.noop_wasm, a.write)
                 env = Envoy(self, "start-%s-%d" % (kind, i), cfg, {SUT_CPU})
                 times[kind].append(env.ready_s * 1e3)
                 self.procs.stop(env.proc)
@@ -624,14 +767,19 @@ control_socket_disable = True
             "duration_s": self.a.duration, "rounds": self.a.rounds, "connections": self.a.connections,
             "warmup_s": self.a.warmup, "sut_cpu": SUT_CPU, "load_cpu": LOAD_CPU,
             "prom_placement": self.a.prom_placement, "max_background": self.a.max_background,
+            "native_seconds": self.a.native_seconds,
         }
 
     def run(self):
         t0 = time.monotonic()
         os.sched_setaffinity(0, {LOAD_CPU})
         self.meta()
+        if self.a.write:
+            self.prepare_write()
         self.start()
         self.sanity()
+        if any(wl == "write" for _, wl, _ in self.matrix()):
+            self.sanity_write()
         busy = machine_busy()
         self.results["meta"]["busy_before"] = busy
         log("background CPU use (the benchmark idle): %.0f%% of 2 CPUs%s"
@@ -682,7 +830,17 @@ def main():
     ap.add_argument("--aetos-candidates", default="sync:2:1,sync:3:1,sync:4:1,sync:8:1,gthread:4:4",
                     help="gunicorn settings for Aetos, class:workers:threads,...; the best of a short trial is kept")
     ap.add_argument("--aetos-trial", type=int, default=3, help="seconds of trial per Aetos setting")
+    ap.add_argument("--write", type=int, default=1,
+                    help="1: the remote write workload, and the filter configured with write.enabled; 0: neither")
+    ap.add_argument("--write-gen", default="", help="bench/stages' write_batches example (the batches)")
+    ap.add_argument("--stages-bench", default="", help="bench/stages' criterion bench binary (the native timing)")
+    ap.add_argument("--write-batches", type=int, default=64, help="distinct batches the write workload rotates")
+    ap.add_argument("--write-samples", type=int, default=2000, help="samples per batch")
+    ap.add_argument("--native-seconds", type=int, default=3,
+                    help="criterion's measurement time of the native decode-enforce-encode, per round")
     a = ap.parse_args()
+    if a.write and not (a.write_gen and a.stages_bench):
+        ap.error("--write 1 needs --write-gen and --stages-bench (bench/run.sh builds them)")
     for k in ("work", "wasm", "noop_wasm", "aetos_venv", "stack", "out"):
         setattr(a, k, os.path.abspath(getattr(a, k)))
     bench = Bench(a)

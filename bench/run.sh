@@ -7,14 +7,20 @@
 # Knobs (environment): BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (5), BENCH_CONNECTIONS (16),
 # BENCH_NEW_TOKENS (new credentials per round, 150), BENCH_MEMORY_TOKENS (100000), BENCH_STARTS (5),
 # AETOS_CANDIDATES (gunicorn settings tried for Aetos, class:workers:threads,..., the best kept;
-# default sync:2:1,sync:3:1,sync:4:1,sync:8:1,gthread:4:4), BENCH_OUT (docs); for development, BENCH_ONLY (matrix groups,
-# e.g. syn:dashboard,syn:unique) and BENCH_PHASES (matrix,newtokens,memory,startup).
+# default sync:2:1,sync:3:1,sync:4:1,sync:8:1,gthread:4:4), BENCH_OUT (docs), BENCH_WRITE (1: the remote write
+# workload and the native timing of the same work; 0: neither, and no write section in the filter's configuration),
+# BENCH_WRITE_BATCHES (distinct batches, 64), BENCH_NATIVE_SECONDS (criterion's measurement time per round, 3),
+# BENCH_WASM (the filter's module, default target/wasm32-wasip1/release/keystone_prom_wasm.wasm); for development,
+# BENCH_ONLY (matrix groups, e.g. syn:dashboard,syn:unique,syn:write) and BENCH_PHASES (matrix,newtokens,memory,startup).
+# CARGO_TARGET_DIR, when set, is where the no-op filter and bench/stages are built (else in their own target/).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PY=/usr/bin/python3
-WASM=$ROOT/target/wasm32-wasip1/release/keystone_prom_wasm.wasm
-NOOP_WASM=$ROOT/bench/noop/target/wasm32-wasip1/release/bench_noop.wasm
+WASM=${BENCH_WASM:-$ROOT/target/wasm32-wasip1/release/keystone_prom_wasm.wasm}
+NOOP_WASM=${CARGO_TARGET_DIR:-$ROOT/bench/noop/target}/wasm32-wasip1/release/bench_noop.wasm
+STAGES_TARGET=${CARGO_TARGET_DIR:-$ROOT/bench/stages/target}
+WRITE=${BENCH_WRITE:-1}
 AETOS_VENV=$ROOT/bench/.aetos-venv
 AETOS_PINS=(aetos==3.0.0 gunicorn==27.0.1)
 
@@ -29,6 +35,22 @@ command -v taskset >/dev/null || { log "ERROR: taskset missing (util-linux)"; ex
 log "building the no-op Wasm filter (bench/noop)"
 cargo build -q --release --target wasm32-wasip1 --manifest-path bench/noop/Cargo.toml
 [ -f "$NOOP_WASM" ] || { log "ERROR: $NOOP_WASM not built"; exit 1; }
+
+WRITE_GEN= STAGES_BENCH=
+if [ "$WRITE" != 0 ]; then
+  # the batches (write_batches) and the native timing (criterion's write/decode_enforce_encode), both in the
+  # bench profile (the filter's release profile), so that the filter's crate is compiled once for both
+  log "building bench/stages (remote write batches and the native stage benchmark)"
+  cargo build -q --profile bench --manifest-path bench/stages/Cargo.toml --example write_batches
+  WRITE_GEN=$STAGES_TARGET/release/examples/write_batches
+  STAGES_BENCH=$(cargo bench -q --no-run --manifest-path bench/stages/Cargo.toml --bench stages --message-format=json |
+    $PY -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "stages" and m.get("executable"):
+        print(m["executable"])')
+  [ -x "$WRITE_GEN" ] && [ -x "$STAGES_BENCH" ] || { log "ERROR: bench/stages not built ($WRITE_GEN, $STAGES_BENCH)"; exit 1; }
+fi
 
 if ! "$AETOS_VENV/bin/python" -c 'import aetos, keystonemiddleware, gunicorn' 2>/dev/null; then
   log "installing ${AETOS_PINS[*]} into $AETOS_VENV (Debian's python3; once)"
@@ -72,6 +94,8 @@ $PY bench/bench.py --stack "$WORK/stack" --work "$WORK" --wasm "$WASM" --noop-wa
   --duration "${BENCH_DURATION:-5}" --rounds "${BENCH_ROUNDS:-5}" --connections "${BENCH_CONNECTIONS:-16}" \
   --new-tokens "${BENCH_NEW_TOKENS:-150}" --memory-tokens "${BENCH_MEMORY_TOKENS:-100000}" \
   --starts "${BENCH_STARTS:-5}" --aetos-candidates "${AETOS_CANDIDATES:-sync:2:1,sync:3:1,sync:4:1,sync:8:1,gthread:4:4}" \
+  --write "$WRITE" --write-gen "$WRITE_GEN" --stages-bench "$STAGES_BENCH" \
+  --write-batches "${BENCH_WRITE_BATCHES:-64}" --native-seconds "${BENCH_NATIVE_SECONDS:-3}" \
   --only "${BENCH_ONLY:-}" --phases "${BENCH_PHASES:-matrix,newtokens,memory,startup}" &
 BENCH_PID=$!
 wait "$BENCH_PID"

@@ -2,6 +2,7 @@
 diagnostics, as wrk Lua scripts."""
 import json
 import re
+import struct
 import urllib.parse
 
 # 20 Grafana-style panel queries over the seeded series (scripts/stack/seed_rich.py): time series
@@ -57,6 +58,7 @@ WORKLOADS = {
     "series": "series and labels APIs: /series, /labels, /label/<name>/values, with and without match[]",
     "trivial": "diagnostic: one fixed request, /api/v1/query?query=up (token check + cached rewrite only)",
     "open": "diagnostic: GET /-/healthy without a token (forwarded as it is: no token, no rewrite)",
+    "write": "remote write 1.0: POST /api/v1/write of 2,000-sample batches (snappy protobuf)",
 }
 
 LUA_DONE = r'''
@@ -188,3 +190,59 @@ request = function()
   return wrk.format(nil, p, {["X-Auth-Token"] = pre .. n})
 end
 ''' % lua_str(prefix) + LUA_DONE
+
+
+# ---------------------------------------------------------------------------------------- remote write
+WRITE_HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
+                 "X-Prometheus-Remote-Write-Version": "0.1.0", "User-Agent": "Prometheus/2.42.0"}
+
+
+def lua_write(token, files, path="/api/v1/write"):
+    """Remote write 1.0 as Prometheus sends it: POST of one batch file after the other (the bodies
+    of bench/stages/examples/write_batches.rs, snappy-compressed protobuf), each request formatted
+    once when wrk starts."""
+    heads = "".join("wrk.headers[%s] = %s\n" % (lua_str(k), lua_str(v)) for k, v in WRITE_HEADERS.items())
+    return lua_header(token) + heads + '''
+local files = {%s}
+local reqs = {}
+init = function(args)
+  for i, f in ipairs(files) do
+    local h = assert(io.open(f, "rb"))
+    local body = h:read("*a")
+    h:close()
+    reqs[i] = wrk.format("POST", %s, nil, body)
+  end
+end
+request = function()
+  n = n + 1
+  return reqs[n %% #reqs + 1]
+end
+''' % (", ".join(lua_str(f) for f in files), lua_str(path)) + LUA_DONE
+
+
+def _uvarint(n):
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def _field(number, payload):
+    return _uvarint(number << 3 | 2) + _uvarint(len(payload)) + payload
+
+
+def write_body(series):
+    """A small prometheus.WriteRequest, [(labels dict, value, timestamp ms)], in a snappy block of
+    literals only (valid snappy, not compressed: for the checks, not for the workload)."""
+    msg = b""
+    for labels, value, ts in series:
+        ts_msg = b"".join(_field(1, _field(1, k.encode()) + _field(2, v.encode())) for k, v in sorted(labels.items()))
+        ts_msg += _field(2, b"\x09" + struct.pack("<d", value) + b"\x10" + _uvarint(ts))
+        msg += _field(1, ts_msg)
+    out = _uvarint(len(msg))
+    for i in range(0, len(msg), 1 << 16):
+        chunk = msg[i:i + (1 << 16)]
+        out += bytes([62 << 2]) + struct.pack("<I", len(chunk) - 1)[:3] + chunk  # tag 62: 3-byte length
+    return out

@@ -82,6 +82,10 @@ impl Host for BenchHost {
     fn count(&mut self, _metric: Metric) {}
     fn record(&mut self, _metric: Metric, _value: u64) {}
     fn log(&self, _level: Level, _msg: &str) {}
+    fn logs(&self, _level: Level) -> bool {
+        false
+    }
+    fn set_audit(&mut self, _tenant: &str, _user: &str) {}
 }
 
 /// The same dashboard request again and again: after the first, the credential's scope
@@ -133,3 +137,5 @@ impl Default for DashboardRequest {
         Self::new()
     }
 }
+
+pub mod write;
