@@ -49,6 +49,14 @@ def wasm_filter(name, path, root_id="", configuration=None):
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": cfg}}
 
 
+def buffer_filter(max_request_bytes):
+    """Envoy's buffer filter, after the Wasm filter: the router gets a request's headers only once
+    its body is whole and enforced (envoy/envoy.yaml)."""
+    return {"name": "envoy.filters.http.buffer", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+        "max_request_bytes": max_request_bytes}}
+
+
 def filter_configuration(keystone_port):
     """The filter's configuration: the one of envoy/envoy.yaml (the reference configuration)."""
     return {"keystone": {"url": "http://127.0.0.1:%d/v3" % keystone_port, "upstream": "keystone",
@@ -62,7 +70,9 @@ def proxy_config(kind, admin_port, port, upstream_port, keystone_port, wasm, noo
     if kind == "noop":
         filters = [wasm_filter("noop", noop_wasm)]
     elif kind == "filter":
-        filters = [wasm_filter("keystone_prom", wasm, "keystone_prom", filter_configuration(keystone_port))]
+        # As envoy/envoy.yaml: the buffer filter holds a request until its body is whole.
+        filters = [wasm_filter("keystone_prom", wasm, "keystone_prom", filter_configuration(keystone_port)),
+                   buffer_filter(1 << 20)]
     route = {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "120s"}}
     clusters = [cluster("upstream", upstream_port)]
     if kind == "filter":

@@ -18,8 +18,11 @@ e2e tests' extra Envoys only) holds the main samples plus team-a-child's and dom
 More identities for the credential tests: users bob, carl and ops, roles monitoring_viewer and
 cloud_admin, and application credentials with and without access rules.
 
+Alertmanager (Debian's 0.25) gets the main Prometheus' alerts (ALERTMANAGER_URL; behind Envoy under
+/alertmanager/).
+
 Knobs (environment): STACK_PORTS=fixed (Keystone 5000, Prometheus 9090, 9091, 9092, Envoy 10000, admin
-9901; default random free ports), KS_WORKERS (2), KS_CACHE=1 (Keystone's in-memory cache),
+9901, Alertmanager 9093; default random free ports), KS_WORKERS (2), KS_CACHE=1 (Keystone's in-memory cache),
 STACK_KEEP=1 (down keeps DIR), WASM_PATH (default: the release build), ENVOY_LOG_LEVEL (info),
 ENVOY_CONCURRENCY (2), ADMIN_PASSWORD (admin-secret).
 """
@@ -43,7 +46,7 @@ STACK_SH = os.path.join(REPO, "scripts", "stack.sh")
 PY = "/usr/bin/python3"     # Debian's python: python3-keystone lives there (not pyenv's python3)
 VENV = os.path.join(REPO, ".venv")
 FIXED = {"keystone": 5000, "prometheus": 9090, "prometheus-a": 9091, "prometheus-x": 9092,
-         "envoy": 10000, "envoy-admin": 9901, "exporter": 9150}
+         "envoy": 10000, "envoy-admin": 9901, "exporter": 9150, "alertmanager": 9093}
 # The demo (STACK_DEMO=1) starts no reference Prometheus servers; it starts the exporter instead.
 DEMO_ONLY, TESTS_ONLY = ("exporter",), ("prometheus-a", "prometheus-x")
 
@@ -329,11 +332,13 @@ def ks_seed(ks, env, admin_password):
 
 def ks_seed_identity(ks, e, project, user, role):
     """More identities for the credential, scope and role tests (test_identity.py, test_keystone_load.py):
-    bob (Default) member on team-a; carl (tenants) monitoring_viewer on team-b only; ops (Default)
-    cloud_admin on project admin and on the system; alice's application credentials alice-ro (only GET
-    /api/v1/query of metric-storage) and alice-glob (Keystone's globs, and a rule of another service);
-    svc's application credential, for keystone.service_credentials. alice has no role on team-a-child:
-    GET /v3/projects/<team-a>?subtree_as_ids lists it with her team-a token all the same."""
+    bob (Default) member on team-a; carl (tenants) monitoring_viewer on team-b only; dave (tenants)
+    member on team-b and on the domain, with an application credential, and rita's application
+    credential (test_write.py); ops (Default) cloud_admin on project admin and on the system; alice's
+    application credentials alice-ro (only GET /api/v1/query of metric-storage) and alice-glob
+    (Keystone's globs, and a rule of another service); svc's application credential, for
+    keystone.service_credentials. alice has no role on team-a-child: GET
+    /v3/projects/<team-a>?subtree_as_ids lists it with her team-a token all the same."""
     default, tenants = {"id": "default"}, {"name": "tenants"}
     e["MONITORING_VIEWER_ROLE_ID"] = role("monitoring_viewer")
     e["CLOUD_ADMIN_ROLE_ID"] = role("cloud_admin")
@@ -361,6 +366,19 @@ def ks_seed_identity(ks, e, project, user, role):
         {"service": "compute", "method": "GET", "path": "/api/v1/series"}])
     e["SVC_APPCRED_SECRET"] = "svc-appcred-secret"
     e["SVC_APPCRED_ID"] = appcred(ks, e["SVC_USER_ID"], e["SERVICE_TOKEN"], "svc-filter", "svc-appcred-secret")
+    # writers for the write path (tests/e2e/test_write.py): dave (tenants) member on team-b with an
+    # application credential (team-b's Prometheus agent); rita's application credential carries only her
+    # reader role (refused a write). Secrets are URL-safe: Prometheus' oauth2 client sends them
+    # form-urlencoded in its Basic header, which Keystone's /v3/OS-OAUTH2/token does not decode.
+    e["DAVE_ID"] = user("dave", e["DOMAIN_ID"], "dave-secret")
+    ks.api("PUT", "/projects/%s/users/%s/roles/%s" % (e["TEAM_B_ID"], e["DAVE_ID"], e["MEMBER_ROLE_ID"]))
+    ks.api("PUT", "/domains/%s/users/%s/roles/%s" % (e["DOMAIN_ID"], e["DAVE_ID"], e["MEMBER_ROLE_ID"]))  # a domain-scoped writer
+    e["DAVE_TOKEN"] = ks.token(pw("dave", tenants, "dave-secret", {"project": {"id": e["TEAM_B_ID"]}}))
+    e["DAVE_DOMAIN_TOKEN"] = ks.token(pw("dave", tenants, "dave-secret", {"domain": {"id": e["DOMAIN_ID"]}}))
+    e["DAVE_APPCRED_SECRET"] = "dave-appcred-secret"
+    e["DAVE_APPCRED_ID"] = appcred(ks, e["DAVE_ID"], e["DAVE_TOKEN"], "dave-agent", e["DAVE_APPCRED_SECRET"])
+    e["RITA_APPCRED_SECRET"] = "rita-appcred-secret"
+    e["RITA_APPCRED_ID"] = appcred(ks, e["RITA_ID"], e["RITA_TOKEN"], "rita-agent", e["RITA_APPCRED_SECRET"])
     # sanity: a restricted application credential's token validates only with the access-rules header
     tok = ks.token({"identity": {"methods": ["application_credential"], "application_credential": {
         "id": e["APPCRED_RO_ID"], "secret": e["APPCRED_RO_SECRET"]}}})
@@ -386,7 +404,8 @@ def prom_start(p, name):
     os.makedirs(os.path.join(p, "data"), exist_ok=True)
     write(os.path.join(p, "prometheus.yml"), PROMETHEUS_YML)
     for _ in range(3):
-        port, t0 = pick_port(name), now_ms()
+        # a name that has no fixed port (a test's own receiver) always gets a random one
+        port, t0 = pick_port(name) if name in FIXED else free_port(), now_ms()
         start_detached(["/usr/bin/prometheus", "--config.file=%s/prometheus.yml" % p, "--storage.tsdb.path=%s/data" % p,
                         "--storage.tsdb.retention.time=100y", "--web.listen-address=127.0.0.1:%d" % port,
                         "--web.enable-remote-write-receiver", "--web.enable-admin-api", "--web.enable-lifecycle"],
@@ -463,9 +482,11 @@ def prom_rules(p, url, e):
                 '    expr: sum by (project) (rate(cloud_cpu_seconds_total{project="%s"}[5m]))' % pid,
                 '    labels: { project: "%s" }' % pid,
                 "  - alert: ProjectHasInstances",
-                '    expr: cloud_instances{project="%s"} > 0' % pid,
+                # last_over_time: the alert keeps firing (and reaching Alertmanager) after the
+                # seeded hour, for as long as the stack runs (up to a day)
+                '    expr: last_over_time(cloud_instances{project="%s"}[1d]) > 0' % pid,
                 '    labels: { project: "%s", severity: info }' % pid]
-    out += ["- name: global", "  rules:", "  - alert: AnyInstances", "    expr: count(cloud_instances) > 0"]
+    out += ["- name: global", "  rules:", "  - alert: AnyInstances", "    expr: count(last_over_time(cloud_instances[1d])) > 0"]
     write(os.path.join(p, "rules.yml"), "\n".join(out) + "\n")
     with open(os.path.join(p, "prometheus.yml"), "a") as f:
         f.write('rule_files: ["%s"]\n' % os.path.join(p, "rules.yml"))
@@ -474,6 +495,86 @@ def prom_rules(p, url, e):
     n = len(prom_get(url, "/api/v1/rules")["groups"])
     if n != 3:
         raise StackError("prometheus rules not loaded (got %d groups)" % n)
+
+
+# ------------------------------------------------------------------------------------- alertmanager
+# Every alert goes to a receiver that notifies nobody: the tests read Alertmanager's API only.
+ALERTMANAGER_YML = """route:
+  receiver: "null"
+  group_by: [alertname, project]
+  group_wait: 1s
+  group_interval: 5s
+receivers:
+- name: "null"
+"""
+
+# The main Prometheus scrapes, for the metadata tests (tests/e2e/test_metadata.py), the targets that
+# JSON files in prometheus/targets/ list (file_sd: a test writes one, and removes it). It keeps their
+# metadata (HELP, TYPE) and drops every sample, so that the stored series stay the seeded ones (other
+# tests compare them with PROM_A's); only Prometheus' own up/scrape_* series (without a project) are
+# stored.
+E2E_METADATA_JOB = """scrape_configs:
+- job_name: e2e-metadata
+  scrape_interval: 2s
+  scrape_timeout: 2s
+  file_sd_configs: [{files: ['%s/targets/*.json'], refresh_interval: 2s}]
+  metric_relabel_configs: [{source_labels: [__name__], regex: '.+', action: drop}]
+"""
+
+
+def am_start(a):
+    """Alertmanager (Debian's 0.25) in dir `a`, on loopback, without clustering; its port."""
+    os.makedirs(os.path.join(a, "data"), exist_ok=True)
+    write(os.path.join(a, "alertmanager.yml"), ALERTMANAGER_YML)
+    pidfile = os.path.join(a, "alertmanager.pid")
+    for _ in range(3):
+        port, t0 = pick_port("alertmanager"), now_ms()
+        start_detached(["/usr/bin/prometheus-alertmanager", "--config.file=%s/alertmanager.yml" % a,
+                        "--storage.path=%s/data" % a, "--web.listen-address=127.0.0.1:%d" % port,
+                        "--cluster.listen-address="], os.path.join(a, "alertmanager.log"), pidfile)
+        if wait_http("http://127.0.0.1:%d/-/ready" % port, pidfile, 30):
+            write(os.path.join(a, "port"), "%d\n" % port)
+            log("alertmanager answering on 127.0.0.1:%d after %dms" % (port, now_ms() - t0))
+            return port
+        stop_pidfiles(pidfile)
+        print(tail(os.path.join(a, "alertmanager.log"), 5), file=sys.stderr)
+    raise StackError("alertmanager did not start")
+
+
+def prom_alerting(p, url, e, demo):
+    """The main Prometheus sends its alerts to Alertmanager; outside the demo it also gets the
+    e2e-metadata scrape job (E2E_METADATA_JOB). Loaded by a reload."""
+    with open(os.path.join(p, "prometheus.yml")) as f:
+        conf = f.read()
+    if not demo:
+        os.makedirs(os.path.join(p, "targets"), exist_ok=True)
+        conf = conf.replace("scrape_configs: []\n", E2E_METADATA_JOB % p)
+    conf += "alerting:\n  alertmanagers:\n  - static_configs: [{targets: ['127.0.0.1:%d']}]\n" % e["ALERTMANAGER_PORT"]
+    write(os.path.join(p, "prometheus.yml"), conf)
+    if http("POST", url + "/-/reload", b"", timeout=10)[0] != 200:
+        raise StackError("prometheus reload failed (alerting), see %s/prometheus.log" % p)
+    deadline = time.monotonic() + 30
+    while not prom_get(url, "/api/v1/alertmanagers")["activeAlertmanagers"]:
+        if time.monotonic() > deadline:
+            raise StackError("prometheus does not list alertmanager 127.0.0.1:%d" % e["ALERTMANAGER_PORT"])
+        time.sleep(0.2)
+    log("prometheus sends alerts to alertmanager 127.0.0.1:%d" % e["ALERTMANAGER_PORT"])
+
+
+def am_wait_alerts(e, timeout=120):
+    """Waits until Alertmanager has both projects' ProjectHasInstances alerts. Prometheus sends a firing
+    alert at once, and again only a minute later (--rules.alert.resend-delay): a send that comes while a
+    reload is re-reading the alerting configuration (prom_rules, exporter_start) finds no Alertmanager."""
+    t0, want = now_ms(), {e["TEAM_A_ID"], e["TEAM_B_ID"]}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _, body = http("GET", e["ALERTMANAGER_URL"] + "/api/v2/alerts", timeout=10)
+        if status == 200 and want <= {a["labels"].get("project") for a in json.loads(body)
+                                      if a["labels"].get("alertname") == "ProjectHasInstances"}:
+            log("alertmanager has both projects' alerts after %dms" % (now_ms() - t0))
+            return
+        time.sleep(1)
+    raise StackError("alertmanager did not get the projects' alerts within %ds" % timeout)
 
 
 SERVICE_NAME = "prometheus"
@@ -493,7 +594,8 @@ def ks_register_metric_storage(ks, e):
 
 def exporter_start(x, p, e):
     """The demo's live data: scripts/stack/exporter.py serves Ceilometer-style gauges for team-a and
-    team-b, and the main Prometheus scrapes it every 15 s."""
+    team-b, each project's at /metrics/<project id>, which that project's agent scrapes
+    (demo_agents_start)."""
     os.makedirs(x, exist_ok=True)
     projects = [{"project": e["TEAM_A_ID"], "user": e["ALICE_ID"],
                  "servers": [["1b0c5d2e-a1a1-4a1a-8a1a-00000000a001", "web-1"],
@@ -507,22 +609,45 @@ def exporter_start(x, p, e):
     if not wait_http("http://127.0.0.1:%d/metrics" % port, os.path.join(x, "exporter.pid"), 15):
         raise StackError("the exporter did not start")
     e["EXPORTER_URL"] = "http://127.0.0.1:%d" % port
+    # The samples come through the agents; the main Prometheus scrapes the exporter too, for its
+    # metadata only (HELP, TYPE: what /api/v1/metadata answers), dropping every sample.
     with open(os.path.join(p, "prometheus.yml")) as f:
         conf = f.read()
-    conf = conf.replace("scrape_configs: []", "scrape_configs:\n- job_name: ceilometer\n  scrape_interval: 15s\n"
-                        "  honor_labels: true\n  static_configs: [{targets: ['127.0.0.1:%d']}]" % port)
+    job = ("- job_name: ceilometer-metadata\n  scrape_interval: 15s\n  static_configs: [{targets: ['127.0.0.1:%d']}]\n"
+           "  metric_relabel_configs: [{source_labels: [__name__], regex: '.+', action: drop}]" % port)
+    conf = conf.replace("scrape_configs: []", "scrape_configs:\n" + job) if "scrape_configs: []" in conf \
+        else conf.replace("scrape_configs:\n", "scrape_configs:\n" + job + "\n", 1)
     write(os.path.join(p, "prometheus.yml"), conf)
     if http("POST", e["PROM_URL"] + "/-/reload", b"", timeout=10)[0] != 200:
         raise StackError("prometheus reload failed")
-    # The first scrape comes within one interval: wait for it, so that the printed commands answer.
-    for _ in range(120):
-        if prom_get(e["PROM_URL"], "/api/v1/query", query='up{job="ceilometer"} == 1')["result"]:
+    log("exporter on 127.0.0.1:%d" % port)
+
+
+def demo_agents_start(a, e):
+    """One Prometheus agent per demo project (Debian's Prometheus 2.42, --enable-feature=agent), as a
+    tenant's cluster would run it: it scrapes its project's exporter path every 15 s and remote-writes
+    through Envoy, Basic auth with the project's application credential (team-a: alice's, team-b:
+    dave's). The filter stamps each series with the writer's project; the main Prometheus stores it.
+    The stack waits for the first write of each to be readable, so that the printed commands answer."""
+    from harness.agents import basic_appcred, start_agent
+    url = e["ENVOY_URL"] + "/api/v1/write"
+    for project, appcred, secret in (("team-a", "APPCRED_ID", "APPCRED_SECRET"),
+                                     ("team-b", "DAVE_APPCRED_ID", "DAVE_APPCRED_SECRET")):
+        pid_id = e["TEAM_A_ID"] if project == "team-a" else e["TEAM_B_ID"]
+        target = {"job": "ceilometer", "targets": [e["EXPORTER_URL"][len("http://"):]], "honor_labels": True,
+                  "metrics_path": "/metrics/" + pid_id, "scrape_interval": "15s"}
+        agent = start_agent(a, project, url, auth=basic_appcred(e[appcred], e[secret]), scrape_interval="15s",
+                            targets=[target], metadata_interval="1m")
+        e["AGENT_%s_URL" % project.upper().replace("-", "_")] = agent.url
+        e["AGENT_%s_PID" % project.upper().replace("-", "_")] = agent.proc.pid
+    for _ in range(240):
+        got = prom_get(e["PROM_URL"], "/api/v1/query", query='count by (project) (up{job="ceilometer"} == 1)')["result"]
+        if {r["metric"].get("project") for r in got} >= {e["TEAM_A_ID"], e["TEAM_B_ID"]}:
             break
         time.sleep(0.5)
     else:
-        raise StackError("prometheus did not scrape the exporter within a minute")
-    log("exporter on 127.0.0.1:%d, scraped by prometheus every 15s" % port)
-
+        raise StackError("the demo's agents did not write through the filter within two minutes (logs in %s)" % a)
+    log("agents team-a and team-b scrape the exporter every 15s and remote-write through Envoy")
 
 def prom_a_seed(p, url, e, lines):
     """PROM_A holds exactly team-a's lines of the main seed."""
@@ -572,7 +697,7 @@ def envoy_start(d, e, wasm):
         if port == admin:
             continue
         values = {"ENVOY_PORT": port, "ENVOY_ADMIN_PORT": admin, "KEYSTONE_PORT": e["KEYSTONE_PORT"],
-                  "PROM_PORT": e["PROM_PORT"], "WASM_PATH": wasm}
+                  "PROM_PORT": e["PROM_PORT"], "ALERTMANAGER_PORT": e["ALERTMANAGER_PORT"], "WASM_PATH": wasm}
         write(os.path.join(d, "envoy.yaml"), render(os.path.join(REPO, "envoy", "envoy.yaml"), values))
         t0 = now_ms()
         pidfile = os.path.join(d, "envoy.pid")
@@ -605,7 +730,8 @@ def envoy_start(d, e, wasm):
 
 # ------------------------------------------------------------------------------------------ commands
 PIDFILES = ("envoy/envoy.pid", "envoy/wrapper.pid", "keystone/server.pid", "prometheus/prometheus.pid",
-            "prometheus-a/prometheus.pid", "prometheus-x/prometheus.pid", "exporter/exporter.pid")
+            "prometheus-a/prometheus.pid", "prometheus-x/prometheus.pid", "exporter/exporter.pid",
+            "alertmanager/alertmanager.pid", "agents/team-a/prometheus.pid", "agents/team-b/prometheus.pid")
 
 
 def stop_all(d):
@@ -647,6 +773,12 @@ def up(d=None):
         e["KEYSTONE_ACCESS_LOG"] = os.path.join(k, "access.log")
         ks_seed(Keystone(e["KEYSTONE_URL"]), e, admin_password)
         lines = prom_seed(os.path.join(d, "prometheus"), e["PROM_URL"], e)
+        # Alertmanager, which the main Prometheus sends its alerts to (behind Envoy under /alertmanager/),
+        # before the rules: a firing alert is sent at once, then only every minute
+        e["ALERTMANAGER_PORT"] = am_start(os.path.join(d, "alertmanager"))
+        e["ALERTMANAGER_URL"] = "http://127.0.0.1:%d" % e["ALERTMANAGER_PORT"]
+        e["ALERTMANAGER_PID"] = read_pid(os.path.join(d, "alertmanager", "alertmanager.pid"))
+        prom_alerting(os.path.join(d, "prometheus"), e["PROM_URL"], e, demo)
         prom_rules(os.path.join(d, "prometheus"), e["PROM_URL"], e)
         # a second Prometheus, NOT behind Envoy, holding only team-a's samples: the reference answer for
         # "what alice may see" (tests/e2e/test_equivalence.py)
@@ -662,6 +794,8 @@ def up(d=None):
         ks_register_metric_storage(Keystone(e["KEYSTONE_URL"]), e)
         if demo:
             exporter_start(os.path.join(d, "exporter"), os.path.join(d, "prometheus"), e)
+            demo_agents_start(os.path.join(d, "agents"), e)
+            am_wait_alerts(e)    # so that the printed Alertmanager commands answer
         write_env(d, e)
     except BaseException as ex:
         # stop whatever was started, keep the dir (logs) for debugging
@@ -672,6 +806,7 @@ def up(d=None):
     print("""STACK_DIR={STACK_DIR}
 KEYSTONE_URL={KEYSTONE_URL}   (pid {KEYSTONE_PID})
 PROM_URL={PROM_URL}           (pid {PROM_PID})
+ALERTMANAGER_URL={ALERTMANAGER_URL}   (pid {ALERTMANAGER_PID}; through Envoy: {ENVOY_URL}/alertmanager/)
 ENVOY_URL={ENVOY_URL}         (pid {ENVOY_PID}, admin {ENVOY_ADMIN_URL})
 TEAM_A_ID={TEAM_A_ID}  TEAM_B_ID={TEAM_B_ID}  TEAM_A_CHILD_ID={TEAM_A_CHILD_ID}
 SEED_START={SEED_START}  SEED_END={SEED_END}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # demo.sh - start the demo stack on the well-known ports and print ready-to-paste commands.
 #   Keystone :5000   Prometheus :9090 (behind Envoy)   Envoy with the filter :10000 (admin :9901)
-#   the exporter :9150 (Ceilometer-style live data, scraped by Prometheus)
+#   the exporter :9150 (Ceilometer-style live data), scraped by one Prometheus agent per project,
+#   each remote-writing through Envoy and the filter
+#   Alertmanager :9093 (Prometheus' alerts; behind Envoy under /alertmanager/)
 # Stop it with Ctrl-C here, or `make demo-down` from another terminal.
 # DEMO_DIR (default .demo) holds its state and logs; DEMO_NO_WAIT=1 prints and returns (for tests).
 set -euo pipefail
@@ -40,11 +42,18 @@ cat <<TXT
    Envoy        $E   with the filter: the only way to Prometheus for tenants
                 (admin $ENVOY_ADMIN_URL, try /stats/prometheus for the filter's counters)
    Prometheus   $PROM_URL   holds every project's series; tenants must not reach it directly
+   Alertmanager $ALERTMANAGER_URL   gets Prometheus' alerts (ProjectHasInstances, one per project);
+                tenants reach it through Envoy only, at $E/alertmanager/
    exporter     $EXPORTER_URL   live Ceilometer-style samples (ceilometer_cpu, ceilometer_memory_usage,
-                ...) for team-a and team-b, labelled project=<Keystone project id>; scraped every 15 s
+                ...) for team-a and team-b, at /metrics/<project id>
+   agents       $AGENT_TEAM_A_URL (team-a), $AGENT_TEAM_B_URL (team-b): Prometheus agents that
+                scrape their project's exporter path every 15 s and remote-write to $E/api/v1/write
+                with Basic auth (the project's application credential); the filter stamps every
+                series with project=<the writer's Keystone project id>, whatever the agent claims
  Keystone holds (domain "tenants"):
    team-a = $TEAM_A_ID   user alice, password alice-secret (role member)
-   team-b = $TEAM_B_ID   user rita,  password rita-secret  (role reader)
+   team-b = $TEAM_B_ID   user rita,  password rita-secret  (role reader: reads, can't write)
+            user dave, password dave-secret (role member: team-b's agent writes with his credential)
    admin (domain Default, project admin), password $ADMIN_PASSWORD: a project like any other here
      (give a role of unrestricted_roles to see every project; see the README's configuration reference)
  Keystone's catalog has Envoy as service type metric-storage, so 'openstack metric' finds it.
@@ -69,6 +78,11 @@ curl -s -u 'alice@tenants|team-a@tenants:alice-secret' "$E/api/v1/query" --data-
 # federation, as a federating Prometheus scrapes it (see the README's "Clients" for its scrape_config)
 curl -s -u 'rita@tenants|team-b@tenants:rita-secret' "$E/federate" --data-urlencode 'match[]={__name__=~"ceilometer_.+"}' -G
 
+# remote write: the live data above came from the agents through the filter, each series stamped with
+# its writer's project (rita sees team-b's agent only); rita (reader) may read but not write: 403
+curl -s -H "X-Auth-Token: \$RITA_TOKEN" "$E/api/v1/query" --data-urlencode 'query=count by (project, agent) (up{job="ceilometer"})' | jq
+printf '\0' | curl -s -u 'rita@tenants|team-b@tenants:rita-secret' -H 'Content-Type: application/x-protobuf' -H 'Content-Encoding: snappy' --data-binary @- "$E/api/v1/write" | jq
+
 # a range query over the seeded hour (alice)
 curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/query_range" --data-urlencode 'query=sum by (project) (rate(cloud_cpu_seconds_total[5m]))' --data-urlencode "start=\$SEED_START" --data-urlencode "end=\$SEED_END" --data-urlencode 'step=300' -G | jq
 
@@ -85,6 +99,16 @@ curl -s -i "$E/api/v1/query" --data-urlencode 'query=ceilometer_cpu' -G
 curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/query" --data-urlencode 'query=ceilometer_cpu{project="$TEAM_B_ID"}' | jq
 curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/status/config" | jq
 
+# Alertmanager through the filter: alice sees only team-a's alerts and silences. amtool with Basic auth
+# in the URL; a silence gets project=<team-a> whatever it names (one with only that matcher is refused)
+curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/alertmanager/api/v2/alerts" | jq '.[].labels'
+amtool --alertmanager.url='http://alice%40tenants%7Cteam-a%40tenants:alice-secret@${E#http://}/alertmanager' alert query
+amtool --alertmanager.url='http://alice%40tenants%7Cteam-a%40tenants:alice-secret@${E#http://}/alertmanager' silence add alertname=ProjectHasInstances --comment='maintenance' --duration=2h
+amtool --alertmanager.url='http://rita%40tenants%7Cteam-b%40tenants:rita-secret@${E#http://}/alertmanager' silence query
+
+# metric metadata (Grafana's metric browser asks for it): only metrics alice's project has series of
+curl -s -H "X-Auth-Token: \$ALICE_TOKEN" "$E/api/v1/metadata" | jq '.data | keys'
+
 # promtool (Debian's prometheus 2.42): Basic auth in the URL (user and password percent-encoded);
 # only 'query range' takes --header
 promtool query instant 'http://alice%40tenants%7Cteam-a%40tenants:alice-secret@${E#http://}' 'ceilometer_memory_usage'
@@ -99,7 +123,7 @@ OS_USERNAME=rita OS_PASSWORD=rita-secret OS_USER_DOMAIN_NAME=tenants OS_PROJECT_
 # a new token for alice
 curl -si -H 'Content-Type: application/json' "$KEYSTONE_URL/auth/tokens" -d '{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"alice","domain":{"name":"tenants"},"password":"alice-secret"}}},"scope":{"project":{"name":"team-a","domain":{"name":"tenants"}}}}}' | grep -i x-subject-token
 
-Logs: $DEMO/envoy/envoy.log  $DEMO/keystone/access.log  $DEMO/prometheus/prometheus.log
+Logs: $DEMO/envoy/envoy.log  $DEMO/keystone/access.log  $DEMO/prometheus/prometheus.log  $DEMO/alertmanager/alertmanager.log
 TXT
 [ "${DEMO_NO_WAIT:-}" = 1 ] && exit 0
 echo "Press Ctrl-C to stop (or run 'make demo-down' from another terminal)."

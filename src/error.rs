@@ -84,6 +84,12 @@ impl ApiError {
         })
     }
 
+    /// The message alone as a JSON string: how Alertmanager's API v2 words its errors, the
+    /// only form amtool and other go-swagger clients can show.
+    pub fn body_as_string(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.message).unwrap_or_else(|_| br#""error""#.to_vec())
+    }
+
     /// Response headers, content type first.
     pub fn response_headers(&self) -> Vec<(&str, &str)> {
         let mut h = vec![("content-type", "application/json")];

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """exporter.py PORT PROJECTS.json: the demo's live data, in the form Ceilometer's Prometheus exporter
 writes it (`ceilometer_<meter>` gauges labelled with `project`, `user`, `resource`, ...), for the demo's
-projects and their servers. The demo's Prometheus scrapes it, so that queries about "now",
-`openstack metric show` and federation keep answering for as long as the demo runs.
+projects and their servers. Each demo project's Prometheus agent scrapes /metrics/<project id> and
+remote-writes it through the filter, so that queries about "now", `openstack metric show` and federation
+keep answering for as long as the demo runs.
 
 PROJECTS.json: [{"project": id, "user": id, "servers": [[resource id, name], ...]}, ...]
 Values follow the clock: CPU time grows, memory and disk vary around a level per server."""
@@ -16,7 +17,8 @@ PORT, PROJECTS = int(sys.argv[1]), json.load(open(sys.argv[2]))
 STARTED = time.time()
 
 
-def metrics():
+def metrics(only=None):
+    """Every project's series, or only those of the project id `only`."""
     now = time.time()
     out = []
     meters = [  # (name, type, unit, value(t, k))
@@ -29,6 +31,8 @@ def metrics():
         out.append("# HELP ceilometer_%s %s" % (name, name.replace("_", " ")))
         out.append("# TYPE ceilometer_%s gauge" % name)
         for p in PROJECTS:
+            if only is not None and p["project"] != only:
+                continue
             for k, (resource, server) in enumerate(p["servers"]):
                 # As Ceilometer's exporter: a label named after the meter's first part, then the rest.
                 labels = {name.split("_")[0]: resource, "counter": name.replace("_", "."), "project": p["project"],
@@ -42,7 +46,15 @@ def metrics():
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = metrics() if self.path.split("?")[0] == "/metrics" else b"see /metrics\n"
+        # /metrics: every project's series; /metrics/<project id>: one project's, which that
+        # project's Prometheus agent scrapes and remote-writes through the filter.
+        path = self.path.split("?")[0]
+        if path == "/metrics":
+            body = metrics()
+        elif path.startswith("/metrics/") and any(p["project"] == path[len("/metrics/"):] for p in PROJECTS):
+            body = metrics(path[len("/metrics/"):])
+        else:
+            body = b"see /metrics or /metrics/<project id>\n"
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
         self.send_header("Content-Length", str(len(body)))

@@ -76,8 +76,9 @@ pub fn judge(lookup: &Lookup, tenant: &Tenant, answer: &CalloutAnswer, max_bytes
             Ok(false) => Err(ApiError::forbidden(format!("the silence {id} is not one of your project's silences"))),
             Err(e) => Err(failed(format!("with a silence the filter cannot read: {e}"))),
         },
-        // No such silence: Alertmanager answers the request with its own 404.
-        (Lookup::SilenceOwner(_), 404) => Ok(Found::Allowed),
+        // No such silence, or an id Alertmanager can't read (400, 422): it answers the request
+        // with its own error, and shows nothing.
+        (Lookup::SilenceOwner(_), 400 | 404 | 422) => Ok(Found::Allowed),
         (Lookup::MetricNames, 200) => metadata::parse_names(&answer.body, max_bytes)
             .map(Found::Names)
             .map_err(|e| failed(format!("with metric names the filter cannot read: {e}"))),

@@ -291,7 +291,12 @@ impl Flow {
         }
         self.log_about(host, Level::Info, format_args!("refused with {}", e.status), &e.message);
         host.count(Metric::for_status(e.status));
-        host.send_response(e.status, &e.response_headers(), &e.body());
+        // Alertmanager's clients (amtool, go-swagger) read an error as a JSON string.
+        let body = match self.route {
+            Route::Enforced(Endpoint::AmAlerts | Endpoint::AmSilences | Endpoint::AmSilence) => e.body_as_string(),
+            _ => e.body(),
+        };
+        host.send_response(e.status, &e.response_headers(), &body);
         self.phase = match std::mem::replace(&mut self.phase, Phase::New) {
             Phase::Authenticating(a) | Phase::Answered(Some(a)) => Phase::Answered(Some(a)),
             _ => Phase::Answered(None),
@@ -408,7 +413,7 @@ impl Flow {
             Ok(body) => body,
             Err(e) => return self.refuse(host, e),
         };
-        if enforcer.is_some_and(|e| e.needs_body()) && !self.body.expected() {
+        if self.method() == "POST" && enforcer.is_some_and(|e| e.needs_body()) && !self.body.expected() {
             return self.refuse(host, ApiError::bad_data("the request has no body"));
         }
         // A POST without a body has no form for Prometheus to read, whatever its type;

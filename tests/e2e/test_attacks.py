@@ -505,9 +505,8 @@ def test_rules_alerts_only_a(st, path):
     ("POST", "/-/quit"),
     ("GET", "/api/v1/targets"),
     ("GET", "/api/v1/targets/metadata"),
-    ("GET", "/api/v1/metadata"),
-    ("POST", "/api/v1/read"),
-    # Remote write is on at /api/v1/write only (test_write.py); other receivers' paths are not.
+    # /api/v1/metadata and /api/v1/read are on in the stack (filtered: test_metadata.py,
+    # test_remote_read.py; below: never another tenant's data). Remote write is on at /api/v1/write only (test_write.py); other receivers' paths are not.
     ("POST", "/api/v1/receive"),
     ("POST", "/api/v1/push"),
     ("POST", "/api/v1/otlp/v1/metrics"),
@@ -525,12 +524,35 @@ def test_forbidden_endpoints_403(st, method, path):
 
 
 def test_admin_and_lifecycle_had_no_effect(st):
-    """After the delete_series/quit/reload attempts above, Prometheus is up and data is intact."""
+    """After the delete_series/quit/reload attempts above, Prometheus is up and data is intact (the
+    projects' series: Prometheus' own series of a scrape, e.g. test_metadata.py's, have none)."""
     for method, path in (("POST", "/api/v1/admin/tsdb/delete_series?match[]=%s" % q(ALL)), ("POST", "/-/quit")):
         send(st, method, path, {"Content-Type": FORM}, b"")
-    r = requests.get(st["PROM_URL"] + "/api/v1/series", params={"match[]": ALL}, timeout=10)
+    r = requests.get(st["PROM_URL"] + "/api/v1/series", params={"match[]": '{project=~".+"}'}, timeout=10)
     series = without_rule_output(r.json()["data"]) if r.status_code == 200 else None
     assert series is not None and len(series) == int(st["TEAM_A_SERIES"]) + int(st["TEAM_B_SERIES"]), r.text[:300]
+
+
+@pytest.mark.parametrize("qs", ["", "?limit=1", "?metric=batch_jobs_failed_total", "?metric=batch_jobs_failed",
+                                "?metric=memory_bytes&limit=-1", "?limit=1&limit=100", "?match[]=%s" % q(ALL)])
+def test_metadata_no_b_metric(st, qs):
+    r = send(st, "GET", "/api/v1/metadata" + qs)
+    assert_safe(st, r)
+    assert r.status in (200, 400), r
+    if r.status == 200:
+        assert not [m for m in r.json()["data"] if m.startswith("batch_jobs_failed")], r
+
+
+def test_remote_read_refuses_what_it_cannot_read(st):
+    """Remote read is on: a body that is not a snappy ReadRequest is refused (and never forwarded
+    unenforced); test_remote_read.py reads the tenant's series and nothing else."""
+    for body in (b"", b"garbage", b"\x05\x10\x0a\x03abc"):
+        r = send(st, "POST", "/api/v1/read", {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"},
+                 body)
+        assert_safe(st, r)
+        assert 400 <= r.status < 500, r
+    r = send(st, "GET", "/api/v1/read")
+    assert r.status == 405, r
 
 
 @pytest.mark.parametrize("method,path", [

@@ -87,6 +87,9 @@ def test_every_printed_command_works_as_its_tenant(demo):
     # alice's live servers (and, in the demo's first minutes, the seeded ones), never team-b's
     basic = {s["metric"]["resource_name"] for s in json.loads(output("curl -s -u 'alice@tenants"))["data"]["result"]}
     assert {"db-1", "web-1"} <= basic and "batch-1" not in basic, basic
+    agents = json.loads(output("RITA_TOKEN", "up{job="))["data"]["result"]
+    assert [(r["metric"]["project"], r["metric"]["agent"]) for r in agents] == [(b, "team-b")], agents
+    assert json.loads(output("/api/v1/write"))["errorType"] == "forbidden"
     fed = output("/federate")
     assert "batch-1" in fed and 'project="%s"' % b in fed and a not in fed and "web-1" not in fed, fed
     assert "401" in output("curl -s -i").splitlines()[0]

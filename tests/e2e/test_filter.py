@@ -196,7 +196,7 @@ def test_unparseable_promql_400(envoy, stack, tokens):
     ("GET", "/api/v1/targets"),
     ("GET", "/metrics"),
     ("GET", "/api/v1/status/flags"),
-    ("GET", "/api/v1/metadata"),
+    ("GET", "/api/v1/targets/metadata"),
 ])
 def test_unknown_paths_403(envoy, tokens, method, path):
     r = envoy.request(method, path, tokens["alice"]["token"])

@@ -151,6 +151,31 @@ def test_nginx_conf_follows_the_host_facts():
     check_config(cfg)
 
 
+def test_nginx_conf_routes_alertmanager():
+    """Alertmanager's API v2 under /alertmanager/: the same filter configuration as Prometheus' location
+    (with the alertmanager section on, its upstream a host:port), and the filter's path passed on with
+    the prefix stripped."""
+    conf = re.sub(r"(?m)#.*$", "", nginx_conf())
+    http = block(conf, "http")
+    configs = re.findall(r"proxy_wasm\s+keystone_prom\s+'([^']*)';", http)
+    assert len(configs) == 2 and configs[0] == configs[1], "one configuration in every location"
+    cfg = json.loads(configs[0])
+    am = cfg["alertmanager"]
+    assert am["enabled"] and am["path_prefix"] == "/alertmanager"
+    assert re.fullmatch(r"[\w.-]+:\d+", am["upstream"]) and re.fullmatch(r"[\w.-]+:\d+", cfg["metadata"]["upstream"])
+    loc = block(http, "location /alertmanager/")
+    assert "proxy_pass http://alertmanager$am_uri$is_args$args;" in loc
+    upstream = block(http, "upstream alertmanager")
+    assert re.search(r"\bserver\s+%s;" % re.escape(am["upstream"]), upstream)
+    m = re.search(r"map\s+\$uri\s+\$am_uri\s*\{([^}]*)\}", http)
+    assert m, "the map that strips the prefix"
+    rx, var = re.search(r'"~([^"]+)"\s+\$(\w+);', m.group(1)).groups()
+    rx = rx.replace("(?<", "(?P<")
+    for path, want in (("/alertmanager/api/v2/alerts", "/api/v2/alerts"), ("/alertmanager/", "/")):
+        assert re.match(rx, path).group(var) == want
+    check_config(cfg)
+
+
 def render(path, mapping):
     text = open(path).read()
     for k, v in mapping.items():
@@ -198,14 +223,34 @@ def test_envoy_production_config(certs):
         check_config(json.loads(c["configuration"]["value"]))
     clusters = {c["name"]: c for c in doc["static_resources"]["clusters"]}
     assert clusters["keystone"]["transport_socket"]["name"] == "envoy.transport_sockets.tls"
+    check_alertmanager_routed(doc)
     envoy_validate(text)
+
+
+def check_alertmanager_routed(doc):
+    """The filter's alertmanager section is on, its prefix routed to its upstream cluster with the prefix
+    stripped; metadata asks a cluster that exists."""
+    clusters = {c["name"] for c in doc["static_resources"]["clusters"]}
+    for c in wasm_configs(doc):
+        cfg = json.loads(c["configuration"]["value"])
+        am = cfg["alertmanager"]
+        assert am["enabled"] and am["upstream"] in clusters and cfg["metadata"]["upstream"] in clusters
+        assert cfg["read"]["enabled"] and cfg["metadata"]["enabled"]
+    routes = [r for l in doc["static_resources"]["listeners"] for ch in l["filter_chains"] for f in ch["filters"]
+              for vh in f["typed_config"]["route_config"]["virtual_hosts"] for r in vh["routes"]]
+    first = [r for r in routes if r["match"].get("prefix", "").startswith(am["path_prefix"])]
+    assert first and routes.index(first[0]) < routes.index([r for r in routes if r["match"].get("prefix") == "/"][0])
+    assert first[0]["match"]["prefix"] == am["path_prefix"] + "/"
+    assert first[0]["route"]["cluster"] == am["upstream"]
+    assert first[0]["route"]["prefix_rewrite"] == (am.get("upstream_path_prefix") or "") + "/"
 
 
 def test_envoy_demo_config():
     text = render(os.path.join(REPO, "envoy", "envoy.yaml"), {
         "${ENVOY_PORT}": "10000", "${ENVOY_ADMIN_PORT}": "9901", "${KEYSTONE_PORT}": "5000",
-        "${PROM_PORT}": "9090", "${WASM_PATH}": WASM})
+        "${PROM_PORT}": "9090", "${ALERTMANAGER_PORT}": "9093", "${WASM_PATH}": WASM})
     doc = yaml.safe_load(text)
     for c in wasm_configs(doc):
         check_config(json.loads(c["configuration"]["value"]))
+    check_alertmanager_routed(doc)
     envoy_validate(text)

@@ -89,6 +89,25 @@ fn a_failed_lookup_refuses_and_nothing_goes_on() {
 }
 
 #[test]
+fn silences_are_listed_filtered_and_refusals_are_worded_for_amtool() {
+    let world = World::new();
+    let (mut h, mut f) = admitted(&world, &shared_with(CFG_ALL), &get("/alertmanager/api/v2/silences", Some("tok")), b"");
+    assert!(h.resumed, "a GET needs no body");
+    h.upstream_headers = vec![(":status".into(), "200".into())];
+    h.upstream_body = format!("[{},{}]", mine(), theirs()).into_bytes();
+    f.on_response_headers(&mut h);
+    let n = h.upstream_body.len();
+    f.on_response_body(&mut h, n, true);
+    let listed: serde_json::Value = serde_json::from_slice(&h.upstream_body).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    // A refusal on an Alertmanager path is a JSON string, as Alertmanager words its errors.
+    let (mut h, mut f) = admitted(&World::new(), &shared_with(CFG_ALL), &get(&format!("/alertmanager/api/v2/silence/{ID}"), Some("tok")), b"");
+    f.on_callout(&mut h, 2, &json(200, &theirs()));
+    let body = &h.response.as_ref().unwrap().2;
+    assert!(serde_json::from_slice::<String>(body).unwrap().contains("not one of your project's silences"));
+}
+
+#[test]
 fn alerts_carry_the_tenants_filter() {
     let world = World::new();
     let (h, _) = admitted(&world, &shared_with(CFG_ALL), &get("/alertmanager/api/v2/alerts?filter=severity%3D%22page%22", Some("tok")), b"");
