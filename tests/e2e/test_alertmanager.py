@@ -227,7 +227,8 @@ def test_a_silence_of_the_whole_project_is_refused(am, creds, matchers):
     before = {s["id"] for s in am.direct("GET", "/api/v2/silences").json()}
     r = am.create(headers, ms)
     assert r.status_code == 400, r.text
-    assert r.json()["status"] == "error" and r.json()["errorType"] == "bad_data", r.text
+    # Alertmanager's own error form, a JSON string: the one amtool (go-swagger) can show
+    assert isinstance(r.json(), str) and "silence" in r.json(), r.text
     assert {s["id"] for s in am.direct("GET", "/api/v2/silences").json()} == before, "something was created"
 
 
