@@ -4,6 +4,9 @@
 const { WASI } = require('node:wasi');
 const fs = require('node:fs');
 const wasi = new WASI({ version: 'preview1', args: ['program', ...process.argv.slice(3)] });
+// Held for good: node 20 may collect a WASI object its program is still running (a GC in
+// fd_write frees its fd table under it, and node aborts with SIGABRT and no message).
+globalThis.wasiInstance = wasi;
 const mod = new WebAssembly.Module(fs.readFileSync(process.argv[2]));
 const imports = wasi.getImportObject();
 for (const imp of WebAssembly.Module.imports(mod)) {

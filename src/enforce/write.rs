@@ -66,12 +66,12 @@ impl Enforcer for RemoteWrite {
             Some(tenant) => Tenancy::Stamp(stamp(cx.config, tenant)?),
             None => Tenancy::Unrestricted,
         };
-        let mut decoded = remote_write::decode(body, schema, &write.limits)?;
-        remote_write::enforce(&mut decoded, &Policy { tenancy, metadata: write.metadata })?;
-        if decoded.is_empty() {
+        let rewritten =
+            remote_write::rewrite(body, schema, &write.limits, &Policy { tenancy, metadata: write.metadata })?;
+        if rewritten.empty {
             return Ok(Forward::Nothing);
         }
-        Ok(Forward::Body(remote_write::encode(&decoded)?))
+        Ok(Forward::Body(rewritten.body))
     }
 
     fn check_body(&self, content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(), ApiError> {

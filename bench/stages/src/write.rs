@@ -307,8 +307,15 @@ pub fn policy() -> Policy {
     }
 }
 
-/// decode → enforce → encode of one body, as the filter does it; the forwarded body's length.
+/// decode → enforce → encode of one body, as the filter does it (`remote_write::rewrite`, one
+/// pass); the forwarded body's length.
 pub fn rewrite(body: &[u8], policy: &Policy, limits: &Limits) -> usize {
+    remote_write::rewrite(body, Schema::V1, limits, policy).expect("a benchmark batch is rewritten").body.len()
+}
+
+/// The same through prost's messages (`decode`, `enforce`, `encode`): the reference path,
+/// which `rewrite` matches byte for byte.
+pub fn rewrite_prost(body: &[u8], policy: &Policy, limits: &Limits) -> usize {
     let mut d = remote_write::decode(body, Schema::V1, limits).expect("a benchmark batch decodes");
     remote_write::enforce(&mut d, policy).expect("a benchmark batch is enforced");
     remote_write::encode(&d).expect("a benchmark batch re-encodes").len()

@@ -128,13 +128,24 @@ impl Estimate {
         self.elements.saturating_mul(2).saturating_add(self.strings)
     }
 
-    fn add<T>(&mut self, n: usize) {
+    /// `n` elements of `T`.
+    pub(super) fn add<T>(&mut self, n: usize) {
         self.elements = self.elements.saturating_add(size_of::<T>().saturating_mul(n));
+    }
+
+    /// `n` bytes of strings.
+    pub(super) fn add_strings(&mut self, n: usize) {
+        self.strings = self.strings.saturating_add(n);
+    }
+
+    /// Over [`Limits::max_series`] or [`Limits::max_memory_bytes`]: [`prescan`] refuses it (413).
+    pub(super) fn over(&self, limits: &Limits) -> bool {
+        self.series > limits.max_series || self.memory() > limits.max_memory_bytes
     }
 }
 
 /// Varints in a packed field (each ends with a byte under 0x80).
-fn packed_varints(bytes: &[u8]) -> usize {
+pub(super) fn packed_varints(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| b < 0x80).count()
 }
 

@@ -18,7 +18,7 @@ fn stamp() -> Policy {
     Policy { tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")), metadata: MetadataPolicy::Forward }
 }
 
-fn v1_request() -> v1::WriteRequest {
+pub(super) fn v1_request() -> v1::WriteRequest {
     v1::WriteRequest {
         timeseries: vec![
             v1::TimeSeries {
@@ -94,7 +94,7 @@ fn v1_request() -> v1::WriteRequest {
     }
 }
 
-fn v2_request() -> v2::Request {
+pub(super) fn v2_request() -> v2::Request {
     let symbols = [
         "",
         "__name__",

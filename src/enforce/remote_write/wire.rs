@@ -140,6 +140,31 @@ pub fn check_content_encoding(header: Option<&str>) -> Result<(), WriteError> {
 /// `max_decoded_bytes` (413) and against what the body can expand to (400) before the output
 /// is allocated; the framed format, an empty body and corrupt input are refused (400).
 pub fn decompress(body: &[u8], max_decoded_bytes: usize) -> Result<Vec<u8>, WriteError> {
+    let claimed = decompressed_len(body, max_decoded_bytes)?;
+    let mut out = vec![0; claimed];
+    let n = decompress_to(body, &mut out)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// [`decompress`] into `buf`, which is grown as needed (never shrunk, so that a buffer used
+/// again is not zeroed again); the message is the slice returned.
+pub fn decompress_into<'b>(
+    body: &[u8],
+    max_decoded_bytes: usize,
+    buf: &'b mut Vec<u8>,
+) -> Result<&'b [u8], WriteError> {
+    let claimed = decompressed_len(body, max_decoded_bytes)?;
+    if buf.len() < claimed {
+        buf.resize(claimed, 0);
+    }
+    let out = buf.get_mut(..claimed).unwrap_or_default();
+    let n = decompress_to(body, out)?;
+    Ok(out.get(..n).unwrap_or_default())
+}
+
+/// The checks of [`decompress`] before anything is allocated: the length it claims.
+fn decompressed_len(body: &[u8], max_decoded_bytes: usize) -> Result<usize, WriteError> {
     if body.is_empty() {
         return Err(WriteError::malformed(
             "empty body: a remote write request is a snappy-compressed protobuf message",
@@ -166,19 +191,41 @@ pub fn decompress(body: &[u8], max_decoded_bytes: usize) -> Result<Vec<u8>, Writ
             body.len()
         )));
     }
-    let mut out = vec![0; claimed];
-    let n = snap::raw::Decoder::new()
-        .decompress(body, &mut out)
-        .map_err(|_| WriteError::malformed("corrupt snappy body (snappy block format expected)"))?;
-    out.truncate(n);
-    Ok(out)
+    Ok(claimed)
+}
+
+fn decompress_to(body: &[u8], out: &mut [u8]) -> Result<usize, WriteError> {
+    snap::raw::Decoder::new()
+        .decompress(body, out)
+        .map_err(|_| WriteError::malformed("corrupt snappy body (snappy block format expected)"))
 }
 
 /// Compresses an encoded message in Snappy's block format.
 pub fn compress(message: &[u8]) -> Result<Vec<u8>, WriteError> {
-    snap::raw::Encoder::new()
-        .compress_vec(message)
-        .map_err(|_| WriteError::too_large("the rewritten request is too large to compress"))
+    snap::raw::Encoder::new().compress_vec(message).map_err(|_| too_large_to_compress())
+}
+
+/// [`compress`] with `encoder`'s tables and `buf` reused (`buf` grown as needed, never shrunk):
+/// the same bytes, in a `Vec` of their size.
+pub fn compress_with(
+    message: &[u8],
+    encoder: &mut snap::raw::Encoder,
+    buf: &mut Vec<u8>,
+) -> Result<Vec<u8>, WriteError> {
+    let max = snap::raw::max_compress_len(message.len());
+    if max == 0 {
+        return Err(too_large_to_compress());
+    }
+    if buf.len() < max {
+        buf.resize(max, 0);
+    }
+    let out = buf.get_mut(..max).unwrap_or_default();
+    let n = encoder.compress(message, out).map_err(|_| too_large_to_compress())?;
+    Ok(out.get(..n).unwrap_or_default().to_vec())
+}
+
+fn too_large_to_compress() -> WriteError {
+    WriteError::too_large("the rewritten request is too large to compress")
 }
 
 #[cfg(test)]
