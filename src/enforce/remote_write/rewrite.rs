@@ -16,6 +16,12 @@
 //! path refuses is refused here: when this pass finds a body wrong it runs that path to say
 //! why, so that a refusal's status and message are the reference path's own (a refused body
 //! costs what it cost before, an accepted one a fifth of it).
+//!
+//! Why the filter's own code and not prost's decode and encode alone: measured on realistic
+//! batches (2,000 series of ~11 labels, `bench/stages`), prost's owned messages cost ~4.5 ms a
+//! batch natively, a third of it in the allocator (two `String`s per label), which held one
+//! Envoy worker to ~350k samples/s; this pass takes ~0.9 ms (2.3 M samples/s). prost stays the
+//! reference the equivalence tests hold this pass to.
 
 use super::proto::{self, put_bytes, put_refs, put_varint, varint_len, Bad, Reader, Res, Scratch, Tally};
 use super::proto::{CTX_IN_SERIES, CTX_SERIES, CTX_TOP, LEN};
