@@ -19,7 +19,10 @@ impl TickClock {
     pub const MAX_READS: u32 = 2048;
 
     pub fn tick(&mut self, now_ms: u64) {
-        *self = TickClock { ms: now_ms, reads: 0 };
+        *self = TickClock {
+            ms: now_ms,
+            reads: 0,
+        };
     }
 
     /// Unix seconds: the last tick's time, or `host_now_ms()` without ticks or when they
@@ -44,10 +47,13 @@ mod tests {
         let asked = Cell::new(0);
         let mut c = TickClock::default();
         for i in 0..3 {
-            assert_eq!(c.now_s(|| {
-                asked.set(asked.get() + 1);
-                5_000 + i * 1000
-            }), 5 + i);
+            assert_eq!(
+                c.now_s(|| {
+                    asked.set(asked.get() + 1);
+                    5_000 + i * 1000
+                }),
+                5 + i
+            );
         }
         assert_eq!(asked.get(), 3);
     }
@@ -67,7 +73,11 @@ mod tests {
         assert_eq!(asked.get(), 0, "no host call while ticks come");
         assert_eq!(c.now_s(host), 9, "a missing tick: the host's clock");
         assert_eq!(c.now_s(host), 9);
-        assert_eq!(asked.get(), 2, "every read asks the host until a tick comes");
+        assert_eq!(
+            asked.get(),
+            2,
+            "every read asks the host until a tick comes"
+        );
         c.tick(12_000);
         assert_eq!(c.now_s(host), 12);
         assert_eq!(asked.get(), 2);

@@ -71,8 +71,15 @@ pub struct KeystoneConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceCredentials {
-    ApplicationCredential { id: String, secret: String },
-    Password { user: UserSpec, password: String, project: ProjectSpec },
+    ApplicationCredential {
+        id: String,
+        secret: String,
+    },
+    Password {
+        user: UserSpec,
+        password: String,
+        project: ProjectSpec,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,7 +215,10 @@ impl std::fmt::Display for ConfigError {
 }
 
 fn err(key: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.to_string(), problem: problem.into() }
+    ConfigError {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
 }
 
 /// A JSON object whose keys are consumed as they are read, so leftovers are unknown keys.
@@ -221,7 +231,10 @@ impl<'a> Section<'a> {
     fn new(path: &'a str, v: Value) -> Result<Self, ConfigError> {
         match v {
             Value::Object(map) => Ok(Section { path, map }),
-            _ => Err(err(if path.is_empty() { "(root)" } else { path }, "must be a JSON object")),
+            _ => Err(err(
+                if path.is_empty() { "(root)" } else { path },
+                "must be a JSON object",
+            )),
         }
     }
 
@@ -257,14 +270,21 @@ impl<'a> Section<'a> {
     fn secret(&mut self, name: &str) -> Result<Option<String>, ConfigError> {
         let env_key = format!("{name}_env");
         match (self.string(name)?, self.string(&env_key)?) {
-            (Some(_), Some(_)) => Err(err(&self.key(&env_key), format!("set either {name} or {env_key}, not both"))),
+            (Some(_), Some(_)) => Err(err(
+                &self.key(&env_key),
+                format!("set either {name} or {env_key}, not both"),
+            )),
             (Some(inline), None) => Ok(Some(inline)),
             (None, None) => Ok(None),
             (None, Some(var)) => match std::env::var(&var) {
-                Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim_end_matches(['\r', '\n']).to_string())),
+                Ok(v) if !v.trim().is_empty() => {
+                    Ok(Some(v.trim_end_matches(['\r', '\n']).to_string()))
+                }
                 _ => Err(err(
                     &self.key(&env_key),
-                    format!("the environment variable {var} is not set for the filter, or is empty"),
+                    format!(
+                        "the environment variable {var} is not set for the filter, or is empty"
+                    ),
                 )),
             },
         }
@@ -275,14 +295,21 @@ impl<'a> Section<'a> {
             None => Ok(default),
             Some(v) => match v.as_u64() {
                 Some(n) if (min..=max).contains(&n) => Ok(n),
-                _ => Err(err(&self.key(name), format!("must be an integer from {min} to {max}"))),
+                _ => Err(err(
+                    &self.key(name),
+                    format!("must be an integer from {min} to {max}"),
+                )),
             },
         }
     }
 
     fn paths(&mut self, name: &str) -> Result<Vec<String>, ConfigError> {
         let is_path = |p: &str| p.starts_with('/') && !p.contains(['?', '#']);
-        self.list(name, is_path, "must be a list of paths such as \"/api/v1/metadata\"")
+        self.list(
+            name,
+            is_path,
+            "must be a list of paths such as \"/api/v1/metadata\"",
+        )
     }
 
     fn boolean(&mut self, name: &str, default: bool) -> Result<bool, ConfigError> {
@@ -294,11 +321,20 @@ impl<'a> Section<'a> {
     }
 
     fn strings(&mut self, name: &str) -> Result<Vec<String>, ConfigError> {
-        self.list(name, |s| !s.is_empty(), "must be a list of non-empty strings")
+        self.list(
+            name,
+            |s| !s.is_empty(),
+            "must be a list of non-empty strings",
+        )
     }
 
     /// A list of strings that each pass `ok`.
-    fn list(&mut self, name: &str, ok: impl Fn(&str) -> bool, problem: &str) -> Result<Vec<String>, ConfigError> {
+    fn list(
+        &mut self,
+        name: &str,
+        ok: impl Fn(&str) -> bool,
+        problem: &str,
+    ) -> Result<Vec<String>, ConfigError> {
         let key = self.key(name);
         match self.take(name) {
             None => Ok(Vec::new()),
@@ -334,7 +370,9 @@ pub fn is_label_name(s: &str) -> bool {
 
 /// Split `http(s)://host[:port]/path` into (authority, path prefix).
 fn split_url(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
     if rest.contains(['?', '#', '@']) {
         return None;
     }
@@ -345,7 +383,10 @@ fn split_url(url: &str) -> Option<(String, String)> {
     if authority.is_empty() || authority.contains(char::is_whitespace) {
         return None;
     }
-    Some((authority.to_string(), path.trim_end_matches('/').to_string()))
+    Some((
+        authority.to_string(),
+        path.trim_end_matches('/').to_string(),
+    ))
 }
 
 fn usize_of(n: u64) -> usize {
@@ -358,24 +399,39 @@ impl Config {
             .map_err(|e| err("(root)", format!("not valid JSON: {e}")))?;
         let mut root = Section::new("", root)?;
 
-        let ks_value = root.section("keystone")?.ok_or_else(|| err("keystone.url", "is required"))?;
+        let ks_value = root
+            .section("keystone")?
+            .ok_or_else(|| err("keystone.url", "is required"))?;
         let mut ks = Section::new("keystone", ks_value)?;
-        let url = ks.string("url")?.ok_or_else(|| err("keystone.url", "is required"))?;
+        let url = ks
+            .string("url")?
+            .ok_or_else(|| err("keystone.url", "is required"))?;
         let url = url.trim_end_matches('/').to_string();
         let (authority, path_prefix) = split_url(&url).ok_or_else(|| {
-            err("keystone.url", "must be an http:// or https:// URL such as http://keystone:5000/v3")
+            err(
+                "keystone.url",
+                "must be an http:// or https:// URL such as http://keystone:5000/v3",
+            )
         })?;
         let upstream = ks.string("upstream")?.unwrap_or_else(|| authority.clone());
         let timeout_ms = ks.int("timeout_ms", DEFAULT_TIMEOUT_MS, 1, 60_000)?;
         let service_token = ks.secret("service_token")?;
         let service_credentials = match ks.section("service_credentials")? {
             None => None,
-            Some(v) => Some(service_credentials(Section::new("keystone.service_credentials", v)?)?),
+            Some(v) => Some(service_credentials(Section::new(
+                "keystone.service_credentials",
+                v,
+            )?)?),
         };
-        let service_type = ks.string("service_type")?.unwrap_or_else(|| DEFAULT_SERVICE_TYPE.to_string());
+        let service_type = ks
+            .string("service_type")?
+            .unwrap_or_else(|| DEFAULT_SERVICE_TYPE.to_string());
         ks.finish()?;
         if service_token.is_some() && service_credentials.is_some() {
-            return Err(err("keystone.service_token", "set either service_token or service_credentials, not both"));
+            return Err(err(
+                "keystone.service_token",
+                "set either service_token or service_credentials, not both",
+            ));
         }
         let keystone = KeystoneConfig {
             url,
@@ -391,16 +447,27 @@ impl Config {
         let label = |root: &mut Section, key: &str, default: &str| -> Result<String, ConfigError> {
             let l = root.string(key)?.unwrap_or_else(|| default.to_string());
             if !is_label_name(&l) || l.starts_with("__") {
-                return Err(err(key, "must be a Prometheus label name, not starting with __"));
+                return Err(err(
+                    key,
+                    "must be a Prometheus label name, not starting with __",
+                ));
             }
             Ok(l)
         };
         let project_label = label(&mut root, "project_label", DEFAULT_PROJECT_LABEL)?;
         let domain_label = label(&mut root, "domain_label", DEFAULT_DOMAIN_LABEL)?;
-        let tenant_header = root.string("tenant_header")?.map(|h| h.to_ascii_lowercase());
+        let tenant_header = root
+            .string("tenant_header")?
+            .map(|h| h.to_ascii_lowercase());
         if let Some(h) = &tenant_header {
-            if !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(err("tenant_header", "must be an HTTP header name such as X-Scope-OrgID"));
+            if !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(err(
+                    "tenant_header",
+                    "must be an HTTP header name such as X-Scope-OrgID",
+                ));
             }
         }
         let policy = Policy {
@@ -413,7 +480,10 @@ impl Config {
             tenant_header,
         };
         if !policy.label_enforcement && policy.tenant_header.is_none() {
-            return Err(err("label_enforcement", "may be false only when tenant_header is set"));
+            return Err(err(
+                "label_enforcement",
+                "may be false only when tenant_header is set",
+            ));
         }
 
         // `""` (the default, spelled out) means the root.
@@ -423,49 +493,101 @@ impl Config {
             Some(_) => return Err(err("path_prefix", "must be a string such as /prometheus")),
         };
         if !path_prefix.is_empty()
-            && (!path_prefix.starts_with('/') || path_prefix.ends_with('/') || path_prefix.contains(['?', '#']))
+            && (!path_prefix.starts_with('/')
+                || path_prefix.ends_with('/')
+                || path_prefix.contains(['?', '#']))
         {
-            return Err(err("path_prefix", "must start with / and not end with /, e.g. /prometheus"));
+            return Err(err(
+                "path_prefix",
+                "must start with / and not end with /, e.g. /prometheus",
+            ));
         }
         let unsafe_passthrough = root.paths("unsafe_passthrough")?;
 
-        let mut cache = Section::new("cache", root.section("cache")?.unwrap_or(Value::Object(Map::new())))?;
+        let mut cache = Section::new(
+            "cache",
+            root.section("cache")?.unwrap_or(Value::Object(Map::new())),
+        )?;
         let ttl_seconds = cache.int("ttl_seconds", DEFAULT_TTL_SECONDS, 1, 86_400)?;
         let max_entries = cache.int("max_entries", u64::from(DEFAULT_MAX_ENTRIES), 1, 1 << 20)?;
-        let rewrite_bytes = usize_of(cache.int("rewrite_bytes", DEFAULT_REWRITE_BYTES as u64, 0, 256 << 20)?);
-        let negative_ttl_seconds = cache.int("negative_ttl_seconds", DEFAULT_NEGATIVE_TTL_SECONDS, 0, 3600)?;
+        let rewrite_bytes =
+            usize_of(cache.int("rewrite_bytes", DEFAULT_REWRITE_BYTES as u64, 0, 256 << 20)?);
+        let negative_ttl_seconds = cache.int(
+            "negative_ttl_seconds",
+            DEFAULT_NEGATIVE_TTL_SECONDS,
+            0,
+            3600,
+        )?;
         cache.finish()?;
         let max_entries = u32::try_from(max_entries).unwrap_or(1 << 20);
-        let cache = CacheConfig { ttl_seconds, max_entries, rewrite_bytes, negative_ttl_seconds };
+        let cache = CacheConfig {
+            ttl_seconds,
+            max_entries,
+            rewrite_bytes,
+            negative_ttl_seconds,
+        };
 
-        let mut lim = Section::new("limits", root.section("limits")?.unwrap_or(Value::Object(Map::new())))?;
+        let mut lim = Section::new(
+            "limits",
+            root.section("limits")?.unwrap_or(Value::Object(Map::new())),
+        )?;
         let limits = Limits {
-            max_body_bytes: usize_of(lim.int("max_body_bytes", DEFAULT_MAX_BODY_BYTES as u64, 1, 16 << 20)?),
+            max_body_bytes: usize_of(lim.int(
+                "max_body_bytes",
+                DEFAULT_MAX_BODY_BYTES as u64,
+                1,
+                16 << 20,
+            )?),
             max_response_bytes: usize_of(lim.int(
                 "max_response_bytes",
                 DEFAULT_MAX_RESPONSE_BYTES as u64,
                 1,
                 256 << 20,
             )?),
-            max_query_bytes: usize_of(lim.int("max_query_bytes", DEFAULT_MAX_QUERY_BYTES as u64, 1, 4 << 20)?),
+            max_query_bytes: usize_of(lim.int(
+                "max_query_bytes",
+                DEFAULT_MAX_QUERY_BYTES as u64,
+                1,
+                4 << 20,
+            )?),
             max_depth: usize_of(lim.int("max_depth", DEFAULT_MAX_DEPTH as u64, 1, 256)?),
         };
         lim.finish()?;
 
-        let write = write_config(Section::new("write", root.section("write")?.unwrap_or(Value::Object(Map::new())))?)?;
-        if let Some(p) = write.active_paths().iter().find(|p| unsafe_passthrough.contains(p)) {
-            return Err(err("unsafe_passthrough", format!("{p} is a write path (write.paths): it is enforced, not passed through")));
+        let write = write_config(Section::new(
+            "write",
+            root.section("write")?.unwrap_or(Value::Object(Map::new())),
+        )?)?;
+        if let Some(p) = write
+            .active_paths()
+            .iter()
+            .find(|p| unsafe_passthrough.contains(p))
+        {
+            return Err(err(
+                "unsafe_passthrough",
+                format!("{p} is a write path (write.paths): it is enforced, not passed through"),
+            ));
         }
 
-        let read = read_config(Section::new("read", root.section("read")?.unwrap_or(Value::Object(Map::new())))?)?;
-        let metadata =
-            metadata_config(Section::new("metadata", root.section("metadata")?.unwrap_or(Value::Object(Map::new())))?)?;
+        let read = read_config(Section::new(
+            "read",
+            root.section("read")?.unwrap_or(Value::Object(Map::new())),
+        )?)?;
+        let metadata = metadata_config(Section::new(
+            "metadata",
+            root.section("metadata")?
+                .unwrap_or(Value::Object(Map::new())),
+        )?)?;
         let alertmanager = alertmanager_config(Section::new(
             "alertmanager",
-            root.section("alertmanager")?.unwrap_or(Value::Object(Map::new())),
+            root.section("alertmanager")?
+                .unwrap_or(Value::Object(Map::new())),
         )?)?;
         if alertmanager.enabled && alertmanager.path_prefix == path_prefix {
-            return Err(err("alertmanager.path_prefix", "must differ from path_prefix (Prometheus' API)"));
+            return Err(err(
+                "alertmanager.path_prefix",
+                "must differ from path_prefix (Prometheus' API)",
+            ));
         }
 
         root.finish()?;
@@ -488,27 +610,42 @@ impl Config {
 /// The `write` section; see the README's configuration reference.
 fn write_config(mut w: Section) -> Result<WriteConfig, ConfigError> {
     let enabled = w.boolean("enabled", false)?;
-    let paths = if w.present("paths") { w.paths("paths")? } else { vec![DEFAULT_WRITE_PATH.to_string()] };
+    let paths = if w.present("paths") {
+        w.paths("paths")?
+    } else {
+        vec![DEFAULT_WRITE_PATH.to_string()]
+    };
     if paths.is_empty() {
-        return Err(err("write.paths", "must name at least one path (turn writing off with write.enabled)"));
+        return Err(err(
+            "write.paths",
+            "must name at least one path (turn writing off with write.enabled)",
+        ));
     }
     let required_roles = if w.present("required_roles") {
         w.strings("required_roles")?
     } else {
         DEFAULT_WRITE_ROLES.iter().map(|r| r.to_string()).collect()
     };
-    let choice = |w: &mut Section, name: &str, default: &str, choices: &[&str]| -> Result<String, ConfigError> {
+    let choice = |w: &mut Section,
+                  name: &str,
+                  default: &str,
+                  choices: &[&str]|
+     -> Result<String, ConfigError> {
         let v = w.string(name)?.unwrap_or_else(|| default.to_string());
         if choices.contains(&v.as_str()) {
             Ok(v)
         } else {
-            Err(err(&w.key(name), format!("must be one of {}", choices.join(", "))))
+            Err(err(
+                &w.key(name),
+                format!("must be one of {}", choices.join(", ")),
+            ))
         }
     };
-    let on_conflict = match choice(&mut w, "on_conflict", "overwrite", &["overwrite", "reject"])?.as_str() {
-        "reject" => OnConflict::Reject,
-        _ => OnConflict::Overwrite,
-    };
+    let on_conflict =
+        match choice(&mut w, "on_conflict", "overwrite", &["overwrite", "reject"])?.as_str() {
+            "reject" => OnConflict::Reject,
+            _ => OnConflict::Overwrite,
+        };
     let metadata = match choice(&mut w, "metadata", "drop", &["drop", "forward"])?.as_str() {
         "forward" => MetadataPolicy::Forward,
         _ => MetadataPolicy::Drop,
@@ -526,37 +663,77 @@ fn write_config(mut w: Section) -> Result<WriteConfig, ConfigError> {
         max_memory_bytes: size("max_memory_bytes", d.max_memory_bytes, 1, 1 << 30)?,
     };
     w.finish()?;
-    Ok(WriteConfig { enabled, paths, required_roles, on_conflict, metadata, max_body_bytes, limits })
+    Ok(WriteConfig {
+        enabled,
+        paths,
+        required_roles,
+        on_conflict,
+        metadata,
+        max_body_bytes,
+        limits,
+    })
 }
 
 /// The `read` section.
 fn read_config(mut r: Section) -> Result<ReadConfig, ConfigError> {
     let enabled = r.boolean("enabled", false)?;
     let d = remote_read::Limits::default();
-    let max_body_bytes = usize_of(r.int("max_body_bytes", DEFAULT_WRITE_MAX_BODY_BYTES as u64, 1, 64 << 20)?);
+    let max_body_bytes = usize_of(r.int(
+        "max_body_bytes",
+        DEFAULT_WRITE_MAX_BODY_BYTES as u64,
+        1,
+        64 << 20,
+    )?);
     let limits = remote_read::Limits {
-        max_decoded_bytes: usize_of(r.int("max_decoded_bytes", d.max_decoded_bytes as u64, 1, 256 << 20)?),
+        max_decoded_bytes: usize_of(r.int(
+            "max_decoded_bytes",
+            d.max_decoded_bytes as u64,
+            1,
+            256 << 20,
+        )?),
         max_queries: usize_of(r.int("max_queries", d.max_queries as u64, 1, 4096)?),
         max_matchers: usize_of(r.int("max_matchers", d.max_matchers as u64, 1, 4096)?),
     };
     r.finish()?;
-    Ok(ReadConfig { enabled, max_body_bytes, limits })
+    Ok(ReadConfig {
+        enabled,
+        max_body_bytes,
+        limits,
+    })
 }
 
 /// A lookup's `upstream`, `upstream_path_prefix` and `timeout_ms`.
 fn lookup(s: &mut Section, default_upstream: &str) -> Result<Lookup, ConfigError> {
-    let upstream = s.string("upstream")?.unwrap_or_else(|| default_upstream.to_string());
+    let upstream = s
+        .string("upstream")?
+        .unwrap_or_else(|| default_upstream.to_string());
     // `""` (the default, spelled out) means the root.
     let path_prefix = match s.take("upstream_path_prefix") {
         None => String::new(),
         Some(Value::String(p)) => p,
-        Some(_) => return Err(err(&s.key("upstream_path_prefix"), "must be a string such as /prometheus")),
+        Some(_) => {
+            return Err(err(
+                &s.key("upstream_path_prefix"),
+                "must be a string such as /prometheus",
+            ))
+        }
     };
-    if !path_prefix.is_empty() && (!path_prefix.starts_with('/') || path_prefix.ends_with('/') || path_prefix.contains(['?', '#'])) {
-        return Err(err(&s.key("upstream_path_prefix"), "must start with / and not end with /, e.g. /prometheus"));
+    if !path_prefix.is_empty()
+        && (!path_prefix.starts_with('/')
+            || path_prefix.ends_with('/')
+            || path_prefix.contains(['?', '#']))
+    {
+        return Err(err(
+            &s.key("upstream_path_prefix"),
+            "must start with / and not end with /, e.g. /prometheus",
+        ));
     }
     let timeout_ms = s.int("timeout_ms", DEFAULT_TIMEOUT_MS, 1, 60_000)?;
-    Ok(Lookup { upstream, path_prefix, timeout_ms })
+    Ok(Lookup {
+        upstream,
+        path_prefix,
+        timeout_ms,
+    })
 }
 
 /// The `metadata` section.
@@ -564,22 +741,50 @@ fn metadata_config(mut m: Section) -> Result<MetadataConfig, ConfigError> {
     let enabled = m.boolean("enabled", false)?;
     let lookup = lookup(&mut m, DEFAULT_METADATA_UPSTREAM)?;
     let ttl_seconds = m.int("ttl_seconds", DEFAULT_METADATA_TTL_SECONDS, 0, 3600)?;
-    let cache_bytes = usize_of(m.int("cache_bytes", DEFAULT_METADATA_CACHE_BYTES as u64, 0, 256 << 20)?);
+    let cache_bytes = usize_of(m.int(
+        "cache_bytes",
+        DEFAULT_METADATA_CACHE_BYTES as u64,
+        0,
+        256 << 20,
+    )?);
     m.finish()?;
-    Ok(MetadataConfig { enabled, lookup, ttl_seconds, cache_bytes })
+    Ok(MetadataConfig {
+        enabled,
+        lookup,
+        ttl_seconds,
+        cache_bytes,
+    })
 }
 
 /// The `alertmanager` section.
 fn alertmanager_config(mut a: Section) -> Result<AlertmanagerConfig, ConfigError> {
     let enabled = a.boolean("enabled", false)?;
-    let path_prefix = a.string("path_prefix")?.unwrap_or_else(|| DEFAULT_ALERTMANAGER_PREFIX.to_string());
-    if !path_prefix.starts_with('/') || path_prefix.ends_with('/') || path_prefix.contains(['?', '#']) {
-        return Err(err(&a.key("path_prefix"), "must start with / and not end with /, e.g. /alertmanager"));
+    let path_prefix = a
+        .string("path_prefix")?
+        .unwrap_or_else(|| DEFAULT_ALERTMANAGER_PREFIX.to_string());
+    if !path_prefix.starts_with('/')
+        || path_prefix.ends_with('/')
+        || path_prefix.contains(['?', '#'])
+    {
+        return Err(err(
+            &a.key("path_prefix"),
+            "must start with / and not end with /, e.g. /alertmanager",
+        ));
     }
     let lookup = lookup(&mut a, DEFAULT_ALERTMANAGER_UPSTREAM)?;
-    let max_body_bytes = usize_of(a.int("max_body_bytes", DEFAULT_MAX_RESPONSE_BYTES as u64, 1, 256 << 20)?);
+    let max_body_bytes = usize_of(a.int(
+        "max_body_bytes",
+        DEFAULT_MAX_RESPONSE_BYTES as u64,
+        1,
+        256 << 20,
+    )?);
     a.finish()?;
-    Ok(AlertmanagerConfig { enabled, path_prefix, lookup, max_body_bytes })
+    Ok(AlertmanagerConfig {
+        enabled,
+        path_prefix,
+        lookup,
+        max_body_bytes,
+    })
 }
 
 /// `{"application_credential_id", "application_credential_secret"}`, or a user
@@ -588,12 +793,19 @@ fn alertmanager_config(mut a: Section) -> Result<AlertmanagerConfig, ConfigError
 fn service_credentials(mut s: Section) -> Result<ServiceCredentials, ConfigError> {
     let key = |k: &str| format!("keystone.service_credentials.{k}");
     let creds = if let Some(id) = s.string("application_credential_id")? {
-        let secret = s
-            .secret("application_credential_secret")?
-            .ok_or_else(|| err(&key("application_credential_secret"), "is required with application_credential_id"))?;
+        let secret = s.secret("application_credential_secret")?.ok_or_else(|| {
+            err(
+                &key("application_credential_secret"),
+                "is required with application_credential_id",
+            )
+        })?;
         ServiceCredentials::ApplicationCredential { id, secret }
     } else {
-        let user = match (s.string("user_id")?, s.string("username")?, s.string("user_domain_name")?) {
+        let user = match (
+            s.string("user_id")?,
+            s.string("username")?,
+            s.string("user_domain_name")?,
+        ) {
             (Some(id), None, None) => UserSpec::Id(id),
             (None, Some(name), Some(domain_name)) => UserSpec::Name { name, domain_name },
             _ => {
@@ -603,13 +815,28 @@ fn service_credentials(mut s: Section) -> Result<ServiceCredentials, ConfigError
                 ))
             }
         };
-        let password = s.secret("password")?.ok_or_else(|| err(&key("password"), "is required (or password_env)"))?;
-        let project = match (s.string("project_id")?, s.string("project_name")?, s.string("project_domain_name")?) {
+        let password = s
+            .secret("password")?
+            .ok_or_else(|| err(&key("password"), "is required (or password_env)"))?;
+        let project = match (
+            s.string("project_id")?,
+            s.string("project_name")?,
+            s.string("project_domain_name")?,
+        ) {
             (Some(id), None, None) => ProjectSpec::Id(id),
             (None, Some(name), Some(domain_name)) => ProjectSpec::Name { name, domain_name },
-            _ => return Err(err(&key("project_id"), "set project_id, or project_name with project_domain_name")),
+            _ => {
+                return Err(err(
+                    &key("project_id"),
+                    "set project_id, or project_name with project_domain_name",
+                ))
+            }
         };
-        ServiceCredentials::Password { user, password, project }
+        ServiceCredentials::Password {
+            user,
+            password,
+            project,
+        }
     };
     s.finish()?;
     Ok(creds)
@@ -634,13 +861,25 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.keystone.service_credentials,
-            Some(ServiceCredentials::ApplicationCredential { id: "ac".into(), secret: "from-env".into() })
+            Some(ServiceCredentials::ApplicationCredential {
+                id: "ac".into(),
+                secret: "from-env".into()
+            })
         );
         std::env::set_var("KPW_TEST_SERVICE_TOKEN", "s3cr3t-token-value");
-        let c = Config::from_json(br#"{"keystone":{"url":"http://x/v3","service_token_env":"KPW_TEST_SERVICE_TOKEN"}}"#).unwrap();
-        assert_eq!(c.keystone.service_token.as_deref(), Some("s3cr3t-token-value"));
+        let c = Config::from_json(
+            br#"{"keystone":{"url":"http://x/v3","service_token_env":"KPW_TEST_SERVICE_TOKEN"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.keystone.service_token.as_deref(),
+            Some("s3cr3t-token-value")
+        );
         for (json, key) in [
-            (r#"{"keystone":{"url":"http://x/v3","service_token_env":"KPW_TEST_NOT_SET"}}"#, "keystone.service_token_env"),
+            (
+                r#"{"keystone":{"url":"http://x/v3","service_token_env":"KPW_TEST_NOT_SET"}}"#,
+                "keystone.service_token_env",
+            ),
             (
                 r#"{"keystone":{"url":"http://x/v3","service_token":"t","service_token_env":"KPW_TEST_SERVICE_TOKEN"}}"#,
                 "keystone.service_token_env",
@@ -652,7 +891,10 @@ mod tests {
         ] {
             let e = Config::from_json(json.as_bytes()).unwrap_err();
             assert_eq!(e.key, key, "{json}: {e:?}");
-            assert!(!e.to_string().contains("s3cr3t"), "a secret in an error: {e}");
+            assert!(
+                !e.to_string().contains("s3cr3t"),
+                "a secret in an error: {e}"
+            );
         }
     }
 
@@ -707,11 +949,21 @@ mod tests {
         assert_eq!(c.project_label, "tenant");
         assert_eq!(
             c.cache,
-            CacheConfig { ttl_seconds: 60, max_entries: 10, rewrite_bytes: 0, negative_ttl_seconds: DEFAULT_NEGATIVE_TTL_SECONDS }
+            CacheConfig {
+                ttl_seconds: 60,
+                max_entries: 10,
+                rewrite_bytes: 0,
+                negative_ttl_seconds: DEFAULT_NEGATIVE_TTL_SECONDS
+            }
         );
         assert_eq!(
             c.limits,
-            Limits { max_body_bytes: 1000, max_response_bytes: 2000, max_query_bytes: 100, max_depth: 8 }
+            Limits {
+                max_body_bytes: 1000,
+                max_response_bytes: 2000,
+                max_query_bytes: 100,
+                max_depth: 8
+            }
         );
         assert_eq!(c.path_prefix, "/prometheus");
         assert_eq!(c.unsafe_passthrough, vec!["/api/v1/metadata"]);
@@ -719,11 +971,16 @@ mod tests {
 
     #[test]
     fn write_section() {
-        let off = parse(r#"{"keystone":{"url":"http://k/v3"}}"#).unwrap().write;
+        let off = parse(r#"{"keystone":{"url":"http://k/v3"}}"#)
+            .unwrap()
+            .write;
         assert!(!off.enabled && off.active_paths().is_empty());
         assert_eq!(off.paths, vec!["/api/v1/write"]);
         assert_eq!(off.required_roles, vec!["member", "admin"]);
-        assert_eq!((off.on_conflict, off.metadata, off.max_body_bytes), (OnConflict::Overwrite, MetadataPolicy::Drop, 1 << 20));
+        assert_eq!(
+            (off.on_conflict, off.metadata, off.max_body_bytes),
+            (OnConflict::Overwrite, MetadataPolicy::Drop, 1 << 20)
+        );
         assert_eq!(off.limits, remote_write::Limits::default());
         let w = parse(
             r#"{"keystone":{"url":"http://k/v3"},"write":{"enabled":true,"paths":["/api/v1/receive","/api/v1/push"],
@@ -734,8 +991,14 @@ mod tests {
         .unwrap()
         .write;
         assert_eq!(w.active_paths(), ["/api/v1/receive", "/api/v1/push"]);
-        assert!(w.required_roles.is_empty(), "an empty list means any role will do");
-        assert_eq!((w.on_conflict, w.metadata, w.max_body_bytes), (OnConflict::Reject, MetadataPolicy::Forward, 4096));
+        assert!(
+            w.required_roles.is_empty(),
+            "an empty list means any role will do"
+        );
+        assert_eq!(
+            (w.on_conflict, w.metadata, w.max_body_bytes),
+            (OnConflict::Reject, MetadataPolicy::Forward, 4096)
+        );
         assert_eq!(
             w.limits,
             remote_write::Limits {
@@ -753,7 +1016,10 @@ mod tests {
             (r#""write":{"paths":["api/v1/write"]}"#, "write.paths"),
             (r#""write":{"max_series":0}"#, "write.max_series"),
             (r#""write":{"enable":true}"#, "write.enable"),
-            (r#""write":{"enabled":true},"unsafe_passthrough":["/api/v1/write"]"#, "unsafe_passthrough"),
+            (
+                r#""write":{"enabled":true},"unsafe_passthrough":["/api/v1/write"]"#,
+                "unsafe_passthrough",
+            ),
         ] {
             let e = parse(&format!(r#"{{"keystone":{{"url":"http://k/v3"}},{bad}}}"#)).unwrap_err();
             assert_eq!(e.key, key, "{bad}: {e}");
@@ -772,11 +1038,18 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.keystone.service_credentials,
-            Some(ServiceCredentials::ApplicationCredential { id: "ac".into(), secret: "s".into() })
+            Some(ServiceCredentials::ApplicationCredential {
+                id: "ac".into(),
+                secret: "s".into()
+            })
         );
         assert_eq!(c.keystone.service_type, "prometheus");
         assert_eq!(c.policy.domain_label, "domain");
-        assert!(c.policy.include_subprojects && c.policy.forward_identity_headers && !c.policy.label_enforcement);
+        assert!(
+            c.policy.include_subprojects
+                && c.policy.forward_identity_headers
+                && !c.policy.label_enforcement
+        );
         assert_eq!(c.policy.required_roles, ["reader"]);
         assert_eq!(c.policy.unrestricted_roles, ["admin"]);
         assert_eq!(c.policy.tenant_header.as_deref(), Some("x-scope-orgid"));
@@ -789,9 +1062,15 @@ mod tests {
         assert_eq!(
             c.keystone.service_credentials,
             Some(ServiceCredentials::Password {
-                user: UserSpec::Name { name: "svc".into(), domain_name: "Default".into() },
+                user: UserSpec::Name {
+                    name: "svc".into(),
+                    domain_name: "Default".into()
+                },
                 password: "p".into(),
-                project: ProjectSpec::Name { name: "service".into(), domain_name: "Default".into() },
+                project: ProjectSpec::Name {
+                    name: "service".into(),
+                    domain_name: "Default".into()
+                },
             })
         );
     }
@@ -802,22 +1081,64 @@ mod tests {
             ("{}", "keystone.url"),
             (r#"{"keystone":{}}"#, "keystone.url"),
             (r#"{"keystone":{"url":"ftp://x"}}"#, "keystone.url"),
-            (r#"{"keystone":{"url":"http://x/v3","timeout_ms":0}}"#, "keystone.timeout_ms"),
-            (r#"{"keystone":{"url":"http://x/v3","timeout_ms":"5"}}"#, "keystone.timeout_ms"),
-            (r#"{"keystone":{"url":"http://x/v3","tiemout_ms":5}}"#, "keystone.tiemout_ms"),
-            (r#"{"keystone":{"url":"http://x/v3"},"project_label":"a-b"}"#, "project_label"),
-            (r#"{"keystone":{"url":"http://x/v3"},"project_label":"__name__"}"#, "project_label"),
-            (r#"{"keystone":{"url":"http://x/v3"},"cache":{"ttl_seconds":-1}}"#, "cache.ttl_seconds"),
+            (
+                r#"{"keystone":{"url":"http://x/v3","timeout_ms":0}}"#,
+                "keystone.timeout_ms",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3","timeout_ms":"5"}}"#,
+                "keystone.timeout_ms",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3","tiemout_ms":5}}"#,
+                "keystone.tiemout_ms",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"project_label":"a-b"}"#,
+                "project_label",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"project_label":"__name__"}"#,
+                "project_label",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"cache":{"ttl_seconds":-1}}"#,
+                "cache.ttl_seconds",
+            ),
             (r#"{"keystone":{"url":"http://x/v3"},"cache":[]}"#, "cache"),
             (r#"{"keystone":{"url":"http://x/v3"},"bogus":1}"#, "bogus"),
-            (r#"{"keystone":{"url":"http://x/v3"},"domain_label":"a b"}"#, "domain_label"),
-            (r#"{"keystone":{"url":"http://x/v3"},"include_subprojects":"yes"}"#, "include_subprojects"),
-            (r#"{"keystone":{"url":"http://x/v3"},"required_roles":"reader"}"#, "required_roles"),
-            (r#"{"keystone":{"url":"http://x/v3"},"unrestricted_roles":[""]}"#, "unrestricted_roles"),
-            (r#"{"keystone":{"url":"http://x/v3"},"tenant_header":"X Scope"}"#, "tenant_header"),
-            (r#"{"keystone":{"url":"http://x/v3"},"label_enforcement":false}"#, "label_enforcement"),
-            (r#"{"keystone":{"url":"http://x/v3"},"cache":{"negative_ttl_seconds":99999}}"#, "cache.negative_ttl_seconds"),
-            (r#"{"keystone":{"url":"http://x/v3","service_credentials":{}}}"#, "keystone.service_credentials.user_id"),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"domain_label":"a b"}"#,
+                "domain_label",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"include_subprojects":"yes"}"#,
+                "include_subprojects",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"required_roles":"reader"}"#,
+                "required_roles",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"unrestricted_roles":[""]}"#,
+                "unrestricted_roles",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"tenant_header":"X Scope"}"#,
+                "tenant_header",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"label_enforcement":false}"#,
+                "label_enforcement",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"cache":{"negative_ttl_seconds":99999}}"#,
+                "cache.negative_ttl_seconds",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3","service_credentials":{}}}"#,
+                "keystone.service_credentials.user_id",
+            ),
             (
                 r#"{"keystone":{"url":"http://x/v3","service_credentials":{"application_credential_id":"a"}}}"#,
                 "keystone.service_credentials.application_credential_secret",
@@ -834,9 +1155,18 @@ mod tests {
                 r#"{"keystone":{"url":"http://x/v3","service_token":"t","service_credentials":{"application_credential_id":"a","application_credential_secret":"s"}}}"#,
                 "keystone.service_token",
             ),
-            (r#"{"keystone":{"url":"http://x/v3"},"path_prefix":"prom/"}"#, "path_prefix"),
-            (r#"{"keystone":{"url":"http://x/v3"},"unsafe_passthrough":"/x"}"#, "unsafe_passthrough"),
-            (r#"{"keystone":{"url":"http://x/v3"},"unsafe_passthrough":["x"]}"#, "unsafe_passthrough"),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"path_prefix":"prom/"}"#,
+                "path_prefix",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"unsafe_passthrough":"/x"}"#,
+                "unsafe_passthrough",
+            ),
+            (
+                r#"{"keystone":{"url":"http://x/v3"},"unsafe_passthrough":["x"]}"#,
+                "unsafe_passthrough",
+            ),
             ("not json", "(root)"),
         ];
         for (json, key) in cases {

@@ -32,7 +32,12 @@ struct SigError<'a> {
 
 impl ApiError {
     pub fn new(status: u32, error_type: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, error_type, message: message.into(), headers: Vec::new() }
+        ApiError {
+            status,
+            error_type,
+            message: message.into(),
+            headers: Vec::new(),
+        }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -45,8 +50,10 @@ impl ApiError {
     }
 
     pub fn unauthorized(message: impl Into<String>, keystone_url: &str) -> Self {
-        Self::new(401, "unauthorized", message)
-            .with_header("www-authenticate", format!("Keystone uri=\"{keystone_url}\""))
+        Self::new(401, "unauthorized", message).with_header(
+            "www-authenticate",
+            format!("Keystone uri=\"{keystone_url}\""),
+        )
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -54,8 +61,12 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(allow: &str) -> Self {
-        Self::new(405, "method_not_allowed", format!("this endpoint accepts only {allow}"))
-            .with_header("allow", allow)
+        Self::new(
+            405,
+            "method_not_allowed",
+            format!("this endpoint accepts only {allow}"),
+        )
+        .with_header("allow", allow)
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
@@ -76,8 +87,17 @@ impl ApiError {
 
     /// The JSON body, `{"status":"error","errorType":…,"error":…}`.
     pub fn body(&self) -> Vec<u8> {
-        let sig = SigError { status: self.status, title: &self.message, detail: &self.message };
-        let body = Body { status: "error", error_type: self.error_type, error: &self.message, errors: [sig] };
+        let sig = SigError {
+            status: self.status,
+            title: &self.message,
+            detail: &self.message,
+        };
+        let body = Body {
+            status: "error",
+            error_type: self.error_type,
+            error: &self.message,
+            errors: [sig],
+        };
         // Serializing three strings cannot fail; fall back to a fixed body all the same.
         serde_json::to_vec(&body).unwrap_or_else(|_| {
             br#"{"status":"error","errorType":"internal","error":"error"}"#.to_vec()

@@ -6,7 +6,10 @@
 //! (`enforce`) → upstream → answer filtering (`enforce::answers`). `flow` runs one request
 //! through them against the [`host::Host`] trait; `host::proxy_wasm` is the only module that
 //! makes proxy-wasm calls.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod auth;
 pub mod clock;

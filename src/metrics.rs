@@ -87,7 +87,9 @@ mod tests {
     #[test]
     fn names_are_unique_prometheus_names() {
         let mut names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-        assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())));
+        assert!(names.iter().all(|n| n
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())));
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Metric::ALL.len());

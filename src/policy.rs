@@ -41,8 +41,13 @@ pub struct Contract {
 }
 
 /// The identity headers `policy.forward_identity_headers` sets, keystonemiddleware's names.
-const IDENTITY_HEADERS: [HeaderName; 5] =
-    [HeaderName::IdentityStatus, HeaderName::UserId, HeaderName::ProjectId, HeaderName::DomainId, HeaderName::Roles];
+const IDENTITY_HEADERS: [HeaderName; 5] = [
+    HeaderName::IdentityStatus,
+    HeaderName::UserId,
+    HeaderName::ProjectId,
+    HeaderName::DomainId,
+    HeaderName::Roles,
+];
 
 fn identity(h: HeaderName, scope: &Scope) -> Option<String> {
     match h {
@@ -74,7 +79,11 @@ pub fn contract(cfg: &Config, scope: &Scope, decision: Decision) -> Contract {
     let policy = &cfg.policy;
     let mut headers = Vec::new();
     if policy.forward_identity_headers {
-        headers.extend(IDENTITY_HEADERS.iter().map(|h| (h.as_str().to_string(), identity(*h, scope))));
+        headers.extend(
+            IDENTITY_HEADERS
+                .iter()
+                .map(|h| (h.as_str().to_string(), identity(*h, scope))),
+        );
     }
     if let Some(h) = &policy.tenant_header {
         let value = match &decision {
@@ -92,7 +101,13 @@ pub fn contract(cfg: &Config, scope: &Scope, decision: Decision) -> Contract {
 
 /// The decision and its contract for one request (`method` and `path` matter only to
 /// access rules).
-pub fn admit(cfg: &Config, scope: &Scope, access: Access, method: &str, path: &str) -> Result<Rc<Contract>, ApiError> {
+pub fn admit(
+    cfg: &Config,
+    scope: &Scope,
+    access: Access,
+    method: &str,
+    path: &str,
+) -> Result<Rc<Contract>, ApiError> {
     decide(cfg, scope, access, method, path).map(|d| Rc::new(contract(cfg, scope, d)))
 }
 
@@ -102,7 +117,13 @@ fn has_any(scope: &Scope, roles: &[String]) -> bool {
 
 /// Decides for one request. `method` and `path` are checked against the access rules
 /// of a restricted application credential.
-pub fn decide(cfg: &Config, scope: &Scope, access: Access, method: &str, path: &str) -> Result<Decision, ApiError> {
+pub fn decide(
+    cfg: &Config,
+    scope: &Scope,
+    access: Access,
+    method: &str,
+    path: &str,
+) -> Result<Decision, ApiError> {
     if let Some(rules) = &scope.access_rules {
         let service = &cfg.keystone.service_type;
         if !rules.iter().any(|r| r.allows(service, method, path)) {
@@ -125,7 +146,11 @@ pub fn decide(cfg: &Config, scope: &Scope, access: Access, method: &str, path: &
         )));
     }
     if !required.is_empty() && !has_any(scope, required) {
-        let gerund = if access == Access::Read { "reading" } else { "writing" };
+        let gerund = if access == Access::Read {
+            "reading"
+        } else {
+            "writing"
+        };
         return Err(ApiError::forbidden(format!(
             "{gerund} metrics needs one of the roles {} on the project",
             required.join(", ")
@@ -141,8 +166,14 @@ pub fn decide(cfg: &Config, scope: &Scope, access: Access, method: &str, path: &
             }
             Tenant::new(&cfg.project_label, ids)
         }
-        (None, Some(domain)) if scope.domain_scoped => Tenant::new(&policy.domain_label, vec![domain.clone()]),
-        _ => return Err(ApiError::forbidden("the token has no project or domain scope")),
+        (None, Some(domain)) if scope.domain_scoped => {
+            Tenant::new(&policy.domain_label, vec![domain.clone()])
+        }
+        _ => {
+            return Err(ApiError::forbidden(
+                "the token has no project or domain scope",
+            ))
+        }
     };
     Ok(Decision::Enforce(Rc::new(tenant)))
 }
@@ -153,7 +184,8 @@ mod tests {
     use crate::auth::scope::AccessRule;
 
     fn cfg(extra: &str) -> Config {
-        Config::from_json(format!(r#"{{"keystone":{{"url":"http://k/v3"}}{extra}}}"#).as_bytes()).unwrap()
+        Config::from_json(format!(r#"{{"keystone":{{"url":"http://k/v3"}}{extra}}}"#).as_bytes())
+            .unwrap()
     }
 
     fn scope() -> Scope {
@@ -179,18 +211,39 @@ mod tests {
 
     #[test]
     fn project_domain_and_subprojects() {
-        assert_eq!(tenant(decide(&cfg(""), &scope(), Access::Read, "GET", "/")), r#"{project="p1"}"#);
+        assert_eq!(
+            tenant(decide(&cfg(""), &scope(), Access::Read, "GET", "/")),
+            r#"{project="p1"}"#
+        );
         let mut s = scope();
         s.subprojects = vec!["c1".into(), "c.2".into()];
         let subs = cfg(r#","include_subprojects":true"#);
-        assert_eq!(tenant(decide(&subs, &s, Access::Read, "GET", "/")), r#"{project=~"p1|c1|c\\.2"}"#);
+        assert_eq!(
+            tenant(decide(&subs, &s, Access::Read, "GET", "/")),
+            r#"{project=~"p1|c1|c\\.2"}"#
+        );
         // An entry another configuration stored with its sub-projects: not for this one.
-        assert_eq!(tenant(decide(&cfg(""), &s, Access::Read, "GET", "/")), r#"{project="p1"}"#);
+        assert_eq!(
+            tenant(decide(&cfg(""), &s, Access::Read, "GET", "/")),
+            r#"{project="p1"}"#
+        );
         let mut s = scope();
         s.project_id = None;
         s.domain_scoped = true;
-        assert_eq!(tenant(decide(&cfg(""), &s, Access::Read, "GET", "/")), r#"{domain="d1"}"#);
-        assert_eq!(tenant(decide(&cfg(r#","domain_label":"domain""#), &s, Access::Read, "GET", "/")), r#"{domain="d1"}"#);
+        assert_eq!(
+            tenant(decide(&cfg(""), &s, Access::Read, "GET", "/")),
+            r#"{domain="d1"}"#
+        );
+        assert_eq!(
+            tenant(decide(
+                &cfg(r#","domain_label":"domain""#),
+                &s,
+                Access::Read,
+                "GET",
+                "/"
+            )),
+            r#"{domain="d1"}"#
+        );
     }
 
     #[test]
@@ -198,13 +251,20 @@ mod tests {
         let c = cfg(r#","required_roles":["monitoring_viewer","admin"]"#);
         let e = decide(&c, &scope(), Access::Read, "GET", "/").unwrap_err();
         assert_eq!(e.status, 403);
-        assert!(e.message.contains("monitoring_viewer, admin"), "{}", e.message);
+        assert!(
+            e.message.contains("monitoring_viewer, admin"),
+            "{}",
+            e.message
+        );
         let mut s = scope();
         s.roles.push("admin".into());
         assert!(decide(&c, &s, Access::Read, "GET", "/").is_ok());
         let c = cfg(r#","unrestricted_roles":["cloud_admin"]"#);
         s.roles.push("cloud_admin".into());
-        assert_eq!(decide(&c, &s, Access::Read, "GET", "/"), Ok(Decision::Unrestricted));
+        assert_eq!(
+            decide(&c, &s, Access::Read, "GET", "/"),
+            Ok(Decision::Unrestricted)
+        );
     }
 
     #[test]
@@ -212,7 +272,13 @@ mod tests {
         let w = |c: &Config, s: &Scope| decide(c, s, Access::Write, "POST", "/api/v1/write");
         // The default write roles: member or admin; a reader reads but does not write.
         let e = w(&cfg(""), &scope()).unwrap_err();
-        assert!(e.status == 403 && e.message.contains("writing metrics needs one of the roles member, admin"), "{}", e.message);
+        assert!(
+            e.status == 403
+                && e.message
+                    .contains("writing metrics needs one of the roles member, admin"),
+            "{}",
+            e.message
+        );
         assert!(decide(&cfg(""), &scope(), Access::Read, "GET", "/").is_ok());
         let mut s = scope();
         s.roles = vec!["member".into(), "reader".into()];
@@ -221,14 +287,18 @@ mod tests {
         s.subprojects = vec!["c1".into()];
         let subs = cfg(r#","include_subprojects":true"#);
         assert_eq!(tenant(w(&subs, &s)), r#"{project="p1"}"#);
-        assert_eq!(tenant(decide(&subs, &s, Access::Read, "GET", "/")), r#"{project=~"p1|c1"}"#);
+        assert_eq!(
+            tenant(decide(&subs, &s, Access::Read, "GET", "/")),
+            r#"{project=~"p1|c1"}"#
+        );
         // A domain-scoped writer writes into its domain.
         let mut d = s.clone();
         d.project_id = None;
         d.domain_scoped = true;
         assert_eq!(tenant(w(&cfg(""), &d)), r#"{domain="d1"}"#);
         // The write roles are their own list; an empty one lets any role write.
-        let c = cfg(r#","required_roles":["reader"],"write":{"required_roles":["telemetry_writer"]}"#);
+        let c =
+            cfg(r#","required_roles":["reader"],"write":{"required_roles":["telemetry_writer"]}"#);
         assert_eq!(w(&c, &s).unwrap_err().status, 403);
         assert!(decide(&c, &s, Access::Read, "GET", "/").is_ok());
         assert!(w(&cfg(r#","write":{"required_roles":[]}"#), &scope()).is_ok());
@@ -244,7 +314,10 @@ mod tests {
         // The tenant header carries the one project written to.
         let c = cfg(r#","include_subprojects":true,"tenant_header":"THANOS-TENANT""#);
         let got = contract(&c, &s, w(&c, &s).unwrap());
-        assert_eq!(got.headers, vec![("thanos-tenant".to_string(), Some("p1".to_string()))]);
+        assert_eq!(
+            got.headers,
+            vec![("thanos-tenant".to_string(), Some("p1".to_string()))]
+        );
     }
 
     #[test]
@@ -253,9 +326,23 @@ mod tests {
         s.project_id = None;
         s.domain_id = None;
         s.system = true;
-        assert_eq!(decide(&cfg(""), &s, Access::Read, "GET", "/").unwrap_err().status, 403);
+        assert_eq!(
+            decide(&cfg(""), &s, Access::Read, "GET", "/")
+                .unwrap_err()
+                .status,
+            403
+        );
         s.roles = vec!["admin".into()];
-        assert_eq!(decide(&cfg(r#","unrestricted_roles":["admin"]"#), &s, Access::Read, "GET", "/"), Ok(Decision::Unrestricted));
+        assert_eq!(
+            decide(
+                &cfg(r#","unrestricted_roles":["admin"]"#),
+                &s,
+                Access::Read,
+                "GET",
+                "/"
+            ),
+            Ok(Decision::Unrestricted)
+        );
     }
 
     #[test]
@@ -271,31 +358,59 @@ mod tests {
         assert!(e.status == 403 && e.message.contains("access rules"));
         assert!(decide(&cfg(""), &s, Access::Read, "POST", "/api/v1/query").is_err());
         s.access_rules = Some(vec![]);
-        assert!(decide(&cfg(""), &s, Access::Read, "GET", "/api/v1/query").is_err(), "no rule, no access");
+        assert!(
+            decide(&cfg(""), &s, Access::Read, "GET", "/api/v1/query").is_err(),
+            "no rule, no access"
+        );
     }
 
     #[test]
     fn the_contract_names_every_header_it_sets_or_strips() {
-        let c = cfg(r#","tenant_header":"X-Scope-OrgID","forward_identity_headers":true,"label_enforcement":false"#);
+        let c = cfg(
+            r#","tenant_header":"X-Scope-OrgID","forward_identity_headers":true,"label_enforcement":false"#,
+        );
         let d = decide(&c, &scope(), Access::Read, "GET", "/").unwrap();
         let got = contract(&c, &scope(), d);
         assert_eq!(got.tenant, None, "the tenant header does the job");
-        let h = |name: &str| got.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        let h = |name: &str| {
+            got.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(h("x-scope-orgid"), Some(Some("p1".into())));
         assert_eq!(h("x-project-id"), Some(Some("p1".into())));
-        assert_eq!(h("x-domain-id"), Some(None), "a project token has no domain to forward: stripped");
+        assert_eq!(
+            h("x-domain-id"),
+            Some(None),
+            "a project token has no domain to forward: stripped"
+        );
         assert_eq!(h("x-roles"), Some(Some("reader".into())));
         let mask = header_mask(&c);
         for (name, _) in &got.headers {
-            assert!(HeaderName::of(name).is_some_and(|k| mask & k.bit() != 0), "{name} is in the mask");
+            assert!(
+                HeaderName::of(name).is_some_and(|k| mask & k.bit() != 0),
+                "{name} is in the mask"
+            );
         }
         // Unrestricted: no tenant header value (the client's is stripped), nothing to enforce.
         let c = cfg(r#","tenant_header":"X-Scope-OrgID","unrestricted_roles":["reader"]"#);
-        let got = contract(&c, &scope(), decide(&c, &scope(), Access::Read, "GET", "/").unwrap());
-        assert_eq!((got.tenant, got.headers), (None, vec![("x-scope-orgid".to_string(), None)]));
+        let got = contract(
+            &c,
+            &scope(),
+            decide(&c, &scope(), Access::Read, "GET", "/").unwrap(),
+        );
+        assert_eq!(
+            (got.tenant, got.headers),
+            (None, vec![("x-scope-orgid".to_string(), None)])
+        );
         // The default: enforce, no headers.
         let c = cfg("");
-        let got = contract(&c, &scope(), decide(&c, &scope(), Access::Read, "GET", "/").unwrap());
+        let got = contract(
+            &c,
+            &scope(),
+            decide(&c, &scope(), Access::Read, "GET", "/").unwrap(),
+        );
         assert!(got.tenant.is_some() && got.headers.is_empty() && header_mask(&c) == 0);
     }
 }

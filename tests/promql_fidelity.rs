@@ -14,5 +14,10 @@ use keystone_prom_wasm::enforce::promql::{enforce, EnforceError, Tenant};
 #[test]
 fn the_filter_answers_as_prometheus() {
     let wrong: Vec<String> = include!("cases/fidelity.rs");
-    assert!(wrong.is_empty(), "{} differ:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }

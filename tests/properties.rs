@@ -3,7 +3,9 @@
 //! matcher, and rewriting the output again changes nothing.
 #![cfg(not(target_arch = "wasm32"))]
 
-use keystone_prom_wasm::enforce::promql::{all_selectors_carry, enforce, enforce_with, parse, Tenant};
+use keystone_prom_wasm::enforce::promql::{
+    all_selectors_carry, enforce, enforce_with, parse, Tenant,
+};
 use proptest::prelude::*;
 
 const LABEL: &str = "project_id";
@@ -14,7 +16,18 @@ fn selector() -> impl Strategy<Value = String> {
     let matcher = (
         prop::sample::select(vec!["job", "le", "project_id", "instance", "__name__"]),
         prop::sample::select(vec!["=", "!=", "=~", "!~"]),
-        prop::sample::select(vec!["a", "p-1", ".+", "x|y", "q\\\"uote", "", "new\\nline", "(", "a{bc}", "[[:alpha:]]+"]),
+        prop::sample::select(vec![
+            "a",
+            "p-1",
+            ".+",
+            "x|y",
+            "q\\\"uote",
+            "",
+            "new\\nline",
+            "(",
+            "a{bc}",
+            "[[:alpha:]]+",
+        ]),
     )
         .prop_map(|(l, op, v)| format!("{l}{op}\"{v}\""));
     (name, prop::collection::vec(matcher, 0..3)).prop_map(|(name, ms)| {
@@ -32,8 +45,16 @@ fn selector() -> impl Strategy<Value = String> {
 }
 
 fn modifiers() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["", " offset 5m", " offset -1h", " @ 1795266000", " @ 60.5", " @ start()", " @ end() offset 1m"])
-        .prop_map(str::to_string)
+    prop::sample::select(vec![
+        "",
+        " offset 5m",
+        " offset -1h",
+        " @ 1795266000",
+        " @ 60.5",
+        " @ start()",
+        " @ end() offset 1m",
+    ])
+    .prop_map(str::to_string)
 }
 
 fn duration() -> impl Strategy<Value = &'static str> {
@@ -45,33 +66,61 @@ fn vector() -> impl Strategy<Value = String> {
     leaf.prop_recursive(5, 48, 3, |inner| {
         let matrix = prop_oneof![
             (selector(), duration(), modifiers()).prop_map(|(s, d, m)| format!("{s}[{d}]{m}")),
-            (inner.clone(), duration(), prop::sample::select(vec!["", "1m"]))
+            (
+                inner.clone(),
+                duration(),
+                prop::sample::select(vec!["", "1m"])
+            )
                 .prop_map(|(e, d, step)| format!("({e})[{d}:{step}]")),
         ];
         prop_oneof![
             matrix.clone().prop_map(|m| format!("rate({m})")),
             matrix.clone().prop_map(|m| format!("max_over_time({m})")),
-            matrix.clone().prop_map(|m| format!("holt_winters({m}, 0.5, 0.5)")),
+            matrix
+                .clone()
+                .prop_map(|m| format!("holt_winters({m}, 0.5, 0.5)")),
             matrix.prop_map(|m| format!("quantile_over_time(0.9, {m})")),
             inner.clone().prop_map(|e| format!("abs({e})")),
             inner.clone().prop_map(|e| format!("-({e})")),
             inner.clone().prop_map(|e| format!("absent({e})")),
-            inner.clone().prop_map(|e| format!("label_replace({e}, \"dst\", \"$1\", \"job\", \"(.*)\")")),
-            inner.clone().prop_map(|e| format!("histogram_quantile(0.9, {e})")),
-            (prop::sample::select(vec!["sum", "avg", "max", "count", "group"]), prop::sample::select(vec!["", " by (job)", " without (le)"]), inner.clone())
+            inner
+                .clone()
+                .prop_map(|e| format!("label_replace({e}, \"dst\", \"$1\", \"job\", \"(.*)\")")),
+            inner
+                .clone()
+                .prop_map(|e| format!("histogram_quantile(0.9, {e})")),
+            (
+                prop::sample::select(vec!["sum", "avg", "max", "count", "group"]),
+                prop::sample::select(vec!["", " by (job)", " without (le)"]),
+                inner.clone()
+            )
                 .prop_map(|(agg, g, e)| format!("{agg}{g} ({e})")),
             inner.clone().prop_map(|e| format!("topk(3, {e})")),
-            inner.clone().prop_map(|e| format!("count_values(\"v\", {e})")),
+            inner
+                .clone()
+                .prop_map(|e| format!("count_values(\"v\", {e})")),
             inner.clone().prop_map(|e| format!("({e}) * 2")),
             (
                 inner.clone(),
-                prop::sample::select(vec!["+", "-", "/", "and", "or", "unless", ">", "== bool", "^"]),
-                prop::sample::select(vec!["", " on (job)", " ignoring (le)", " on (job) group_left (le)", " ignoring (instance) group_right"]),
+                prop::sample::select(vec![
+                    "+", "-", "/", "and", "or", "unless", ">", "== bool", "^"
+                ]),
+                prop::sample::select(vec![
+                    "",
+                    " on (job)",
+                    " ignoring (le)",
+                    " on (job) group_left (le)",
+                    " ignoring (instance) group_right"
+                ]),
                 inner,
             )
                 .prop_map(|(a, op, m, b)| {
                     // Set operators take no group modifiers.
-                    let m = if ["and", "or", "unless"].contains(&op) && m.contains("group") { "" } else { m };
+                    let m = if ["and", "or", "unless"].contains(&op) && m.contains("group") {
+                        ""
+                    } else {
+                        m
+                    };
                     format!("{a} {op}{m} {b}")
                 }),
         ]
@@ -131,14 +180,18 @@ fn literal() -> impl Strategy<Value = (Vec<u8>, String)> {
         // Bytes that are not UTF-8 on their own, and ASCII.
         (0x80u8..=0xff).prop_map(|b| vec![b]),
         (0x20u8..0x7f).prop_map(|b| vec![b]),
-        prop::sample::select(vec!["\n", "\t", "\u{7}", "\u{0}", "\\", "\"", "'", "`", "ü", "€", "😀", "\u{e000}"])
-            .prop_map(|s| s.as_bytes().to_vec()),
+        prop::sample::select(vec![
+            "\n", "\t", "\u{7}", "\u{0}", "\\", "\"", "'", "`", "ü", "€", "😀", "\u{e000}"
+        ])
+        .prop_map(|s| s.as_bytes().to_vec()),
     ];
     (prop::collection::vec(piece, 0..8), any::<u64>()).prop_map(|(pieces, seed)| {
         let bytes: Vec<u8> = pieces.concat();
         let mut rng = seed;
         let mut pick = |n: u64| {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (rng >> 33) % n
         };
         let text = std::str::from_utf8(&bytes).ok();
@@ -156,10 +209,16 @@ fn literal() -> impl Strategy<Value = (Vec<u8>, String)> {
                 0xe0..=0xef => 3,
                 _ => 4,
             };
-            let ch = rest.get(..len).and_then(|c| std::str::from_utf8(c).ok()).and_then(|c| c.chars().next());
+            let ch = rest
+                .get(..len)
+                .and_then(|c| std::str::from_utf8(c).ok())
+                .and_then(|c| c.chars().next());
             match (ch, pick(4)) {
                 (Some(c), 0) if c != '\n' && c != '\\' && c != quote => out.push(c),
-                (Some(c), 1) => out.push_str(&format!("\\u{:04x}", c as u32).replace("\\u", if c as u32 > 0xffff { "\\U000" } else { "\\u" })),
+                (Some(c), 1) => out.push_str(
+                    &format!("\\u{:04x}", c as u32)
+                        .replace("\\u", if c as u32 > 0xffff { "\\U000" } else { "\\u" }),
+                ),
                 (Some(c), 2) if c.len_utf8() == 1 => out.push_str(&format!("\\{:03o}", c as u32)),
                 (Some(c), _) => {
                     for b in c.to_string().bytes() {
@@ -168,7 +227,11 @@ fn literal() -> impl Strategy<Value = (Vec<u8>, String)> {
                 }
                 (None, k) => {
                     let b = rest[0];
-                    out.push_str(&if k % 2 == 0 { format!("\\x{b:02X}") } else { format!("\\{b:03o}") });
+                    out.push_str(&if k % 2 == 0 {
+                        format!("\\x{b:02X}")
+                    } else {
+                        format!("\\{b:03o}")
+                    });
                     i += 1;
                     continue;
                 }
@@ -191,7 +254,9 @@ fn go_unquote(body: &str) -> Vec<u8> {
             continue;
         }
         let e = it.next().expect("escape");
-        let hex = |it: &mut std::str::Chars, n| u32::from_str_radix(&it.by_ref().take(n).collect::<String>(), 16).unwrap();
+        let hex = |it: &mut std::str::Chars, n| {
+            u32::from_str_radix(&it.by_ref().take(n).collect::<String>(), 16).unwrap()
+        };
         match e {
             'n' => out.push(b'\n'),
             't' => out.push(b'\t'),
@@ -199,7 +264,12 @@ fn go_unquote(body: &str) -> Vec<u8> {
             '\\' => out.push(b'\\'),
             '"' => out.push(b'"'),
             'x' => out.push(hex(&mut it, 2) as u8),
-            'u' => out.extend_from_slice(char::from_u32(hex(&mut it, 4)).unwrap().to_string().as_bytes()),
+            'u' => out.extend_from_slice(
+                char::from_u32(hex(&mut it, 4))
+                    .unwrap()
+                    .to_string()
+                    .as_bytes(),
+            ),
             other => panic!("the printer wrote \\{other}"),
         }
     }

@@ -12,10 +12,17 @@ fn schema() -> Value {
 
 /// Leaf keys (dotted) and their defaults (`None` without one).
 fn leaves(node: &Value, prefix: &str, out: &mut BTreeMap<String, Option<Value>>) {
-    let Some(props) = node.get("properties").and_then(Value::as_object) else { return };
+    let Some(props) = node.get("properties").and_then(Value::as_object) else {
+        return;
+    };
     for (name, sub) in props {
-        let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
-        let is_section = sub.get("type") == Some(&json!("object")) && sub.get("properties").is_some();
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let is_section =
+            sub.get("type") == Some(&json!("object")) && sub.get("properties").is_some();
         if is_section && key != "keystone.service_credentials" {
             leaves(sub, &key, out);
         } else {
@@ -35,7 +42,11 @@ fn set(root: &mut Map<String, Value>, dotted: &str, v: Value) {
     let last = parts.pop().unwrap();
     let mut node = root;
     for p in parts {
-        node = node.entry(p).or_insert_with(|| json!({})).as_object_mut().unwrap();
+        node = node
+            .entry(p)
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .unwrap();
     }
     node.insert(last.to_string(), v);
 }
@@ -63,7 +74,9 @@ fn every_parser_key_is_in_the_schema() {
         set(&mut cfg, "keystone.url", json!("http://ks:5000/v3"));
         let probe = match key.as_str() {
             "keystone.url" => continue,
-            "keystone.service_credentials" => json!({"application_credential_id": "a", "application_credential_secret": "s"}),
+            "keystone.service_credentials" => {
+                json!({"application_credential_id": "a", "application_credential_secret": "s"})
+            }
             "tenant_header" => json!("X-Scope-OrgID"),
             k if k.ends_with("_env") => {
                 std::env::set_var("KPW_SCHEMA_PROBE", "a-secret");
@@ -101,14 +114,20 @@ fn readme_keys() -> BTreeMap<String, String> {
 fn readme_documents_every_key_with_its_default() {
     let readme = readme_keys();
     let schema = schema_keys();
-    assert_eq!(readme.keys().collect::<Vec<_>>(), schema.keys().collect::<Vec<_>>());
+    assert_eq!(
+        readme.keys().collect::<Vec<_>>(),
+        schema.keys().collect::<Vec<_>>()
+    );
     for (key, default) in schema {
         let cell = readme[&key].trim_matches('`');
         match default {
             Some(Value::String(s)) if s.is_empty() => assert_eq!(cell, "\"\"", "{key}"),
             Some(Value::String(s)) => assert_eq!(cell, s, "{key}"),
             Some(v) => assert_eq!(cell, v.to_string(), "{key}"),
-            None => assert!(!cell.is_empty() && !cell.starts_with(char::is_numeric), "{key}: {cell}"),
+            None => assert!(
+                !cell.is_empty() && !cell.starts_with(char::is_numeric),
+                "{key}: {cell}"
+            ),
         }
     }
 }
@@ -117,7 +136,13 @@ fn readme_documents_every_key_with_its_default() {
 fn readme_example_parses() {
     let readme = include_str!("../README.md");
     let section = readme.split("## Configuration reference").nth(1).unwrap();
-    let example = section.split("```json").nth(1).unwrap().split("```").next().unwrap();
+    let example = section
+        .split("```json")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
     // The example reads its secret from the environment, as a deployment does.
     std::env::set_var("KPW_APPCRED_SECRET", "a-secret");
     Config::from_json(example.as_bytes()).unwrap();

@@ -18,7 +18,11 @@ pub enum Credential {
     /// A Keystone token (`X-Auth-Token` or Bearer).
     Token(String),
     /// A user's password, with the scope to ask for.
-    Password { user: UserRef, password: String, scope: ScopeRef },
+    Password {
+        user: UserRef,
+        password: String,
+        scope: ScopeRef,
+    },
     /// An application credential and its secret (its scope is its own).
     AppCredential { cred: AppCredRef, secret: String },
 }
@@ -27,14 +31,20 @@ pub enum Credential {
 pub enum UserRef {
     Id(String),
     /// A user name and the NAME of its domain.
-    Name { name: String, domain: String },
+    Name {
+        name: String,
+        domain: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScopeRef {
     ProjectId(String),
     /// A project name and the NAME of its domain.
-    ProjectName { name: String, domain: String },
+    ProjectName {
+        name: String,
+        domain: String,
+    },
     /// A domain, by name.
     Domain(String),
 }
@@ -81,13 +91,17 @@ fn check_token(token: &str, what: &str) -> Result<String, CredentialError> {
 /// bytes into the callout), not empty, not too long. Every byte is looked at (a fold, not
 /// `all`), which the compiler turns into 16 bytes per step.
 pub fn is_token(token: &str) -> bool {
-    !token.is_empty() && token.len() <= MAX_TOKEN_BYTES && token.bytes().fold(true, |ok, b| ok & b.is_ascii_graphic())
+    !token.is_empty()
+        && token.len() <= MAX_TOKEN_BYTES
+        && token.bytes().fold(true, |ok, b| ok & b.is_ascii_graphic())
 }
 
 /// Names and ids go into JSON and logs: no control characters, none empty.
 fn check_part(s: &str, what: &str) -> Result<String, CredentialError> {
     if s.is_empty() || s.chars().any(char::is_control) {
-        return Err(malformed(format!("the {what} in the Basic auth user name is empty or invalid")));
+        return Err(malformed(format!(
+            "the {what} in the Basic auth user name is empty or invalid"
+        )));
     }
     Ok(s.to_string())
 }
@@ -95,14 +109,19 @@ fn check_part(s: &str, what: &str) -> Result<String, CredentialError> {
 /// `name@domain` (split at the last `@`, as names may hold one) or an id.
 fn user_ref(s: &str) -> Result<UserRef, CredentialError> {
     match s.rsplit_once('@') {
-        Some((name, domain)) => Ok(UserRef::Name { name: check_part(name, "user name")?, domain: check_part(domain, "user domain")? }),
+        Some((name, domain)) => Ok(UserRef::Name {
+            name: check_part(name, "user name")?,
+            domain: check_part(domain, "user domain")?,
+        }),
         None => Ok(UserRef::Id(check_part(s, "user id")?)),
     }
 }
 
 /// Keystone's ids are uuid4 hex: 32 lower-case hex digits.
 pub(crate) fn looks_like_id(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Maia's encodings of the Basic auth user name.
@@ -110,9 +129,15 @@ fn parse_basic_user(user: &str, password: String) -> Result<Credential, Credenti
     if let Some(app) = user.strip_prefix('*') {
         let cred = match app.split_once('@') {
             None => AppCredRef::Id(check_part(app, "application credential id")?),
-            Some((name, user)) => AppCredRef::Name { name: check_part(name, "application credential name")?, user: user_ref(user)? },
+            Some((name, user)) => AppCredRef::Name {
+                name: check_part(name, "application credential name")?,
+                user: user_ref(user)?,
+            },
         };
-        return Ok(Credential::AppCredential { cred, secret: password });
+        return Ok(Credential::AppCredential {
+            cred,
+            secret: password,
+        });
     }
     let (user, scope) = user.split_once('|').ok_or_else(|| {
         malformed("the Basic auth user name must be user|project or user|@domain (e.g. alice@Default|demo@Default)")
@@ -121,24 +146,36 @@ fn parse_basic_user(user: &str, password: String) -> Result<Credential, Credenti
     let scope = if let Some(domain) = scope.strip_prefix('@') {
         ScopeRef::Domain(check_part(domain, "domain")?)
     } else if let Some((name, domain)) = scope.rsplit_once('@') {
-        ScopeRef::ProjectName { name: check_part(name, "project name")?, domain: check_part(domain, "project domain")? }
+        ScopeRef::ProjectName {
+            name: check_part(name, "project name")?,
+            domain: check_part(domain, "project domain")?,
+        }
     } else {
         match &user {
             // A plain project next to a named user: an id if it looks like one, else a
             // name in the user's own domain.
-            UserRef::Name { domain, .. } if !looks_like_id(scope) => {
-                ScopeRef::ProjectName { name: check_part(scope, "project name")?, domain: domain.clone() }
-            }
+            UserRef::Name { domain, .. } if !looks_like_id(scope) => ScopeRef::ProjectName {
+                name: check_part(scope, "project name")?,
+                domain: domain.clone(),
+            },
             _ => ScopeRef::ProjectId(check_part(scope, "project id")?),
         }
     };
-    Ok(Credential::Password { user, password, scope })
+    Ok(Credential::Password {
+        user,
+        password,
+        scope,
+    })
 }
 
 fn decode_basic(b64: &str) -> Result<(String, String), CredentialError> {
-    let bytes = base64_decode(b64.trim()).ok_or_else(|| malformed("the Basic auth header is not valid base64"))?;
-    let text = String::from_utf8(bytes).map_err(|_| malformed("the Basic auth header is not UTF-8"))?;
-    let (user, password) = text.split_once(':').ok_or_else(|| malformed("the Basic auth header has no ':'"))?;
+    let bytes = base64_decode(b64.trim())
+        .ok_or_else(|| malformed("the Basic auth header is not valid base64"))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| malformed("the Basic auth header is not UTF-8"))?;
+    let (user, password) = text
+        .split_once(':')
+        .ok_or_else(|| malformed("the Basic auth header has no ':'"))?;
     if password.is_empty() {
         return Err(malformed("the Basic auth password is empty"));
     }
@@ -146,8 +183,10 @@ fn decode_basic(b64: &str) -> Result<(String, String), CredentialError> {
 }
 
 /// Standard base64, with or without padding (clients differ); nothing else.
-const BASIC: GeneralPurpose =
-    GeneralPurpose::new(&alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
+const BASIC: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// Standard base64 with optional padding; `None` on anything else.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
@@ -156,12 +195,24 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
 
 impl Credential {
     /// Reads the credential from request headers; `header` looks a header up by lower-case name.
-    pub fn from_headers<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Result<Found, CredentialError> {
-        let found = |credential, from_authorization| Ok(Found { credential, from_authorization });
+    pub fn from_headers<'a>(
+        header: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Found, CredentialError> {
+        let found = |credential, from_authorization| {
+            Ok(Found {
+                credential,
+                from_authorization,
+            })
+        };
         if let Some(t) = header("x-auth-token").filter(|t| !t.trim().is_empty()) {
-            return found(Credential::Token(check_token(t, "X-Auth-Token header")?), false);
+            return found(
+                Credential::Token(check_token(t, "X-Auth-Token header")?),
+                false,
+            );
         }
-        let authorization = header("authorization").map(str::trim).filter(|a| !a.is_empty());
+        let authorization = header("authorization")
+            .map(str::trim)
+            .filter(|a| !a.is_empty());
         if let Some(a) = &authorization {
             if a.len() > MAX_TOKEN_BYTES {
                 return Err(malformed("the Authorization header is too long"));
@@ -181,11 +232,22 @@ impl Credential {
                     (None, Some(n), Some(d)) => UserRef::Name { name: check_part(n.trim(), "user name")?, domain: check_part(d.trim(), "user domain")? },
                     _ => return Err(malformed("X-Application-Credential-Name needs X-User-Id, or X-User-Name and X-User-Domain-Name")),
                 };
-                AppCredRef::Name { name: check_part(name.trim(), "application credential name")?, user }
+                AppCredRef::Name {
+                    name: check_part(name.trim(), "application credential name")?,
+                    user,
+                }
             } else {
-                return Err(malformed("X-Application-Credential-Secret needs X-Application-Credential-Id or -Name"));
+                return Err(malformed(
+                    "X-Application-Credential-Secret needs X-Application-Credential-Id or -Name",
+                ));
             };
-            return found(Credential::AppCredential { cred, secret: secret.to_string() }, false);
+            return found(
+                Credential::AppCredential {
+                    cred,
+                    secret: secret.to_string(),
+                },
+                false,
+            );
         }
         if let Some(a) = &authorization {
             if let Some((scheme, rest)) = a.split_once(' ') {
@@ -225,13 +287,19 @@ impl Credential {
         }
         match self {
             Credential::Token(_) => {}
-            Credential::Password { user, password, scope } => {
+            Credential::Password {
+                user,
+                password,
+                scope,
+            } => {
                 field("password");
                 user_fields(user).iter().for_each(|f| field(f));
                 field(password);
                 match scope {
                     ScopeRef::ProjectId(id) => ["pid", id.as_str(), ""],
-                    ScopeRef::ProjectName { name, domain } => ["pname", name.as_str(), domain.as_str()],
+                    ScopeRef::ProjectName { name, domain } => {
+                        ["pname", name.as_str(), domain.as_str()]
+                    }
                     ScopeRef::Domain(d) => ["domain", d.as_str(), ""],
                 }
                 .iter()
@@ -271,9 +339,9 @@ mod tests {
     use super::*;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Credential, CredentialError> {
-        Credential::from_headers(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)).map(|f| f.credential)
+        Credential::from_headers(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v))
+            .map(|f| f.credential)
     }
-
 
     use crate::host::mock::b64;
 
@@ -283,18 +351,33 @@ mod tests {
     }
 
     fn uname(n: &str, d: &str) -> UserRef {
-        UserRef::Name { name: n.into(), domain: d.into() }
+        UserRef::Name {
+            name: n.into(),
+            domain: d.into(),
+        }
     }
 
     const PID: &str = "0123456789abcdef0123456789abcdef";
 
     #[test]
     fn tokens() {
-        assert_eq!(from(&[("x-auth-token", " gAAAAABk ")]), Ok(Credential::Token("gAAAAABk".into())));
-        assert_eq!(from(&[("authorization", "Bearer tok")]), Ok(Credential::Token("tok".into())));
-        assert_eq!(from(&[("authorization", "bearer tok")]), Ok(Credential::Token("tok".into())));
+        assert_eq!(
+            from(&[("x-auth-token", " gAAAAABk ")]),
+            Ok(Credential::Token("gAAAAABk".into()))
+        );
+        assert_eq!(
+            from(&[("authorization", "Bearer tok")]),
+            Ok(Credential::Token("tok".into()))
+        );
+        assert_eq!(
+            from(&[("authorization", "bearer tok")]),
+            Ok(Credential::Token("tok".into()))
+        );
         // X-Auth-Token wins over Authorization.
-        assert_eq!(from(&[("x-auth-token", "a"), ("authorization", "Bearer b")]), Ok(Credential::Token("a".into())));
+        assert_eq!(
+            from(&[("x-auth-token", "a"), ("authorization", "Bearer b")]),
+            Ok(Credential::Token("a".into()))
+        );
         let f = Credential::from_headers(|n| (n == "authorization").then_some("Bearer t")).unwrap();
         assert!(f.from_authorization);
     }
@@ -302,59 +385,144 @@ mod tests {
     #[test]
     fn missing_or_malformed() {
         assert_eq!(from(&[]), Err(CredentialError::Missing));
-        assert_eq!(from(&[("x-auth-token", "  ")]), Err(CredentialError::Missing));
-        assert_eq!(from(&[("authorization", "Negotiate xyz")]), Err(CredentialError::Missing));
+        assert_eq!(
+            from(&[("x-auth-token", "  ")]),
+            Err(CredentialError::Missing)
+        );
+        assert_eq!(
+            from(&[("authorization", "Negotiate xyz")]),
+            Err(CredentialError::Missing)
+        );
         for bad in [
             vec![("x-auth-token", "a b")],
             vec![("x-auth-token", "a\u{7f}")],
             vec![("authorization", "Basic !!!")],
             vec![("authorization", "Bearer a\u{1}")],
         ] {
-            assert!(matches!(from(&bad), Err(CredentialError::Malformed(_))), "{bad:?}");
+            assert!(
+                matches!(from(&bad), Err(CredentialError::Malformed(_))),
+                "{bad:?}"
+            );
         }
         let long = "a".repeat(MAX_TOKEN_BYTES + 1);
-        assert!(matches!(from(&[("x-auth-token", &long)]), Err(CredentialError::Malformed(_))));
-        assert!(matches!(basic("alice", "pw"), Err(CredentialError::Malformed(_))), "no scope");
-        assert!(matches!(basic("alice|p", ""), Err(CredentialError::Malformed(_))), "no password");
-        assert!(matches!(basic("|p", "pw"), Err(CredentialError::Malformed(_))));
+        assert!(matches!(
+            from(&[("x-auth-token", &long)]),
+            Err(CredentialError::Malformed(_))
+        ));
+        assert!(
+            matches!(basic("alice", "pw"), Err(CredentialError::Malformed(_))),
+            "no scope"
+        );
+        assert!(
+            matches!(basic("alice|p", ""), Err(CredentialError::Malformed(_))),
+            "no password"
+        );
+        assert!(matches!(
+            basic("|p", "pw"),
+            Err(CredentialError::Malformed(_))
+        ));
     }
 
     #[test]
     fn maia_basic_forms() {
-        let pw = |user, scope| Ok(Credential::Password { user, password: "pw".into(), scope });
-        assert_eq!(basic(&format!("u1|{PID}"), "pw"), pw(UserRef::Id("u1".into()), ScopeRef::ProjectId(PID.into())));
-        assert_eq!(basic(&format!("alice@tenants|{PID}"), "pw"), pw(uname("alice", "tenants"), ScopeRef::ProjectId(PID.into())));
+        let pw = |user, scope| {
+            Ok(Credential::Password {
+                user,
+                password: "pw".into(),
+                scope,
+            })
+        };
+        assert_eq!(
+            basic(&format!("u1|{PID}"), "pw"),
+            pw(UserRef::Id("u1".into()), ScopeRef::ProjectId(PID.into()))
+        );
+        assert_eq!(
+            basic(&format!("alice@tenants|{PID}"), "pw"),
+            pw(uname("alice", "tenants"), ScopeRef::ProjectId(PID.into()))
+        );
         assert_eq!(
             basic("u1|team-a@tenants", "pw"),
-            pw(UserRef::Id("u1".into()), ScopeRef::ProjectName { name: "team-a".into(), domain: "tenants".into() })
+            pw(
+                UserRef::Id("u1".into()),
+                ScopeRef::ProjectName {
+                    name: "team-a".into(),
+                    domain: "tenants".into()
+                }
+            )
         );
         assert_eq!(
             basic("alice@tenants|team-a@tenants", "pw"),
-            pw(uname("alice", "tenants"), ScopeRef::ProjectName { name: "team-a".into(), domain: "tenants".into() })
+            pw(
+                uname("alice", "tenants"),
+                ScopeRef::ProjectName {
+                    name: "team-a".into(),
+                    domain: "tenants".into()
+                }
+            )
         );
         assert_eq!(
             basic("alice@tenants|team-a", "pw"),
-            pw(uname("alice", "tenants"), ScopeRef::ProjectName { name: "team-a".into(), domain: "tenants".into() })
+            pw(
+                uname("alice", "tenants"),
+                ScopeRef::ProjectName {
+                    name: "team-a".into(),
+                    domain: "tenants".into()
+                }
+            )
         );
-        assert_eq!(basic("u1|@tenants", "pw"), pw(UserRef::Id("u1".into()), ScopeRef::Domain("tenants".into())));
-        assert_eq!(basic("alice@tenants|@tenants", "pw"), pw(uname("alice", "tenants"), ScopeRef::Domain("tenants".into())));
+        assert_eq!(
+            basic("u1|@tenants", "pw"),
+            pw(UserRef::Id("u1".into()), ScopeRef::Domain("tenants".into()))
+        );
+        assert_eq!(
+            basic("alice@tenants|@tenants", "pw"),
+            pw(
+                uname("alice", "tenants"),
+                ScopeRef::Domain("tenants".into())
+            )
+        );
         // e-mail style user names keep their @.
         assert_eq!(
             basic("bob@example.com@Default|@Default", "pw"),
-            pw(uname("bob@example.com", "Default"), ScopeRef::Domain("Default".into()))
+            pw(
+                uname("bob@example.com", "Default"),
+                ScopeRef::Domain("Default".into())
+            )
         );
         // A password may hold ':'.
-        assert!(matches!(basic("u1|p", "a:b"), Ok(Credential::Password { password, .. }) if password == "a:b"));
+        assert!(
+            matches!(basic("u1|p", "a:b"), Ok(Credential::Password { password, .. }) if password == "a:b")
+        );
     }
 
     #[test]
     fn application_credentials() {
-        let app = |cred| Ok(Credential::AppCredential { cred, secret: "s".into() });
+        let app = |cred| {
+            Ok(Credential::AppCredential {
+                cred,
+                secret: "s".into(),
+            })
+        };
         assert_eq!(basic("*ac1", "s"), app(AppCredRef::Id("ac1".into())));
-        assert_eq!(basic("*ci@u1", "s"), app(AppCredRef::Name { name: "ci".into(), user: UserRef::Id("u1".into()) }));
-        assert_eq!(basic("*ci@alice@tenants", "s"), app(AppCredRef::Name { name: "ci".into(), user: uname("alice", "tenants") }));
         assert_eq!(
-            from(&[("x-application-credential-id", "ac1"), ("x-application-credential-secret", "s")]),
+            basic("*ci@u1", "s"),
+            app(AppCredRef::Name {
+                name: "ci".into(),
+                user: UserRef::Id("u1".into())
+            })
+        );
+        assert_eq!(
+            basic("*ci@alice@tenants", "s"),
+            app(AppCredRef::Name {
+                name: "ci".into(),
+                user: uname("alice", "tenants")
+            })
+        );
+        assert_eq!(
+            from(&[
+                ("x-application-credential-id", "ac1"),
+                ("x-application-credential-secret", "s")
+            ]),
             app(AppCredRef::Id("ac1".into()))
         );
         assert_eq!(
@@ -364,10 +532,16 @@ mod tests {
                 ("x-user-domain-name", "tenants"),
                 ("x-application-credential-secret", "s")
             ]),
-            app(AppCredRef::Name { name: "ci".into(), user: uname("alice", "tenants") })
+            app(AppCredRef::Name {
+                name: "ci".into(),
+                user: uname("alice", "tenants")
+            })
         );
         assert!(matches!(
-            from(&[("x-application-credential-name", "ci"), ("x-application-credential-secret", "s")]),
+            from(&[
+                ("x-application-credential-name", "ci"),
+                ("x-application-credential-secret", "s")
+            ]),
             Err(CredentialError::Malformed(_))
         ));
     }

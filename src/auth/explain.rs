@@ -31,7 +31,9 @@ fn user(u: &UserRef) -> String {
 fn scope(s: &ScopeRef) -> String {
     match s {
         ScopeRef::ProjectId(id) => format!("project id {}", q(id)),
-        ScopeRef::ProjectName { name, domain } => format!("project name {} in domain {}", q(name), q(domain)),
+        ScopeRef::ProjectName { name, domain } => {
+            format!("project name {} in domain {}", q(name), q(domain))
+        }
         ScopeRef::Domain(name) => format!("domain {}", q(name)),
     }
 }
@@ -43,16 +45,22 @@ pub fn form(c: &Credential, from_authorization: bool) -> String {
     match c {
         Credential::Token(_) if from_authorization => "the Bearer token in Authorization".into(),
         Credential::Token(_) => "the token in X-Auth-Token".into(),
-        Credential::Password { user: u, scope: s, .. } => format!("Basic auth as {}, scoped to {}", user(u), scope(s)),
+        Credential::Password {
+            user: u, scope: s, ..
+        } => format!("Basic auth as {}, scoped to {}", user(u), scope(s)),
         Credential::AppCredential { cred, .. } => {
             let what = match cred {
                 AppCredRef::Id(id) => format!("application credential id {}", q(id)),
-                AppCredRef::Name { name, user: u } => format!("application credential name {} of {}", q(name), user(u)),
+                AppCredRef::Name { name, user: u } => {
+                    format!("application credential name {} of {}", q(name), user(u))
+                }
             };
             match (from_authorization, cred) {
                 (true, _) => format!("Basic auth as {what}"),
                 (false, AppCredRef::Id(_)) => format!("{what} (X-Application-Credential-Id)"),
-                (false, AppCredRef::Name { .. }) => format!("{what} (X-Application-Credential-Name)"),
+                (false, AppCredRef::Name { .. }) => {
+                    format!("{what} (X-Application-Credential-Name)")
+                }
             }
         }
     }
@@ -65,7 +73,9 @@ fn looks_like_id(s: &str) -> bool {
 
 /// For `alice|team-a`: the parts read as ids that look like names, and how to write names.
 fn id_hint(c: &Credential) -> Option<String> {
-    let Credential::Password { user, scope, .. } = c else { return None };
+    let Credential::Password { user, scope, .. } = c else {
+        return None;
+    };
     let user_id = match user {
         UserRef::Id(id) if !looks_like_id(id) => Some(id.as_str()),
         _ => None,
@@ -113,11 +123,16 @@ fn domains(c: &Credential) -> (Option<&str>, Option<&str>) {
         Credential::Password { user, scope, .. } => (
             user_domain(user),
             match scope {
-                ScopeRef::ProjectName { domain, .. } | ScopeRef::Domain(domain) => Some(domain.as_str()),
+                ScopeRef::ProjectName { domain, .. } | ScopeRef::Domain(domain) => {
+                    Some(domain.as_str())
+                }
                 ScopeRef::ProjectId(_) => None,
             },
         ),
-        Credential::AppCredential { cred: AppCredRef::Name { user, .. }, .. } => (user_domain(user), None),
+        Credential::AppCredential {
+            cred: AppCredRef::Name { user, .. },
+            ..
+        } => (user_domain(user), None),
         _ => (None, None),
     }
 }
@@ -130,11 +145,16 @@ pub fn refused(c: &Credential, from_authorization: bool, refusal: &Refusal) -> S
             Refusal::Expired => "it has expired",
             _ => "it is invalid, expired or revoked",
         };
-        return format!("Keystone refused {form}: {why}; get a new token with `openstack token issue`");
+        return format!(
+            "Keystone refused {form}: {why}; get a new token with `openstack token issue`"
+        );
     }
     let password = matches!(c, Credential::Password { .. });
     let (secret, on) = match c {
-        Credential::Password { scope: ScopeRef::Domain(_), .. } => ("password", "that domain"),
+        Credential::Password {
+            scope: ScopeRef::Domain(_),
+            ..
+        } => ("password", "that domain"),
         Credential::Password { .. } => ("password", "that project"),
         _ => ("secret", "its project"),
     };
@@ -168,7 +188,10 @@ pub fn refused(c: &Credential, from_authorization: bool, refusal: &Refusal) -> S
         }
     };
     let mut out = format!("Keystone refused {form}: {why}");
-    let hinted = matches!(refusal, Refusal::Unsaid | Refusal::WrongSecret | Refusal::NoUser | Refusal::NoProject);
+    let hinted = matches!(
+        refusal,
+        Refusal::Unsaid | Refusal::WrongSecret | Refusal::NoUser | Refusal::NoProject
+    );
     if let Some(hint) = id_hint(c).filter(|_| hinted) {
         let _ = write!(out, ". Note: {hint}");
     }
@@ -181,7 +204,9 @@ pub fn refused_recently(c: &Credential, from_authorization: bool, negative_ttl: 
     let form = form(c, from_authorization);
     let what = match c {
         Credential::Token(_) => "get a new token with `openstack token issue`",
-        Credential::Password { .. } => "check the password, and that the user has a role on the project or domain",
+        Credential::Password { .. } => {
+            "check the password, and that the user has a role on the project or domain"
+        }
         Credential::AppCredential { .. } => "check the application credential and its secret",
     };
     format!(
@@ -194,15 +219,25 @@ mod tests {
     use super::*;
 
     fn password(user: UserRef, scope: ScopeRef) -> Credential {
-        Credential::Password { user, password: "s3cret-pw".into(), scope }
+        Credential::Password {
+            user,
+            password: "s3cret-pw".into(),
+            scope,
+        }
     }
 
     fn uname(n: &str, d: &str) -> UserRef {
-        UserRef::Name { name: n.into(), domain: d.into() }
+        UserRef::Name {
+            name: n.into(),
+            domain: d.into(),
+        }
     }
 
     fn pname(n: &str, d: &str) -> ScopeRef {
-        ScopeRef::ProjectName { name: n.into(), domain: d.into() }
+        ScopeRef::ProjectName {
+            name: n.into(),
+            domain: d.into(),
+        }
     }
 
     const PID: &str = "0123456789abcdef0123456789abcdef";
@@ -240,71 +275,133 @@ mod tests {
         ];
         for (c, from_authorization, want) in cases {
             assert_eq!(form(&c, from_authorization), want);
-            for r in [Refusal::Unsaid, Refusal::WrongSecret, Refusal::NoRole, Refusal::NoDomain("Default".into())] {
+            for r in [
+                Refusal::Unsaid,
+                Refusal::WrongSecret,
+                Refusal::NoRole,
+                Refusal::NoDomain("Default".into()),
+            ] {
                 let m = refused(&c, from_authorization, &r);
                 assert!(m.starts_with(&format!("Keystone refused {want}: ")), "{m}");
-                assert!(!m.contains("secret-") && !m.contains("s3cret") && !m.contains("tok-secret"), "{m}");
+                assert!(
+                    !m.contains("secret-") && !m.contains("s3cret") && !m.contains("tok-secret"),
+                    "{m}"
+                );
             }
         }
-        let long = form(&password(UserRef::Id("x".repeat(300)), ScopeRef::ProjectId(PID.into())), true);
-        assert!(long.contains(&format!("'{}…'", "x".repeat(64))) && !long.contains(&"x".repeat(65)), "{long}");
+        let long = form(
+            &password(
+                UserRef::Id("x".repeat(300)),
+                ScopeRef::ProjectId(PID.into()),
+            ),
+            true,
+        );
+        assert!(
+            long.contains(&format!("'{}…'", "x".repeat(64))) && !long.contains(&"x".repeat(65)),
+            "{long}"
+        );
     }
 
     #[test]
     fn tokens_keep_pointing_at_openstack_token_issue() {
         let m = refused(&Credential::Token("t".into()), false, &Refusal::Unsaid);
         assert_eq!(m, "Keystone refused the token in X-Auth-Token: it is invalid, expired or revoked; get a new token with `openstack token issue`");
-        assert!(refused(&Credential::Token("t".into()), true, &Refusal::Expired).contains("it has expired; get a new token with `openstack token issue`"));
+        assert!(
+            refused(&Credential::Token("t".into()), true, &Refusal::Expired)
+                .contains("it has expired; get a new token with `openstack token issue`")
+        );
         let m = refused_recently(&Credential::Token("t".into()), false, 10);
-        assert!(m.contains("less than 10 s ago") && m.contains("openstack token issue"), "{m}");
+        assert!(
+            m.contains("less than 10 s ago") && m.contains("openstack token issue"),
+            "{m}"
+        );
     }
 
     #[test]
     fn password_or_scope() {
         let alice = password(uname("alice", "tenants"), pname("team-b", "tenants"));
         let m = |r: Refusal| refused(&alice, true, &r);
-        assert!(m(Refusal::WrongSecret).ends_with(": authentication failed: the password is wrong (or there is no user with that id)"), "{}", m(Refusal::WrongSecret));
+        assert!(
+            m(Refusal::WrongSecret).ends_with(
+                ": authentication failed: the password is wrong (or there is no user with that id)"
+            ),
+            "{}",
+            m(Refusal::WrongSecret)
+        );
         assert!(m(Refusal::NoRole).ends_with(": the password is right, but the scope was refused: the user has no role on that project"));
-        assert!(m(Refusal::NoProject).ends_with(": the scope was refused: there is no such project"));
+        assert!(
+            m(Refusal::NoProject).ends_with(": the scope was refused: there is no such project")
+        );
         assert!(m(Refusal::NoUser).contains("authentication failed: there is no such user"));
         assert!(m(Refusal::Locked).contains("authentication failed: the user's account is locked"));
         assert!(m(Refusal::PasswordExpired).contains("the password has expired"));
         let unsaid = m(Refusal::Unsaid);
-        assert!(unsaid.contains("does not say whether it refused the password or the scope"), "{unsaid}");
-        assert!(!unsaid.contains("openstack token issue") && !unsaid.contains("Note:"), "{unsaid}");
+        assert!(
+            unsaid.contains("does not say whether it refused the password or the scope"),
+            "{unsaid}"
+        );
+        assert!(
+            !unsaid.contains("openstack token issue") && !unsaid.contains("Note:"),
+            "{unsaid}"
+        );
         // Which domain is missing: the user's or the project's.
         let other = password(uname("alice", "nodomain"), pname("team-a", "tenants"));
-        assert!(refused(&other, true, &Refusal::NoDomain("nodomain".into())).ends_with("authentication failed: there is no domain 'nodomain' (the user's)"));
+        assert!(refused(&other, true, &Refusal::NoDomain("nodomain".into()))
+            .ends_with("authentication failed: there is no domain 'nodomain' (the user's)"));
         let other = password(uname("alice", "tenants"), pname("team-a", "nodomain"));
-        assert!(refused(&other, true, &Refusal::NoDomain("nodomain".into())).ends_with("the scope was refused: there is no domain 'nodomain'"));
-        let domain = password(uname("alice", "tenants"), ScopeRef::Domain("tenants".into()));
-        assert!(refused(&domain, true, &Refusal::NoRole).ends_with("the user has no role on that domain"));
+        assert!(refused(&other, true, &Refusal::NoDomain("nodomain".into()))
+            .ends_with("the scope was refused: there is no domain 'nodomain'"));
+        let domain = password(
+            uname("alice", "tenants"),
+            ScopeRef::Domain("tenants".into()),
+        );
+        assert!(refused(&domain, true, &Refusal::NoRole)
+            .ends_with("the user has no role on that domain"));
         let m = refused_recently(&alice, true, 10);
-        assert!(m.contains("Basic auth as user name 'alice'") && m.contains("check the password"), "{m}");
+        assert!(
+            m.contains("Basic auth as user name 'alice'") && m.contains("check the password"),
+            "{m}"
+        );
     }
 
     #[test]
     fn names_read_as_ids_are_pointed_out() {
         // alice|team-a: Maia reads a user without @domain as an id, and then the project too.
-        let c = password(UserRef::Id("alice".into()), ScopeRef::ProjectId("team-a".into()));
+        let c = password(
+            UserRef::Id("alice".into()),
+            ScopeRef::ProjectId("team-a".into()),
+        );
         let m = refused(&c, true, &Refusal::Unsaid);
-        assert!(m.starts_with("Keystone refused Basic auth as user id 'alice', scoped to project id 'team-a': "), "{m}");
+        assert!(
+            m.starts_with(
+                "Keystone refused Basic auth as user id 'alice', scoped to project id 'team-a': "
+            ),
+            "{m}"
+        );
         assert!(
             m.ends_with("Note: 'alice' was read as a user id and 'team-a' as a project id, as neither names a domain; \
                          if they are names, write alice@DOMAIN|team-a@DOMAIN (e.g. alice@Default|team-a@Default)"),
             "{m}"
         );
         let c = password(UserRef::Id("alice".into()), ScopeRef::ProjectId(PID.into()));
-        assert!(refused(&c, true, &Refusal::WrongSecret).ends_with("if it is a name, write alice@DOMAIN|…"));
+        assert!(refused(&c, true, &Refusal::WrongSecret)
+            .ends_with("if it is a name, write alice@DOMAIN|…"));
         let uid = "f".repeat(64);
-        let c = password(UserRef::Id(uid.clone()), ScopeRef::ProjectId("team-a".into()));
-        assert!(refused(&c, true, &Refusal::NoProject).ends_with(&format!("if it is a name, write {uid}|team-a@DOMAIN")));
+        let c = password(
+            UserRef::Id(uid.clone()),
+            ScopeRef::ProjectId("team-a".into()),
+        );
+        assert!(refused(&c, true, &Refusal::NoProject)
+            .ends_with(&format!("if it is a name, write {uid}|team-a@DOMAIN")));
         // Ids that look like ids, names with domains, or a refusal that is not about them: no note.
         let c = password(UserRef::Id(PID.into()), ScopeRef::ProjectId(PID.into()));
         assert!(!refused(&c, true, &Refusal::Unsaid).contains("Note:"));
         let c = password(uname("alice", "tenants"), pname("team-a", "tenants"));
         assert!(!refused(&c, true, &Refusal::Unsaid).contains("Note:"));
-        let c = password(UserRef::Id("alice".into()), ScopeRef::ProjectId("team-a".into()));
+        let c = password(
+            UserRef::Id("alice".into()),
+            ScopeRef::ProjectId("team-a".into()),
+        );
         assert!(!refused(&c, true, &Refusal::NoRole).contains("Note:"));
     }
 }

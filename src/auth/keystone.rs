@@ -24,9 +24,19 @@ pub struct Callout {
     pub timeout_ms: u64,
 }
 
-fn callout(cfg: &KeystoneConfig, method: &str, path: String, mut headers: Vec<(&'static str, String)>, body: Option<Value>) -> Callout {
+fn callout(
+    cfg: &KeystoneConfig,
+    method: &str,
+    path: String,
+    mut headers: Vec<(&'static str, String)>,
+    body: Option<Value>,
+) -> Callout {
     // `:scheme` is what makes ngx_wasm_module open TLS to Keystone (Envoy's cluster decides there).
-    let scheme = if cfg.url.starts_with("https://") { "https" } else { "http" };
+    let scheme = if cfg.url.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
     let mut all = vec![
         (":method", method.to_string()),
         (":path", format!("{}{path}", cfg.path_prefix)),
@@ -49,12 +59,19 @@ fn callout(cfg: &KeystoneConfig, method: &str, path: String, mut headers: Vec<(&
 /// `GET <keystone.url>/auth/tokens?nocatalog` for a user token. A user may validate its
 /// own token, so the token goes in both headers unless a service token is given; with a
 /// service token the filter also enforces access rules, so it says it supports them.
-pub fn validation_request(cfg: &KeystoneConfig, token: &str, service_token: Option<&str>) -> Callout {
+pub fn validation_request(
+    cfg: &KeystoneConfig,
+    token: &str,
+    service_token: Option<&str>,
+) -> Callout {
     let mut headers = vec![("x-subject-token", token.to_string())];
     match service_token {
         Some(svc) => {
             headers.push(("x-auth-token", svc.to_string()));
-            headers.push(("openstack-identity-access-rules", ACCESS_RULES_VERSION.to_string()));
+            headers.push((
+                "openstack-identity-access-rules",
+                ACCESS_RULES_VERSION.to_string(),
+            ));
         }
         None => headers.push(("x-auth-token", token.to_string())),
     }
@@ -73,12 +90,18 @@ fn user_json(u: &UserRef) -> Value {
 pub fn auth_request(cfg: &KeystoneConfig, credential: &Credential) -> Option<Callout> {
     let auth = match credential {
         Credential::Token(_) => return None,
-        Credential::Password { user, password, scope } => {
+        Credential::Password {
+            user,
+            password,
+            scope,
+        } => {
             let mut user = user_json(user);
             user["password"] = json!(password);
             let scope = match scope {
                 ScopeRef::ProjectId(id) => json!({ "project": { "id": id } }),
-                ScopeRef::ProjectName { name, domain } => json!({ "project": { "name": name, "domain": { "name": domain } } }),
+                ScopeRef::ProjectName { name, domain } => {
+                    json!({ "project": { "name": name, "domain": { "name": domain } } })
+                }
                 ScopeRef::Domain(name) => json!({ "domain": { "name": name } }),
             };
             json!({ "identity": { "methods": ["password"], "password": { "user": user } }, "scope": scope })
@@ -92,7 +115,13 @@ pub fn auth_request(cfg: &KeystoneConfig, credential: &Credential) -> Option<Cal
             json!({ "identity": { "methods": ["application_credential"], "application_credential": app } })
         }
     };
-    Some(callout(cfg, "POST", "/auth/tokens?nocatalog".into(), vec![], Some(json!({ "auth": auth }))))
+    Some(callout(
+        cfg,
+        "POST",
+        "/auth/tokens?nocatalog".into(),
+        vec![],
+        Some(json!({ "auth": auth })),
+    ))
 }
 
 /// The filter's own login, for a service token.
@@ -101,26 +130,49 @@ pub fn service_auth_request(cfg: &KeystoneConfig, creds: &ServiceCredentials) ->
         ServiceCredentials::ApplicationCredential { id, secret } => json!({
             "identity": { "methods": ["application_credential"], "application_credential": { "id": id, "secret": secret } }
         }),
-        ServiceCredentials::Password { user, password, project } => {
+        ServiceCredentials::Password {
+            user,
+            password,
+            project,
+        } => {
             let mut user = match user {
                 UserSpec::Id(id) => json!({ "id": id }),
-                UserSpec::Name { name, domain_name } => json!({ "name": name, "domain": { "name": domain_name } }),
+                UserSpec::Name { name, domain_name } => {
+                    json!({ "name": name, "domain": { "name": domain_name } })
+                }
             };
             user["password"] = json!(password);
             let project = match project {
                 ProjectSpec::Id(id) => json!({ "id": id }),
-                ProjectSpec::Name { name, domain_name } => json!({ "name": name, "domain": { "name": domain_name } }),
+                ProjectSpec::Name { name, domain_name } => {
+                    json!({ "name": name, "domain": { "name": domain_name } })
+                }
             };
             json!({ "identity": { "methods": ["password"], "password": { "user": user } }, "scope": { "project": project } })
         }
     };
-    callout(cfg, "POST", "/auth/tokens?nocatalog".into(), vec![], Some(json!({ "auth": auth })))
+    callout(
+        cfg,
+        "POST",
+        "/auth/tokens?nocatalog".into(),
+        vec![],
+        Some(json!({ "auth": auth })),
+    )
 }
 
 /// `GET <keystone.url>/projects/<id>?subtree_as_ids`: the project's descendants.
 pub fn subtree_request(cfg: &KeystoneConfig, project_id: &str, token: &str) -> Callout {
-    let id: String = project_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
-    callout(cfg, "GET", format!("/projects/{id}?subtree_as_ids"), vec![("x-auth-token", token.to_string())], None)
+    let id: String = project_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    callout(
+        cfg,
+        "GET",
+        format!("/projects/{id}?subtree_as_ids"),
+        vec![("x-auth-token", token.to_string())],
+        None,
+    )
 }
 
 /// Why a credential did not yield a scope.
@@ -238,10 +290,18 @@ pub fn refusal(body: &[u8]) -> Refusal {
         return Refusal::Unsaid;
     };
     // With `insecure_debug` Keystone appends " (Disable insecure_debug mode to suppress these details.)".
-    let m = error.message.split(" (Disable insecure_debug").next().unwrap_or_default().trim();
+    let m = error
+        .message
+        .split(" (Disable insecure_debug")
+        .next()
+        .unwrap_or_default()
+        .trim();
     let lower = m.to_ascii_lowercase();
     let starts = |p: &str| lower.starts_with(p);
-    if starts("invalid username or password") || starts("invalid user / password") || starts("invalid application credential") {
+    if starts("invalid username or password")
+        || starts("invalid user / password")
+        || starts("invalid application credential")
+    {
         Refusal::WrongSecret
     } else if starts("could not find user") {
         Refusal::NoUser
@@ -257,7 +317,10 @@ pub fn refusal(body: &[u8]) -> Refusal {
         Refusal::NoRole
     } else if starts("could not find project") {
         Refusal::NoProject
-    } else if let Some(name) = m.get("Could not find domain: ".len()..).filter(|_| starts("could not find domain: ")) {
+    } else if let Some(name) = m
+        .get("Could not find domain: ".len()..)
+        .filter(|_| starts("could not find domain: "))
+    {
         let name = name.strip_suffix('.').unwrap_or(name);
         Refusal::NoDomain(name.chars().take(256).collect())
     } else {
@@ -272,19 +335,27 @@ fn failure(answer: &Answer, ok: u16) -> Option<AuthFailure> {
         None => {
             let why = answer.dispatch_status.unwrap_or("no response");
             if answer.timed_out || why.contains("timeout") {
-                return Some(AuthFailure::Timeout("Keystone did not answer in time; try again later".into()));
+                return Some(AuthFailure::Timeout(
+                    "Keystone did not answer in time; try again later".into(),
+                ));
             }
-            return Some(AuthFailure::Unavailable(format!("Keystone could not be reached ({why}); try again later")));
+            return Some(AuthFailure::Unavailable(format!(
+                "Keystone could not be reached ({why}); try again later"
+            )));
         }
     };
     match status {
         s if s == ok => None,
         // Envoy answers a callout that ran out of time with its own 504.
-        504 => Some(AuthFailure::Timeout("Keystone did not answer in time; try again later".into())),
+        504 => Some(AuthFailure::Timeout(
+            "Keystone did not answer in time; try again later".into(),
+        )),
         // A validation's refusal says nothing more than its status; a token request's may.
         401 | 404 if ok == 201 => Some(AuthFailure::Invalid(refusal(answer.body))),
         401 | 404 => Some(AuthFailure::Invalid(Refusal::Unsaid)),
-        s => Some(AuthFailure::Unavailable(format!("Keystone answered HTTP {s}; try again later"))),
+        s => Some(AuthFailure::Unavailable(format!(
+            "Keystone answered HTTP {s}; try again later"
+        ))),
     }
 }
 
@@ -294,23 +365,35 @@ pub fn parse_token_answer(answer: &Answer, ok: u16, now: u64) -> Result<Scope, A
         return Err(f);
     }
     if answer.body.len() > MAX_RESPONSE_BYTES {
-        return Err(AuthFailure::Unavailable("Keystone's answer was too large".into()));
+        return Err(AuthFailure::Unavailable(
+            "Keystone's answer was too large".into(),
+        ));
     }
-    let env: Envelope = serde_json::from_slice(answer.body)
-        .map_err(|e| AuthFailure::Unavailable(format!("Keystone's answer was not understood: {e}")))?;
+    let env: Envelope = serde_json::from_slice(answer.body).map_err(|e| {
+        AuthFailure::Unavailable(format!("Keystone's answer was not understood: {e}"))
+    })?;
     let t = env.token;
     let expires_at = parse_rfc3339(&t.expires_at).ok_or_else(|| {
-        AuthFailure::Unavailable(format!("Keystone's expires_at {:?} was not understood", t.expires_at))
+        AuthFailure::Unavailable(format!(
+            "Keystone's expires_at {:?} was not understood",
+            t.expires_at
+        ))
     })?;
     if expires_at <= now {
         return Err(AuthFailure::Invalid(Refusal::Expired));
     }
-    let roles: Vec<String> = t.roles.into_iter().filter_map(|r| r.name.or(Some(r.id))).collect();
+    let roles: Vec<String> = t
+        .roles
+        .into_iter()
+        .filter_map(|r| r.name.or(Some(r.id)))
+        .collect();
     let access_rules = t.application_credential.and_then(|a| a.access_rules);
     // Any user can write an application credential's rules, and each validated token of it
     // is cached with them: bounded, so that one user cannot fill the caches' memory.
     if let Some(rules) = &access_rules {
-        let long = |r: &AccessRule| r.path.len() > MAX_RULE_PATH || r.service.len() > 64 || r.method.len() > 16;
+        let long = |r: &AccessRule| {
+            r.path.len() > MAX_RULE_PATH || r.service.len() > 64 || r.method.len() > 16
+        };
         if rules.len() > MAX_ACCESS_RULES || rules.iter().any(long) {
             return Err(AuthFailure::Forbidden(format!(
                 "the application credential's access rules exceed what the filter holds \
@@ -331,10 +414,14 @@ pub fn parse_token_answer(answer: &Answer, ok: u16, now: u64) -> Result<Scope, A
     };
     // An empty id would become `project_id=""`, which matches every series without the label.
     let empty = |id: &str| id.trim().is_empty();
-    if t.project.as_ref().is_some_and(|p| empty(&p.id) || p.domain.as_ref().is_some_and(|d| empty(&d.id)))
+    if t.project
+        .as_ref()
+        .is_some_and(|p| empty(&p.id) || p.domain.as_ref().is_some_and(|d| empty(&d.id)))
         || t.domain.as_ref().is_some_and(|d| empty(&d.id))
     {
-        return Err(AuthFailure::Unavailable("Keystone's answer has an empty project or domain id".into()));
+        return Err(AuthFailure::Unavailable(
+            "Keystone's answer has an empty project or domain id".into(),
+        ));
     }
     match (t.project, t.domain, t.system) {
         (Some(p), _, _) => {
@@ -348,7 +435,8 @@ pub fn parse_token_answer(answer: &Answer, ok: u16, now: u64) -> Result<Scope, A
         (None, None, Some(_)) => scope.system = true,
         (None, None, None) => {
             return Err(AuthFailure::Forbidden(
-                "the token is unscoped; get a project-scoped token (e.g. set OS_PROJECT_NAME)".into(),
+                "the token is unscoped; get a project-scoped token (e.g. set OS_PROJECT_NAME)"
+                    .into(),
             ))
         }
     }
@@ -356,24 +444,32 @@ pub fn parse_token_answer(answer: &Answer, ok: u16, now: u64) -> Result<Scope, A
 }
 
 /// The filter's service token from a token request: `X-Subject-Token` and its expiry.
-pub fn parse_service_token(answer: &Answer, subject_token: Option<&str>, now: u64) -> Result<(String, u64), AuthFailure> {
+pub fn parse_service_token(
+    answer: &Answer,
+    subject_token: Option<&str>,
+    now: u64,
+) -> Result<(String, u64), AuthFailure> {
     let scope = parse_token_answer(answer, 201, now).map_err(|f| match f {
         // The service's own credentials being refused is the operator's problem, not the user's.
-        AuthFailure::Invalid(_) | AuthFailure::Forbidden(_) => {
-            AuthFailure::Unavailable("the filter's service credentials were refused by Keystone".into())
-        }
+        AuthFailure::Invalid(_) | AuthFailure::Forbidden(_) => AuthFailure::Unavailable(
+            "the filter's service credentials were refused by Keystone".into(),
+        ),
         other => other,
     })?;
     match subject_token {
         Some(t) if !t.is_empty() => Ok((t.to_string(), scope.expires_at)),
-        _ => Err(AuthFailure::Unavailable("Keystone issued no service token".into())),
+        _ => Err(AuthFailure::Unavailable(
+            "Keystone issued no service token".into(),
+        )),
     }
 }
 
 /// The descendants of a project, flattened from `subtree_as_ids`' nested map.
 pub fn parse_subtree(answer: &Answer) -> Result<Vec<String>, AuthFailure> {
     if answer.status == Some(403) {
-        return Err(AuthFailure::Forbidden("Keystone does not let this token list the project's sub-projects".into()));
+        return Err(AuthFailure::Forbidden(
+            "Keystone does not let this token list the project's sub-projects".into(),
+        ));
     }
     if let Some(f) = failure(answer, 200) {
         return Err(match f {
@@ -383,18 +479,23 @@ pub fn parse_subtree(answer: &Answer) -> Result<Vec<String>, AuthFailure> {
             other => other,
         });
     }
-    let v: Value = serde_json::from_slice(answer.body)
-        .map_err(|e| AuthFailure::Unavailable(format!("Keystone's project answer was not understood: {e}")))?;
+    let v: Value = serde_json::from_slice(answer.body).map_err(|e| {
+        AuthFailure::Unavailable(format!("Keystone's project answer was not understood: {e}"))
+    })?;
     let mut out = Vec::new();
     let mut stack: Vec<&Value> = vec![&v["project"]["subtree"]];
     while let Some(node) = stack.pop() {
         if let Some(map) = node.as_object() {
             for (id, children) in map {
                 if out.len() >= 1024 {
-                    return Err(AuthFailure::Forbidden("the project has more than 1024 sub-projects".into()));
+                    return Err(AuthFailure::Forbidden(
+                        "the project has more than 1024 sub-projects".into(),
+                    ));
                 }
                 if id.trim().is_empty() {
-                    return Err(AuthFailure::Unavailable("Keystone's project answer has an empty sub-project id".into()));
+                    return Err(AuthFailure::Unavailable(
+                        "Keystone's project answer has an empty sub-project id".into(),
+                    ));
                 }
                 out.push(id.clone());
                 stack.push(children);
@@ -478,28 +579,49 @@ mod tests {
         "roles":[{"id":"r1","name":"member"},{"id":"r2","name":"reader"}]}}"#;
 
     fn ok(body: &str) -> Answer<'_> {
-        Answer { status: Some(200), dispatch_status: None, timed_out: false, body: body.as_bytes() }
+        Answer {
+            status: Some(200),
+            dispatch_status: None,
+            timed_out: false,
+            body: body.as_bytes(),
+        }
     }
 
     fn status(s: Option<u16>) -> Answer<'static> {
-        Answer { status: s, dispatch_status: None, timed_out: false, body: b"" }
+        Answer {
+            status: s,
+            dispatch_status: None,
+            timed_out: false,
+            body: b"",
+        }
     }
 
     fn h<'a>(c: &'a Callout, n: &str) -> Option<&'a str> {
-        c.headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str())
+        c.headers
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
     fn validation_uses_user_token_twice() {
         let c = validation_request(&ks(), "tok", None);
-        assert_eq!((c.upstream.as_str(), c.timeout_ms, c.body.as_ref()), ("keystone", 2000, None));
+        assert_eq!(
+            (c.upstream.as_str(), c.timeout_ms, c.body.as_ref()),
+            ("keystone", 2000, None)
+        );
         assert_eq!(h(&c, ":method"), Some("GET"));
         assert_eq!(h(&c, ":path"), Some("/v3/auth/tokens?nocatalog"));
         assert_eq!(h(&c, ":authority"), Some("ks:5000"));
         assert_eq!(h(&c, ":scheme"), Some("http"));
-        let tls = Config::from_json(br#"{"keystone":{"url":"https://ks.example:5000/v3","upstream":"ks.example:5000"}}"#);
+        let tls = Config::from_json(
+            br#"{"keystone":{"url":"https://ks.example:5000/v3","upstream":"ks.example:5000"}}"#,
+        );
         let c = validation_request(&tls.unwrap().keystone, "tok", None);
-        assert_eq!((h(&c, ":scheme"), h(&c, ":authority")), (Some("https"), Some("ks.example:5000")));
+        assert_eq!(
+            (h(&c, ":scheme"), h(&c, ":authority")),
+            (Some("https"), Some("ks.example:5000"))
+        );
         assert_eq!(h(&c, "x-auth-token"), Some("tok"));
         assert_eq!(h(&c, "x-subject-token"), Some("tok"));
         assert_eq!(h(&c, "openstack-identity-access-rules"), None);
@@ -520,12 +642,21 @@ mod tests {
     #[test]
     fn password_and_appcred_requests() {
         let cred = Credential::Password {
-            user: UserRef::Name { name: "alice".into(), domain: "tenants".into() },
+            user: UserRef::Name {
+                name: "alice".into(),
+                domain: "tenants".into(),
+            },
             password: "pw".into(),
-            scope: ScopeRef::ProjectName { name: "team-a".into(), domain: "tenants".into() },
+            scope: ScopeRef::ProjectName {
+                name: "team-a".into(),
+                domain: "tenants".into(),
+            },
         };
         let c = auth_request(&ks(), &cred).unwrap();
-        assert_eq!((h(&c, ":method"), h(&c, ":path")), (Some("POST"), Some("/v3/auth/tokens?nocatalog")));
+        assert_eq!(
+            (h(&c, ":method"), h(&c, ":path")),
+            (Some("POST"), Some("/v3/auth/tokens?nocatalog"))
+        );
         assert_eq!(h(&c, "content-type"), Some("application/json"));
         assert_eq!(
             body(&c),
@@ -533,10 +664,20 @@ mod tests {
                 {"name": "alice", "domain": {"name": "tenants"}, "password": "pw"}}},
                 "scope": {"project": {"name": "team-a", "domain": {"name": "tenants"}}}}})
         );
-        let cred = Credential::Password { user: UserRef::Id("u".into()), password: "p".into(), scope: ScopeRef::Domain("d".into()) };
-        assert_eq!(body(&auth_request(&ks(), &cred).unwrap())["auth"]["scope"], json!({"domain": {"name": "d"}}));
+        let cred = Credential::Password {
+            user: UserRef::Id("u".into()),
+            password: "p".into(),
+            scope: ScopeRef::Domain("d".into()),
+        };
+        assert_eq!(
+            body(&auth_request(&ks(), &cred).unwrap())["auth"]["scope"],
+            json!({"domain": {"name": "d"}})
+        );
         let cred = Credential::AppCredential {
-            cred: AppCredRef::Name { name: "ci".into(), user: UserRef::Id("u1".into()) },
+            cred: AppCredRef::Name {
+                name: "ci".into(),
+                user: UserRef::Id("u1".into()),
+            },
             secret: "s".into(),
         };
         assert_eq!(
@@ -548,14 +689,34 @@ mod tests {
 
     #[test]
     fn service_login() {
-        let creds = ServiceCredentials::ApplicationCredential { id: "a".into(), secret: "s".into() };
+        let creds = ServiceCredentials::ApplicationCredential {
+            id: "a".into(),
+            secret: "s".into(),
+        };
         let c = service_auth_request(&ks(), &creds);
-        assert_eq!(body(&c)["auth"]["identity"]["application_credential"], json!({"id": "a", "secret": "s"}));
-        let issued = Answer { status: Some(201), ..ok(BODY) };
+        assert_eq!(
+            body(&c)["auth"]["identity"]["application_credential"],
+            json!({"id": "a", "secret": "s"})
+        );
+        let issued = Answer {
+            status: Some(201),
+            ..ok(BODY)
+        };
         let now = parse_rfc3339("2026-11-21T13:30:00Z").unwrap();
-        assert_eq!(parse_service_token(&issued, Some("svc-tok"), now).unwrap().0, "svc-tok");
-        assert!(matches!(parse_service_token(&issued, None, now), Err(AuthFailure::Unavailable(_))));
-        assert!(matches!(parse_service_token(&status(Some(401)), Some("x"), now), Err(AuthFailure::Unavailable(_))));
+        assert_eq!(
+            parse_service_token(&issued, Some("svc-tok"), now)
+                .unwrap()
+                .0,
+            "svc-tok"
+        );
+        assert!(matches!(
+            parse_service_token(&issued, None, now),
+            Err(AuthFailure::Unavailable(_))
+        ));
+        assert!(matches!(
+            parse_service_token(&status(Some(401)), Some("x"), now),
+            Err(AuthFailure::Unavailable(_))
+        ));
     }
 
     #[test]
@@ -580,11 +741,22 @@ mod tests {
             r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"project":{"id":"p","domain":{"id":" "}},"roles":[]}}"#,
             r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"domain":{"id":""},"roles":[]}}"#,
         ] {
-            assert!(matches!(parse_token_answer(&ok(body), 200, 0), Err(AuthFailure::Unavailable(_))), "{body}");
+            assert!(
+                matches!(
+                    parse_token_answer(&ok(body), 200, 0),
+                    Err(AuthFailure::Unavailable(_))
+                ),
+                "{body}"
+            );
         }
         let subtree = r#"{"project":{"id":"p","subtree":{"c1":{"":null}}}}"#;
-        assert!(matches!(parse_subtree(&ok(subtree)), Err(AuthFailure::Unavailable(_))));
-        let rule = |path: &str| format!(r#"{{"id":"x","service":"metric-storage","method":"GET","path":"{path}"}}"#);
+        assert!(matches!(
+            parse_subtree(&ok(subtree)),
+            Err(AuthFailure::Unavailable(_))
+        ));
+        let rule = |path: &str| {
+            format!(r#"{{"id":"x","service":"metric-storage","method":"GET","path":"{path}"}}"#)
+        };
         let app = |rules: Vec<String>| {
             format!(
                 r#"{{"token":{{"expires_at":"2099-01-01T00:00:00Z","user":{{"id":"u"}},"project":{{"id":"p"}},"roles":[],
@@ -594,8 +766,14 @@ mod tests {
         };
         let fine = app(vec![rule("/api/v1/query"); MAX_ACCESS_RULES]);
         assert!(parse_token_answer(&ok(&fine), 200, 0).is_ok());
-        for body in [app(vec![rule("/api/v1/query"); MAX_ACCESS_RULES + 1]), app(vec![rule(&"/x".repeat(MAX_RULE_PATH))])] {
-            assert!(matches!(parse_token_answer(&ok(&body), 200, 0), Err(AuthFailure::Forbidden(_))));
+        for body in [
+            app(vec![rule("/api/v1/query"); MAX_ACCESS_RULES + 1]),
+            app(vec![rule(&"/x".repeat(MAX_RULE_PATH))]),
+        ] {
+            assert!(matches!(
+                parse_token_answer(&ok(&body), 200, 0),
+                Err(AuthFailure::Forbidden(_))
+            ));
         }
     }
 
@@ -603,12 +781,18 @@ mod tests {
     fn domain_system_and_appcred_scope() {
         let dom = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"domain":{"id":"d"},"roles":[]}}"#;
         let s = parse_token_answer(&ok(dom), 200, 0).unwrap();
-        assert_eq!((s.project_id, s.domain_id.as_deref(), s.domain_scoped), (None, Some("d"), true));
+        assert_eq!(
+            (s.project_id, s.domain_id.as_deref(), s.domain_scoped),
+            (None, Some("d"), true)
+        );
         let sys = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"system":{"all":true},"roles":[{"id":"r","name":"admin"}]}}"#;
         let s = parse_token_answer(&ok(sys), 200, 0).unwrap();
         assert!(s.system && s.project_id.is_none());
         let unscoped = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"}}}"#;
-        assert!(matches!(parse_token_answer(&ok(unscoped), 200, 0), Err(AuthFailure::Forbidden(_))));
+        assert!(matches!(
+            parse_token_answer(&ok(unscoped), 200, 0),
+            Err(AuthFailure::Forbidden(_))
+        ));
         let app = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"project":{"id":"p"},"roles":[],
             "application_credential":{"id":"a","name":"n","restricted":true,
             "access_rules":[{"id":"x","service":"metric-storage","method":"GET","path":"/api/v1/query"}]}}}"#;
@@ -618,80 +802,205 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert!(matches!(parse_token_answer(&status(Some(404)), 200, 0), Err(AuthFailure::Invalid(_))));
-        assert!(matches!(parse_token_answer(&status(Some(401)), 200, 0), Err(AuthFailure::Invalid(_))));
-        assert!(matches!(parse_token_answer(&status(Some(504)), 200, 0), Err(AuthFailure::Timeout(_))));
+        assert!(matches!(
+            parse_token_answer(&status(Some(404)), 200, 0),
+            Err(AuthFailure::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_token_answer(&status(Some(401)), 200, 0),
+            Err(AuthFailure::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_token_answer(&status(Some(504)), 200, 0),
+            Err(AuthFailure::Timeout(_))
+        ));
         for s in [500, 502, 503, 403, 301] {
-            assert!(matches!(parse_token_answer(&status(Some(s)), 200, 0), Err(AuthFailure::Unavailable(_))));
+            assert!(matches!(
+                parse_token_answer(&status(Some(s)), 200, 0),
+                Err(AuthFailure::Unavailable(_))
+            ));
         }
-        let a = Answer { dispatch_status: Some("broken connection"), ..status(None) };
-        assert!(matches!(parse_token_answer(&a, 200, 0), Err(AuthFailure::Unavailable(m)) if m.contains("broken")));
-        let a = Answer { dispatch_status: Some("timeout"), ..status(None) };
-        assert!(matches!(parse_token_answer(&a, 200, 0), Err(AuthFailure::Timeout(_))));
-        let a = Answer { timed_out: true, ..status(None) };
-        assert!(matches!(parse_token_answer(&a, 200, 0), Err(AuthFailure::Timeout(_))));
-        assert!(matches!(parse_token_answer(&ok("{"), 200, 0), Err(AuthFailure::Unavailable(_))));
+        let a = Answer {
+            dispatch_status: Some("broken connection"),
+            ..status(None)
+        };
+        assert!(
+            matches!(parse_token_answer(&a, 200, 0), Err(AuthFailure::Unavailable(m)) if m.contains("broken"))
+        );
+        let a = Answer {
+            dispatch_status: Some("timeout"),
+            ..status(None)
+        };
+        assert!(matches!(
+            parse_token_answer(&a, 200, 0),
+            Err(AuthFailure::Timeout(_))
+        ));
+        let a = Answer {
+            timed_out: true,
+            ..status(None)
+        };
+        assert!(matches!(
+            parse_token_answer(&a, 200, 0),
+            Err(AuthFailure::Timeout(_))
+        ));
+        assert!(matches!(
+            parse_token_answer(&ok("{"), 200, 0),
+            Err(AuthFailure::Unavailable(_))
+        ));
     }
 
     #[test]
     fn what_keystone_says_it_refused() {
         // Keystone 22's answers (harness stack), with and without `insecure_debug`.
         let said = |code: u16, message: &str| {
-            let body = json!({"error": {"code": code, "message": message, "title": "Unauthorized"}}).to_string();
-            match parse_token_answer(&Answer { body: body.as_bytes(), ..status(Some(code)) }, 201, 0) {
+            let body =
+                json!({"error": {"code": code, "message": message, "title": "Unauthorized"}})
+                    .to_string();
+            match parse_token_answer(
+                &Answer {
+                    body: body.as_bytes(),
+                    ..status(Some(code))
+                },
+                201,
+                0,
+            ) {
                 Err(AuthFailure::Invalid(r)) => r,
                 other => panic!("{other:?}"),
             }
         };
         const D: &str = " (Disable insecure_debug mode to suppress these details.)";
-        assert_eq!(said(401, "The request you have made requires authentication."), Refusal::Unsaid);
-        assert_eq!(said(401, &format!("Invalid username or password{D}")), Refusal::WrongSecret);
-        assert_eq!(said(401, &format!("Invalid application credential ID or secret{D}")), Refusal::WrongSecret);
-        assert_eq!(said(401, &format!("Could not find user: nobody.{D}")), Refusal::NoUser);
-        assert_eq!(said(401, &format!("Could not find application credential: {{}}{D}")), Refusal::NoApplicationCredential);
-        assert_eq!(said(404, "Could not find Application Credential: 0123."), Refusal::NoApplicationCredential);
-        assert_eq!(said(401, "The account is locked for user: 6289."), Refusal::Locked);
-        assert_eq!(said(401, "The account is disabled for user: 6289."), Refusal::Disabled);
-        assert_eq!(said(401, "The password is expired and needs to be changed for user: 6289."), Refusal::PasswordExpired);
-        assert_eq!(said(401, &format!("User 6289 has no access to project 1e03{D}")), Refusal::NoRole);
-        assert_eq!(said(401, &format!("User 6289 has no access to domain 1e63{D}")), Refusal::NoRole);
-        assert_eq!(said(401, &format!("Could not find project: team-zz.{D}")), Refusal::NoProject);
-        assert_eq!(said(401, &format!("Could not find domain: no.domain.{D}")), Refusal::NoDomain("no.domain".into()));
+        assert_eq!(
+            said(401, "The request you have made requires authentication."),
+            Refusal::Unsaid
+        );
+        assert_eq!(
+            said(401, &format!("Invalid username or password{D}")),
+            Refusal::WrongSecret
+        );
+        assert_eq!(
+            said(
+                401,
+                &format!("Invalid application credential ID or secret{D}")
+            ),
+            Refusal::WrongSecret
+        );
+        assert_eq!(
+            said(401, &format!("Could not find user: nobody.{D}")),
+            Refusal::NoUser
+        );
+        assert_eq!(
+            said(
+                401,
+                &format!("Could not find application credential: {{}}{D}")
+            ),
+            Refusal::NoApplicationCredential
+        );
+        assert_eq!(
+            said(404, "Could not find Application Credential: 0123."),
+            Refusal::NoApplicationCredential
+        );
+        assert_eq!(
+            said(401, "The account is locked for user: 6289."),
+            Refusal::Locked
+        );
+        assert_eq!(
+            said(401, "The account is disabled for user: 6289."),
+            Refusal::Disabled
+        );
+        assert_eq!(
+            said(
+                401,
+                "The password is expired and needs to be changed for user: 6289."
+            ),
+            Refusal::PasswordExpired
+        );
+        assert_eq!(
+            said(401, &format!("User 6289 has no access to project 1e03{D}")),
+            Refusal::NoRole
+        );
+        assert_eq!(
+            said(401, &format!("User 6289 has no access to domain 1e63{D}")),
+            Refusal::NoRole
+        );
+        assert_eq!(
+            said(401, &format!("Could not find project: team-zz.{D}")),
+            Refusal::NoProject
+        );
+        assert_eq!(
+            said(401, &format!("Could not find domain: no.domain.{D}")),
+            Refusal::NoDomain("no.domain".into())
+        );
         // Anything else, or no JSON, says nothing; a validation's refusal is never read.
         assert_eq!(said(401, "Something new."), Refusal::Unsaid);
         assert_eq!(refusal(b"<html>"), Refusal::Unsaid);
         let body = json!({"error": {"message": "Invalid username or password"}}).to_string();
-        let validation = Answer { body: body.as_bytes(), ..status(Some(401)) };
-        assert_eq!(parse_token_answer(&validation, 200, 0), Err(AuthFailure::Invalid(Refusal::Unsaid)));
+        let validation = Answer {
+            body: body.as_bytes(),
+            ..status(Some(401))
+        };
+        assert_eq!(
+            parse_token_answer(&validation, 200, 0),
+            Err(AuthFailure::Invalid(Refusal::Unsaid))
+        );
     }
 
     #[test]
     fn expired_token_is_invalid() {
         let now = parse_rfc3339("2026-11-21T15:00:00Z").unwrap();
-        assert!(matches!(parse_token_answer(&ok(BODY), 200, now), Err(AuthFailure::Invalid(_))));
+        assert!(matches!(
+            parse_token_answer(&ok(BODY), 200, now),
+            Err(AuthFailure::Invalid(_))
+        ));
     }
 
     #[test]
     fn subtree() {
         let c = subtree_request(&ks(), "p1", "tok");
         assert_eq!(h(&c, ":path"), Some("/v3/projects/p1?subtree_as_ids"));
-        assert_eq!(subtree_request(&ks(), "../x?y", "t").headers[1].1, "/v3/projects/xy?subtree_as_ids");
+        assert_eq!(
+            subtree_request(&ks(), "../x?y", "t").headers[1].1,
+            "/v3/projects/xy?subtree_as_ids"
+        );
         let body = r#"{"project":{"id":"p1","subtree":{"c1":{"g1":null},"c2":null}}}"#;
         assert_eq!(parse_subtree(&ok(body)).unwrap(), ["c1", "c2", "g1"]);
-        assert_eq!(parse_subtree(&ok(r#"{"project":{"id":"p1","subtree":null}}"#)).unwrap(), Vec::<String>::new());
-        assert!(matches!(parse_subtree(&status(Some(403))), Err(AuthFailure::Forbidden(_))));
-        assert!(matches!(parse_subtree(&status(Some(500))), Err(AuthFailure::Unavailable(_))));
-        assert!(matches!(parse_subtree(&status(Some(404))), Err(AuthFailure::Forbidden(_))));
+        assert_eq!(
+            parse_subtree(&ok(r#"{"project":{"id":"p1","subtree":null}}"#)).unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(matches!(
+            parse_subtree(&status(Some(403))),
+            Err(AuthFailure::Forbidden(_))
+        ));
+        assert!(matches!(
+            parse_subtree(&status(Some(500))),
+            Err(AuthFailure::Unavailable(_))
+        ));
+        assert!(matches!(
+            parse_subtree(&status(Some(404))),
+            Err(AuthFailure::Forbidden(_))
+        ));
     }
 
     #[test]
     fn rfc3339() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2000-03-01T00:00:00.5Z"), Some(951_868_800));
-        assert_eq!(parse_rfc3339("2026-11-21T14:12:13.000000Z"), Some(1_795_270_333));
-        assert_eq!(parse_rfc3339("2026-11-21T15:12:13+01:00"), Some(1_795_270_333));
+        assert_eq!(
+            parse_rfc3339("2026-11-21T14:12:13.000000Z"),
+            Some(1_795_270_333)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-21T15:12:13+01:00"),
+            Some(1_795_270_333)
+        );
         assert_eq!(parse_rfc3339("2026-11-21T14:12:13"), Some(1_795_270_333));
-        for bad in ["", "2026-13-01T00:00:00Z", "2026-11-21 14:12", "2026-11-21T14:12:13.Z", "x026-11-21T14:12:13Z"] {
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-11-21 14:12",
+            "2026-11-21T14:12:13.Z",
+            "x026-11-21T14:12:13Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }

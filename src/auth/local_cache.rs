@@ -31,7 +31,10 @@ pub struct LocalCache {
 
 impl LocalCache {
     pub fn new(capacity: usize) -> LocalCache {
-        LocalCache { capacity: capacity.max(1), ..Default::default() }
+        LocalCache {
+            capacity: capacity.max(1),
+            ..Default::default()
+        }
     }
 
     pub fn get(&mut self, digest: &[u8; 32], now: u64) -> Option<Rc<Known>> {
@@ -67,7 +70,11 @@ mod tests {
     use super::*;
 
     fn known(until: u64) -> Rc<Known> {
-        Rc::new(Known { until, scope: None, contract: None })
+        Rc::new(Known {
+            until,
+            scope: None,
+            contract: None,
+        })
     }
 
     #[test]

@@ -62,7 +62,10 @@ pub enum Outcome {
 enum Pending {
     ServiceLogin,
     /// Validation (200) or token request (201).
-    Token { ok: u16, with_service_token: bool },
+    Token {
+        ok: u16,
+        with_service_token: bool,
+    },
     Subtree,
 }
 
@@ -101,7 +104,13 @@ pub struct Attempt {
 impl Attempt {
     /// `digest` is the credential's (`Credential::digest`), taken once by the caller;
     /// `from_authorization`: it came from the `Authorization` header (Bearer or Basic).
-    pub fn new(context_id: u32, log_id: String, credential: Credential, from_authorization: bool, digest: [u8; 32]) -> Attempt {
+    pub fn new(
+        context_id: u32,
+        log_id: String,
+        credential: Credential,
+        from_authorization: bool,
+        digest: [u8; 32],
+    ) -> Attempt {
         Attempt {
             context_id,
             log_id,
@@ -148,7 +157,11 @@ impl Scopes {
         let c = config;
         let ns = Credential::Token(format!(
             "{:?}|{}|{}|{}|{}",
-            c.keystone, c.project_label, c.policy.include_subprojects, c.cache.ttl_seconds, c.cache.negative_ttl_seconds
+            c.keystone,
+            c.project_label,
+            c.policy.include_subprojects,
+            c.cache.ttl_seconds,
+            c.cache.negative_ttl_seconds
         ))
         .digest();
         Scopes {
@@ -156,7 +169,9 @@ impl Scopes {
             inflight: RefCell::default(),
             service_login: RefCell::default(),
             // As many entries per generation as the shared cache has slots, up to 4096.
-            local: RefCell::new(LocalCache::new((config.cache.max_entries as usize).min(4096))),
+            local: RefCell::new(LocalCache::new(
+                (config.cache.max_entries as usize).min(4096),
+            )),
         }
     }
 
@@ -187,7 +202,9 @@ impl Scopes {
             return self.outcome(cfg, a, &known);
         }
         let known = match self.shared_lookup(cfg, &*host, &a.digest, now) {
-            Lookup::Valid(scope, until) => self.remember(cfg, a.digest, Some(Rc::new(scope)), until),
+            Lookup::Valid(scope, until) => {
+                self.remember(cfg, a.digest, Some(Rc::new(scope)), until)
+            }
             Lookup::Invalid(until) => self.remember(cfg, a.digest, None, until),
             Lookup::Miss => {
                 host.count(Metric::CacheMisses);
@@ -203,7 +220,11 @@ impl Scopes {
             Some(scope) => Outcome::Scope(scope.clone(), known.contract.clone()),
             None => Outcome::Refused(invalid(
                 cfg,
-                &explain::refused_recently(&a.credential, a.from_authorization, cfg.cache.negative_ttl_seconds),
+                &explain::refused_recently(
+                    &a.credential,
+                    a.from_authorization,
+                    cfg.cache.negative_ttl_seconds,
+                ),
             )),
         }
     }
@@ -241,7 +262,11 @@ impl Scopes {
                 waiters.push(a.context_id);
                 a.waiting = Waiting::Credential;
                 drop(inflight);
-                a.log(host, Level::Debug, "waiting for the same credential's Keystone answer");
+                a.log(
+                    host,
+                    Level::Debug,
+                    "waiting for the same credential's Keystone answer",
+                );
                 return Outcome::Wait;
             }
             inflight.insert(a.digest, Vec::new());
@@ -255,9 +280,22 @@ impl Scopes {
 
     /// Keeps what shared data (or Keystone) said in this worker's local cache, with the
     /// policy's contract when it does not depend on the request.
-    fn remember(&self, cfg: &Config, digest: [u8; 32], scope: Option<Rc<Scope>>, until: u64) -> Rc<Known> {
-        let contract = scope.as_ref().filter(|s| s.access_rules.is_none()).map(|s| policy::admit(cfg, s, Access::Read, "", ""));
-        let known = Rc::new(Known { until, scope, contract });
+    fn remember(
+        &self,
+        cfg: &Config,
+        digest: [u8; 32],
+        scope: Option<Rc<Scope>>,
+        until: u64,
+    ) -> Rc<Known> {
+        let contract = scope
+            .as_ref()
+            .filter(|s| s.access_rules.is_none())
+            .map(|s| policy::admit(cfg, s, Access::Read, "", ""));
+        let known = Rc::new(Known {
+            until,
+            scope,
+            contract,
+        });
         self.local.borrow_mut().insert(digest, known.clone());
         known
     }
@@ -279,12 +317,28 @@ impl Scopes {
                 a.issued_token = Some(token.clone());
                 let with_service_token = service_token.is_some();
                 let call = keystone::validation_request(ks, token, service_token.as_deref());
-                return self.send(host, a, call, Pending::Token { ok: 200, with_service_token });
+                return self.send(
+                    host,
+                    a,
+                    call,
+                    Pending::Token {
+                        ok: 200,
+                        with_service_token,
+                    },
+                );
             }
             c => keystone::auth_request(ks, c),
         };
         match call {
-            Some(call) => self.send(host, a, call, Pending::Token { ok: 201, with_service_token: false }),
+            Some(call) => self.send(
+                host,
+                a,
+                call,
+                Pending::Token {
+                    ok: 201,
+                    with_service_token: false,
+                },
+            ),
             None => Outcome::Refused(ApiError::unavailable("no credential to validate")),
         }
     }
@@ -296,7 +350,12 @@ impl Scopes {
 
     fn service_login(&self, cfg: &Config, host: &mut dyn Host, a: &mut Attempt) -> Outcome {
         let can_wait = host.switches_context();
-        if let Some(waiters) = self.service_login.borrow_mut().as_mut().filter(|_| can_wait) {
+        if let Some(waiters) = self
+            .service_login
+            .borrow_mut()
+            .as_mut()
+            .filter(|_| can_wait)
+        {
             waiters.push(a.context_id);
             a.waiting = Waiting::ServiceLogin;
             return Outcome::Wait;
@@ -318,23 +377,48 @@ impl Scopes {
         outcome
     }
 
-    fn send(&self, host: &mut dyn Host, a: &mut Attempt, call: Callout, pending: Pending) -> Outcome {
-        let headers: Vec<(&str, &str)> = call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    fn send(
+        &self,
+        host: &mut dyn Host,
+        a: &mut Attempt,
+        call: Callout,
+        pending: Pending,
+    ) -> Outcome {
+        let headers: Vec<(&str, &str)> =
+            call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         host.count(Metric::KeystoneCallouts);
-        match host.dispatch(&call.upstream, &headers, call.body.as_deref(), call.timeout_ms) {
+        match host.dispatch(
+            &call.upstream,
+            &headers,
+            call.body.as_deref(),
+            call.timeout_ms,
+        ) {
             Ok(id) => {
                 a.callout = Some((id, pending, host.now_ms()));
                 Outcome::Wait
             }
             Err(e) => {
-                a.log(host, Level::Warn, &format!("callout to {} failed: {e}", call.upstream));
-                Outcome::Refused(ApiError::unavailable("Keystone could not be reached; try again later"))
+                a.log(
+                    host,
+                    Level::Warn,
+                    &format!("callout to {} failed: {e}", call.upstream),
+                );
+                Outcome::Refused(ApiError::unavailable(
+                    "Keystone could not be reached; try again later",
+                ))
             }
         }
     }
 
     /// A Keystone answer for this attempt; `None` if it is not the one it waits for.
-    pub fn on_callout(&self, cfg: &Config, host: &mut dyn Host, a: &mut Attempt, id: u32, answer: &CalloutAnswer) -> Option<Outcome> {
+    pub fn on_callout(
+        &self,
+        cfg: &Config,
+        host: &mut dyn Host,
+        a: &mut Attempt,
+        id: u32,
+        answer: &CalloutAnswer,
+    ) -> Option<Outcome> {
         let (expected, pending, started) = a.callout?;
         if expected != id {
             return None;
@@ -351,8 +435,13 @@ impl Scopes {
         };
         let now = now_ms / 1000;
         let outcome = match pending {
-            Pending::ServiceLogin => self.on_service_login(cfg, host, a, &ans, answer.subject_token.as_deref(), now),
-            Pending::Token { with_service_token: true, .. } if ans.status == Some(401) && !a.retried_service_login => {
+            Pending::ServiceLogin => {
+                self.on_service_login(cfg, host, a, &ans, answer.subject_token.as_deref(), now)
+            }
+            Pending::Token {
+                with_service_token: true,
+                ..
+            } if ans.status == Some(401) && !a.retried_service_login => {
                 // 401 is about the X-Auth-Token: the service token went stale. Log in again, once.
                 a.retried_service_login = true;
                 host.shared_set(&shared_cache::service_key(&self.namespace), b"", None);
@@ -380,13 +469,25 @@ impl Scopes {
         Some(outcome)
     }
 
-    fn on_service_login(&self, cfg: &Config, host: &mut dyn Host, a: &mut Attempt, ans: &Answer, subject: Option<&str>, now: u64) -> Outcome {
+    fn on_service_login(
+        &self,
+        cfg: &Config,
+        host: &mut dyn Host,
+        a: &mut Attempt,
+        ans: &Answer,
+        subject: Option<&str>,
+        now: u64,
+    ) -> Outcome {
         let waiters = self.service_login.borrow_mut().take().unwrap_or_default();
         match keystone::parse_service_token(ans, subject, now) {
             Ok((token, expires_at)) => {
                 let key = shared_cache::service_key(&self.namespace);
                 let (_, cas) = host.shared_get(&key);
-                host.shared_set(&key, &shared_cache::encode_service_token(&token, expires_at, now), cas);
+                host.shared_set(
+                    &key,
+                    &shared_cache::encode_service_token(&token, expires_at, now),
+                    cas,
+                );
                 host.wake(&waiters, &Wake::Retry);
                 self.exchange(cfg, host, a)
             }
@@ -399,9 +500,16 @@ impl Scopes {
     }
 
     /// A scope from Keystone: look the sub-projects up if asked to, then store it.
-    fn on_scope(&self, cfg: &Config, host: &mut dyn Host, a: &mut Attempt, scope: Scope) -> Outcome {
+    fn on_scope(
+        &self,
+        cfg: &Config,
+        host: &mut dyn Host,
+        a: &mut Attempt,
+        scope: Scope,
+    ) -> Outcome {
         if cfg.policy.include_subprojects && !scope.domain_scoped {
-            if let (Some(project), Some(token)) = (scope.project_id.clone(), a.issued_token.clone()) {
+            if let (Some(project), Some(token)) = (scope.project_id.clone(), a.issued_token.clone())
+            {
                 let call = keystone::subtree_request(&cfg.keystone, &project, &token);
                 a.partial = Some(scope);
                 return self.send(host, a, call, Pending::Subtree);
@@ -417,15 +525,28 @@ impl Scopes {
         let value = shared_cache::encode(&a.digest, &scope, until);
         let (_, cas) = host.shared_get(&key);
         if !host.shared_set(&key, &value, cas) {
-            a.log(host, Level::Debug, "scope cache slot changed under us; not stored");
+            a.log(
+                host,
+                Level::Debug,
+                "scope cache slot changed under us; not stored",
+            );
         }
         let known = self.remember(cfg, a.digest, Some(Rc::new(scope)), until);
         self.outcome(cfg, a, &known)
     }
 
-    fn failure_error(&self, cfg: &Config, host: &dyn Host, a: &Attempt, f: AuthFailure) -> ApiError {
+    fn failure_error(
+        &self,
+        cfg: &Config,
+        host: &dyn Host,
+        a: &Attempt,
+        f: AuthFailure,
+    ) -> ApiError {
         match f {
-            AuthFailure::Invalid(r) => invalid(cfg, &explain::refused(&a.credential, a.from_authorization, &r)),
+            AuthFailure::Invalid(r) => invalid(
+                cfg,
+                &explain::refused(&a.credential, a.from_authorization, &r),
+            ),
             AuthFailure::Forbidden(m) => ApiError::forbidden(m),
             AuthFailure::Unavailable(m) => {
                 a.log(host, Level::Warn, &m);
@@ -467,21 +588,33 @@ impl Scopes {
             return;
         }
         a.owner = false;
-        let waiters = self.inflight.borrow_mut().remove(&a.digest).unwrap_or_default();
+        let waiters = self
+            .inflight
+            .borrow_mut()
+            .remove(&a.digest)
+            .unwrap_or_default();
         if !waiters.is_empty() {
             host.wake(&waiters, wake);
         }
     }
 
     /// Another request's exchange ended (see [`Wake`]); `None` if this attempt was not waiting.
-    pub fn on_wake(&self, cfg: &Config, host: &mut dyn Host, a: &mut Attempt, wake: &Wake) -> Option<Outcome> {
+    pub fn on_wake(
+        &self,
+        cfg: &Config,
+        host: &mut dyn Host,
+        a: &mut Attempt,
+        wake: &Wake,
+    ) -> Option<Outcome> {
         let waited = std::mem::replace(&mut a.waiting, Waiting::No);
         Some(match (waited, wake) {
             (Waiting::No, _) => return None,
             (_, Wake::Fail(e)) => Outcome::Refused(e.clone()),
             (_, Wake::Scope(scope)) => {
                 // The owner's store put the contract in this worker's cache a moment ago.
-                let contract = self.known(&a.digest, host.now_s()).and_then(|k| k.contract.clone());
+                let contract = self
+                    .known(&a.digest, host.now_s())
+                    .and_then(|k| k.contract.clone());
                 Outcome::Scope(scope.clone(), contract)
             }
             (Waiting::ServiceLogin, Wake::Retry) => {
@@ -544,14 +677,20 @@ mod tests {
     }
 
     fn answer(status: u16, body: &str) -> CalloutAnswer {
-        CalloutAnswer { status: Some(status), body: body.as_bytes().to_vec(), ..Default::default() }
+        CalloutAnswer {
+            status: Some(status),
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        }
     }
 
     fn project(outcome: &Outcome) -> Option<&str> {
         match outcome {
-            Outcome::Scope(scope, Some(Ok(contract))) if scope.project_id.is_some() => {
-                contract.tenant.as_ref().and_then(|t| t.values().first()).map(String::as_str)
-            }
+            Outcome::Scope(scope, Some(Ok(contract))) if scope.project_id.is_some() => contract
+                .tenant
+                .as_ref()
+                .and_then(|t| t.values().first())
+                .map(String::as_str),
             _ => None,
         }
     }
@@ -564,15 +703,33 @@ mod tests {
         let mut a = attempt(1, "tok");
         assert_eq!(scopes.find(&cfg, &mut h, &mut a), Outcome::Wait);
         assert_eq!(a.pending_callout(), Some(1));
-        let outcome = scopes.on_callout(&cfg, &mut h, &mut a, 1, &answer(200, KS_OK)).unwrap();
+        let outcome = scopes
+            .on_callout(&cfg, &mut h, &mut a, 1, &answer(200, KS_OK))
+            .unwrap();
         assert_eq!(project(&outcome), Some("p1"), "{outcome:?}");
-        assert_eq!(scopes.on_callout(&cfg, &mut h, &mut a, 1, &answer(200, KS_OK)), None, "answered once");
+        assert_eq!(
+            scopes.on_callout(&cfg, &mut h, &mut a, 1, &answer(200, KS_OK)),
+            None,
+            "answered once"
+        );
         // This worker's cache, then another worker's (shared data only).
-        assert_eq!(project(&scopes.find(&cfg, &mut h, &mut attempt(2, "tok"))), Some("p1"));
+        assert_eq!(
+            project(&scopes.find(&cfg, &mut h, &mut attempt(2, "tok"))),
+            Some("p1")
+        );
         let other_worker = Scopes::new(&cfg);
-        assert_eq!(project(&other_worker.find(&cfg, &mut h, &mut attempt(3, "tok"))), Some("p1"));
+        assert_eq!(
+            project(&other_worker.find(&cfg, &mut h, &mut attempt(3, "tok"))),
+            Some("p1")
+        );
         assert_eq!(world.callouts.borrow().len(), 1);
-        assert_eq!((world.metric(Metric::CacheMisses), world.metric(Metric::CacheHits)), (1, 2));
+        assert_eq!(
+            (
+                world.metric(Metric::CacheMisses),
+                world.metric(Metric::CacheHits)
+            ),
+            (1, 2)
+        );
     }
 
     #[test]
@@ -582,12 +739,23 @@ mod tests {
         let mut h = MockHost::new(&world, 1, &[]);
         let mut a = attempt(1, "bad");
         scopes.find(&cfg, &mut h, &mut a);
-        let outcome = scopes.on_callout(&cfg, &mut h, &mut a, 1, &answer(404, "")).unwrap();
-        assert!(matches!(&outcome, Outcome::Refused(e) if e.status == 401), "{outcome:?}");
-        assert!(matches!(scopes.find(&cfg, &mut h, &mut attempt(2, "bad")), Outcome::Refused(e) if e.status == 401));
+        let outcome = scopes
+            .on_callout(&cfg, &mut h, &mut a, 1, &answer(404, ""))
+            .unwrap();
+        assert!(
+            matches!(&outcome, Outcome::Refused(e) if e.status == 401),
+            "{outcome:?}"
+        );
+        assert!(
+            matches!(scopes.find(&cfg, &mut h, &mut attempt(2, "bad")), Outcome::Refused(e) if e.status == 401)
+        );
         assert_eq!(world.callouts.borrow().len(), 1);
         world.now_ms.set(world.now_ms.get() + 10_000);
-        assert_eq!(scopes.find(&cfg, &mut h, &mut attempt(3, "bad")), Outcome::Wait, "asked again");
+        assert_eq!(
+            scopes.find(&cfg, &mut h, &mut attempt(3, "bad")),
+            Outcome::Wait,
+            "asked again"
+        );
     }
 
     /// Two requests with the same new token on a worker of `kind`.
@@ -600,15 +768,27 @@ mod tests {
 
     #[test]
     fn waiters_share_one_exchange_where_the_host_can_wake_them() {
-        let (cfg, world, scopes, [(mut h1, mut a1), (mut h2, mut a2)]) = two_first_requests(HostKind::Envoy);
+        let (cfg, world, scopes, [(mut h1, mut a1), (mut h2, mut a2)]) =
+            two_first_requests(HostKind::Envoy);
         assert_eq!(scopes.find(&cfg, &mut h1, &mut a1), Outcome::Wait);
         assert_eq!(scopes.find(&cfg, &mut h2, &mut a2), Outcome::Wait);
-        assert_eq!((world.callouts.borrow().len(), a2.pending_callout()), (1, None), "the second waits");
+        assert_eq!(
+            (world.callouts.borrow().len(), a2.pending_callout()),
+            (1, None),
+            "the second waits"
+        );
         scopes.on_callout(&cfg, &mut h1, &mut a1, 1, &answer(200, KS_OK));
         let (ctx, wake) = world.wakes.borrow_mut().pop().unwrap();
         assert!(ctx == 2 && matches!(wake, Wake::Scope(_)));
-        assert_eq!(project(&scopes.on_wake(&cfg, &mut h2, &mut a2, &wake).unwrap()), Some("p1"));
-        assert_eq!(scopes.on_wake(&cfg, &mut h2, &mut a2, &wake), None, "woken once");
+        assert_eq!(
+            project(&scopes.on_wake(&cfg, &mut h2, &mut a2, &wake).unwrap()),
+            Some("p1")
+        );
+        assert_eq!(
+            scopes.on_wake(&cfg, &mut h2, &mut a2, &wake),
+            None,
+            "woken once"
+        );
     }
 
     #[test]
@@ -624,24 +804,54 @@ mod tests {
         let wakes = std::mem::take(&mut *world.wakes.borrow_mut());
         assert_eq!(wakes, [(2, Wake::Retry), (3, Wake::Retry)]);
         // The first woken becomes the owner and asks; the second waits for it again.
-        assert_eq!(scopes.on_wake(&cfg, &mut hosts[1], &mut attempts[1], &Wake::Retry), Some(Outcome::Wait));
-        assert_eq!(scopes.on_wake(&cfg, &mut hosts[2], &mut attempts[2], &Wake::Retry), Some(Outcome::Wait));
+        assert_eq!(
+            scopes.on_wake(&cfg, &mut hosts[1], &mut attempts[1], &Wake::Retry),
+            Some(Outcome::Wait)
+        );
+        assert_eq!(
+            scopes.on_wake(&cfg, &mut hosts[2], &mut attempts[2], &Wake::Retry),
+            Some(Outcome::Wait)
+        );
         assert_eq!(world.callouts.borrow().len(), 2);
-        let refused = scopes.on_callout(&cfg, &mut hosts[1], &mut attempts[1], 2, &answer(503, "")).unwrap();
+        let refused = scopes
+            .on_callout(&cfg, &mut hosts[1], &mut attempts[1], 2, &answer(503, ""))
+            .unwrap();
         assert!(matches!(&refused, Outcome::Refused(e) if e.status == 503));
         let (ctx, wake) = world.wakes.borrow_mut().pop().unwrap();
         assert_eq!(ctx, 3);
-        assert_eq!(scopes.on_wake(&cfg, &mut hosts[2], &mut attempts[2], &wake), Some(refused), "the same error");
+        assert_eq!(
+            scopes.on_wake(&cfg, &mut hosts[2], &mut attempts[2], &wake),
+            Some(refused),
+            "the same error"
+        );
     }
 
     #[test]
     fn where_the_host_cannot_wake_each_asks_itself() {
-        let (cfg, world, scopes, [(mut h1, mut a1), (mut h2, mut a2)]) = two_first_requests(HostKind::Nginx);
+        let (cfg, world, scopes, [(mut h1, mut a1), (mut h2, mut a2)]) =
+            two_first_requests(HostKind::Nginx);
         assert_eq!(scopes.find(&cfg, &mut h1, &mut a1), Outcome::Wait);
         assert_eq!(scopes.find(&cfg, &mut h2, &mut a2), Outcome::Wait);
-        assert_eq!((a1.pending_callout(), a2.pending_callout()), (Some(1), Some(2)));
-        assert_eq!(project(&scopes.on_callout(&cfg, &mut h2, &mut a2, 2, &answer(200, KS_OK)).unwrap()), Some("p1"));
-        assert_eq!(project(&scopes.on_callout(&cfg, &mut h1, &mut a1, 1, &answer(200, KS_OK)).unwrap()), Some("p1"));
+        assert_eq!(
+            (a1.pending_callout(), a2.pending_callout()),
+            (Some(1), Some(2))
+        );
+        assert_eq!(
+            project(
+                &scopes
+                    .on_callout(&cfg, &mut h2, &mut a2, 2, &answer(200, KS_OK))
+                    .unwrap()
+            ),
+            Some("p1")
+        );
+        assert_eq!(
+            project(
+                &scopes
+                    .on_callout(&cfg, &mut h1, &mut a1, 1, &answer(200, KS_OK))
+                    .unwrap()
+            ),
+            Some("p1")
+        );
         assert!(world.wakes.borrow().is_empty());
     }
 
@@ -658,12 +868,25 @@ mod tests {
         scopes.find(&cfg, &mut h1, &mut a1);
         scopes.find(&cfg, &mut h2, &mut a2);
         assert_eq!(world.callouts.borrow().len(), 1, "one login");
-        let login = CalloutAnswer { status: Some(201), subject_token: Some("svc".into()), ..answer(201, KS_OK) };
-        assert_eq!(scopes.on_callout(&cfg, &mut h1, &mut a1, 1, &login), Some(Outcome::Wait), "validates next");
+        let login = CalloutAnswer {
+            status: Some(201),
+            subject_token: Some("svc".into()),
+            ..answer(201, KS_OK)
+        };
+        assert_eq!(
+            scopes.on_callout(&cfg, &mut h1, &mut a1, 1, &login),
+            Some(Outcome::Wait),
+            "validates next"
+        );
         let (_, wake) = world.wakes.borrow_mut().pop().unwrap();
-        assert_eq!(scopes.on_wake(&cfg, &mut h2, &mut a2, &wake), Some(Outcome::Wait));
+        assert_eq!(
+            scopes.on_wake(&cfg, &mut h2, &mut a2, &wake),
+            Some(Outcome::Wait)
+        );
         let callouts = world.callouts.borrow();
         assert_eq!(callouts.len(), 3);
-        assert!(callouts[1..].iter().all(|c| c.header("x-auth-token") == Some("svc")));
+        assert!(callouts[1..]
+            .iter()
+            .all(|c| c.header("x-auth-token") == Some("svc")));
     }
 }

@@ -75,7 +75,9 @@ impl AccessRule {
     /// path against the pattern anchored at both ends, where `*` and `{tag}` stand for
     /// one or more characters other than `/`, and `**` for anything.
     pub fn allows(&self, service_type: &str, method: &str, path: &str) -> bool {
-        self.service == service_type && self.method == method && glob(&tokens(&self.path), path.as_bytes())
+        self.service == service_type
+            && self.method == method
+            && glob(&tokens(&self.path), path.as_bytes())
     }
 }
 
@@ -154,10 +156,19 @@ mod tests {
     use super::*;
 
     fn rule(path: &str) -> AccessRule {
-        AccessRule { service: "metric-storage".into(), method: "GET".into(), path: path.into() }
+        AccessRule {
+            service: "metric-storage".into(),
+            method: "GET".into(),
+            path: path.into(),
+        }
     }
 
-    fn scope(project: Option<&str>, domain: Option<&str>, domain_scoped: bool, system: bool) -> Scope {
+    fn scope(
+        project: Option<&str>,
+        domain: Option<&str>,
+        domain_scoped: bool,
+        system: bool,
+    ) -> Scope {
         Scope {
             user_id: "u1".into(),
             project_id: project.map(Into::into),
@@ -174,11 +185,20 @@ mod tests {
     #[test]
     fn tenant_and_who_name_ids_only() {
         let p = scope(Some("p1"), Some("d1"), false, false);
-        assert_eq!((p.tenant_id(), p.who().to_string()), ("p1", "user_id=u1 project_id=p1".into()));
+        assert_eq!(
+            (p.tenant_id(), p.who().to_string()),
+            ("p1", "user_id=u1 project_id=p1".into())
+        );
         let d = scope(None, Some("d1"), true, false);
-        assert_eq!((d.tenant_id(), d.who().to_string()), ("d1", "user_id=u1 domain_id=d1".into()));
+        assert_eq!(
+            (d.tenant_id(), d.who().to_string()),
+            ("d1", "user_id=u1 domain_id=d1".into())
+        );
         let s = scope(None, None, false, true);
-        assert_eq!((s.tenant_id(), s.who().to_string()), ("system", "user_id=u1 system".into()));
+        assert_eq!(
+            (s.tenant_id(), s.who().to_string()),
+            ("system", "user_id=u1 system".into())
+        );
     }
 
     #[test]
@@ -195,7 +215,10 @@ mod tests {
             ("/api/v1/label/{name}/values", "/api/v1/label/job/values"),
         ];
         for (pattern, path) in yes {
-            assert!(rule(pattern).allows("metric-storage", "GET", path), "{pattern} {path}");
+            assert!(
+                rule(pattern).allows("metric-storage", "GET", path),
+                "{pattern} {path}"
+            );
         }
         let no = [
             ("/api/v1/*", "/api/v1/label/x/values"),
@@ -206,10 +229,16 @@ mod tests {
             ("/api/v1/label/*/values", "/api/v1/label/a/b/values"),
         ];
         for (pattern, path) in no {
-            assert!(!rule(pattern).allows("metric-storage", "GET", path), "{pattern} {path}");
+            assert!(
+                !rule(pattern).allows("metric-storage", "GET", path),
+                "{pattern} {path}"
+            );
         }
         assert!(!rule("/api/v1/query").allows("metric-storage", "POST", "/api/v1/query"));
-        assert!(!rule("/api/v1/query").allows("metric-storage", "get", "/api/v1/query"), "method is exact");
+        assert!(
+            !rule("/api/v1/query").allows("metric-storage", "get", "/api/v1/query"),
+            "method is exact"
+        );
         assert!(!rule("/api/v1/query").allows("compute", "GET", "/api/v1/query"));
         // Pathological patterns stay cheap.
         let evil = rule(&"**a".repeat(80));

@@ -57,13 +57,23 @@ pub fn until(scope: &Scope, now: u64, ttl_seconds: u64) -> u64 {
 
 /// The entry for a fresh validation, trusted until `until`.
 pub fn encode(digest: &[u8; 32], scope: &Scope, until: u64) -> Vec<u8> {
-    let entry = Entry { v: VERSION, h: hex(digest), until, scope: Some(scope.clone()) };
+    let entry = Entry {
+        v: VERSION,
+        h: hex(digest),
+        until,
+        scope: Some(scope.clone()),
+    };
     serde_json::to_vec(&entry).unwrap_or_default()
 }
 
 /// The entry for a credential Keystone refused, remembered until `until`.
 pub fn encode_invalid(digest: &[u8; 32], until: u64) -> Vec<u8> {
-    let entry = Entry { v: VERSION, h: hex(digest), until, scope: None };
+    let entry = Entry {
+        v: VERSION,
+        h: hex(digest),
+        until,
+        scope: None,
+    };
     serde_json::to_vec(&entry).unwrap_or_default()
 }
 
@@ -104,7 +114,10 @@ pub const SERVICE_TOKEN_MARGIN: u64 = 120;
 /// and every request would log in again).
 pub fn encode_service_token(token: &str, expires_at: u64, now: u64) -> Vec<u8> {
     let margin = SERVICE_TOKEN_MARGIN.min(expires_at.saturating_sub(now) / 2);
-    let e = ServiceEntry { token: token.to_string(), until: expires_at.saturating_sub(margin) };
+    let e = ServiceEntry {
+        token: token.to_string(),
+        until: expires_at.saturating_sub(margin),
+    };
     serde_json::to_vec(&e).unwrap_or_default()
 }
 
@@ -143,8 +156,14 @@ mod tests {
     #[test]
     fn service_token() {
         let e = encode_service_token("svc", 10_000, 0);
-        assert_eq!(decode_service_token(&e, 10_000 - SERVICE_TOKEN_MARGIN - 1).as_deref(), Some("svc"));
-        assert_eq!(decode_service_token(&e, 10_000 - SERVICE_TOKEN_MARGIN), None);
+        assert_eq!(
+            decode_service_token(&e, 10_000 - SERVICE_TOKEN_MARGIN - 1).as_deref(),
+            Some("svc")
+        );
+        assert_eq!(
+            decode_service_token(&e, 10_000 - SERVICE_TOKEN_MARGIN),
+            None
+        );
         // A token that lives 60 s: usable for 30 of them, not stored stale.
         let e = encode_service_token("svc", 10_060, 10_000);
         assert_eq!(decode_service_token(&e, 10_029).as_deref(), Some("svc"));
@@ -198,7 +217,11 @@ mod tests {
             keys.insert(slot_key("ns", &d, 16384));
         }
         assert!(keys.len() <= 16384, "never more keys than slots");
-        assert!(keys.len() > 16_000, "the slots are spread evenly: {}", keys.len());
+        assert!(
+            keys.len() > 16_000,
+            "the slots are spread evenly: {}",
+            keys.len()
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@ fn main() -> ExitCode {
         Ok(c) => {
             println!(
                 "valid: keystone {} via {}, label {}, cache {} s × {} slots",
-                c.keystone.url, c.keystone.upstream, c.project_label, c.cache.ttl_seconds, c.cache.max_entries
+                c.keystone.url,
+                c.keystone.upstream,
+                c.project_label,
+                c.cache.ttl_seconds,
+                c.cache.max_entries
             );
             ExitCode::SUCCESS
         }

@@ -80,7 +80,9 @@ pub fn alerts_query(raw: &str, tenant: &Tenant) -> Result<String, ApiError> {
 /// parameters still to be added.
 fn check_query(raw: &str, extra: usize) -> Result<(), ApiError> {
     form::check_count(raw, extra).map_err(|e| ApiError::bad_data(e.0))?;
-    form::parse(raw).map(drop).map_err(|e| ApiError::bad_data(e.0))
+    form::parse(raw)
+        .map(drop)
+        .map_err(|e| ApiError::bad_data(e.0))
 }
 
 /// The tenant matcher as Alertmanager's `filter` parameter reads it: `project="p1"`, or
@@ -88,7 +90,9 @@ fn check_query(raw: &str, extra: usize) -> Result<(), ApiError> {
 pub fn tenant_matcher(tenant: &Tenant) -> Result<String, ApiError> {
     let label = tenant.label();
     if !is_label_name(label) {
-        return Err(internal(format!("the tenant label {label:?} is not a valid Alertmanager label name")));
+        return Err(internal(format!(
+            "the tenant label {label:?} is not a valid Alertmanager label name"
+        )));
     }
     let values = tenant_values(tenant)?;
     Ok(match values {
@@ -117,7 +121,9 @@ fn internal(message: impl Into<String>) -> ApiError {
 /// A label name as the classic matcher parser reads it: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 fn is_label_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
@@ -182,7 +188,9 @@ fn matcher_kind(m: &Value) -> Result<Kind, String> {
     let flag = |key: &str, default: bool| match m.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(format!("the matcher's {key} must be true or false, not {other}")),
+        Some(other) => Err(format!(
+            "the matcher's {key} must be true or false, not {other}"
+        )),
     };
     Ok(match (flag("isEqual", true)?, flag("isRegex", false)?) {
         (true, false) => Kind::Equal,
@@ -202,8 +210,8 @@ pub fn filter_silences(body: &[u8], tenant: &Tenant, max_bytes: usize) -> Result
     if body.len() > max_bytes {
         return Err(too_large("the silences answer", max_bytes));
     }
-    let mut silences: Vec<Value> =
-        serde_json::from_slice(body).map_err(|e| format!("the silences answer is not a JSON array: {e}"))?;
+    let mut silences: Vec<Value> = serde_json::from_slice(body)
+        .map_err(|e| format!("the silences answer is not a JSON array: {e}"))?;
     silences.retain(|s| is_tenants(s, tenant));
     serde_json::to_vec(&silences).map_err(|e| e.to_string())
 }
@@ -230,7 +238,14 @@ pub struct EnforcedSilence {
 }
 
 /// Field names of a PostableSilence, and of its matchers.
-const SILENCE_FIELDS: &[&str] = &["id", "matchers", "startsAt", "endsAt", "createdBy", "comment"];
+const SILENCE_FIELDS: &[&str] = &[
+    "id",
+    "matchers",
+    "startsAt",
+    "endsAt",
+    "createdBy",
+    "comment",
+];
 const MATCHER_FIELDS: &[&str] = &["name", "value", "isRegex", "isEqual"];
 
 /// Enforces a PostableSilence: every matcher on the tenant label is replaced by the tenant's
@@ -241,7 +256,11 @@ const MATCHER_FIELDS: &[&str] = &["name", "value", "isRegex", "isEqual"];
 /// only in case, or with an `id` that is not a plausible silence id (400); a silence whose
 /// other matchers all match the empty string (or are none), which would silence the whole
 /// project (400); a tenant with several projects (422): a silence belongs to one project.
-pub fn enforce_silence(body: &[u8], tenant: &Tenant, max_bytes: usize) -> Result<EnforcedSilence, ApiError> {
+pub fn enforce_silence(
+    body: &[u8],
+    tenant: &Tenant,
+    max_bytes: usize,
+) -> Result<EnforcedSilence, ApiError> {
     let project = match tenant_values(tenant)? {
         [only] => only.clone(),
         _ => {
@@ -258,14 +277,18 @@ pub fn enforce_silence(body: &[u8], tenant: &Tenant, max_bytes: usize) -> Result
     }
     let mut doc: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_data(format!("the silence is not valid JSON: {e}")))?;
-    let obj = doc.as_object_mut().ok_or_else(|| ApiError::bad_data("the silence must be a JSON object"))?;
+    let obj = doc
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_data("the silence must be a JSON object"))?;
     check_keys(obj, SILENCE_FIELDS, "the silence")?;
     let id = match obj.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) if valid_silence_id(s) => Some(s.clone()),
         Some(Value::String(s)) => {
-            return Err(ApiError::bad_data(format!("the silence id {s:?} is not a valid silence id")));
+            return Err(ApiError::bad_data(format!(
+                "the silence id {s:?} is not a valid silence id"
+            )));
         }
         Some(_) => return Err(ApiError::bad_data("the silence id must be a string")),
     };
@@ -297,11 +320,15 @@ pub fn enforce_silence(body: &[u8], tenant: &Tenant, max_bytes: usize) -> Result
 /// One matcher of a PostableSilence: an object with a string `name` and `value` and boolean
 /// (or absent) `isRegex` and `isEqual`.
 fn check_matcher(m: &Value) -> Result<(), ApiError> {
-    let obj = m.as_object().ok_or_else(|| ApiError::bad_data("every matcher must be a JSON object"))?;
+    let obj = m
+        .as_object()
+        .ok_or_else(|| ApiError::bad_data("every matcher must be a JSON object"))?;
     check_keys(obj, MATCHER_FIELDS, "a matcher")?;
     for key in ["name", "value"] {
         if !obj.get(key).is_some_and(Value::is_string) {
-            return Err(ApiError::bad_data(format!("every matcher must have a string \"{key}\"")));
+            return Err(ApiError::bad_data(format!(
+                "every matcher must have a string \"{key}\""
+            )));
         }
     }
     matcher_kind(m).map(drop).map_err(ApiError::bad_data)
@@ -351,7 +378,12 @@ const MAX_REGEXES_CHECKED: usize = 16;
 /// Alertmanager wants one matcher that does not, and the tenant's own would be that one, so
 /// the silence would cover the whole project. Regexes are compiled last and few, small.
 fn matches_only_empty(matchers: &[Value]) -> bool {
-    let value = |m: &Value| m.get("value").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let value = |m: &Value| {
+        m.get("value")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let mut regexes = Vec::new();
     for m in matchers {
         match matcher_kind(m) {
@@ -374,7 +406,9 @@ fn matches_only_empty(matchers: &[Value]) -> bool {
 /// digits and `-` (Alertmanager's ids are UUIDs). Everything else (`/`, `?`, `#`, `%`, `.`,
 /// control characters, spaces, non-ASCII) is refused.
 pub fn valid_silence_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_SILENCE_ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !id.is_empty()
+        && id.len() <= MAX_SILENCE_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// The silence id of a `/api/v2/silence/{id}` path, given the path after `/api/v2/silence/`;
@@ -404,16 +438,31 @@ impl Enforcer for AmAlerts {
         "GET"
     }
 
-    fn query(&self, rw: &mut Rewriter, out: &mut String, raw: &str, _body_announced: bool) -> Result<Option<usize>, ApiError> {
+    fn query(
+        &self,
+        rw: &mut Rewriter,
+        out: &mut String,
+        raw: &str,
+        _body_announced: bool,
+    ) -> Result<Option<usize>, ApiError> {
         out.push_str(&alerts_query(raw, rw.tenant)?);
         Ok(Some(1))
     }
 
-    fn body(&self, _cx: BodyContext, _body: &[u8], _url_params: usize) -> Result<Forward, ApiError> {
+    fn body(
+        &self,
+        _cx: BodyContext,
+        _body: &[u8],
+        _url_params: usize,
+    ) -> Result<Forward, ApiError> {
         Err(no_body())
     }
 
-    fn check_body(&self, _content_type: Option<&str>, _content_encoding: Option<&str>) -> Result<(), ApiError> {
+    fn check_body(
+        &self,
+        _content_type: Option<&str>,
+        _content_encoding: Option<&str>,
+    ) -> Result<(), ApiError> {
         Err(no_body())
     }
 }
@@ -424,13 +473,21 @@ impl Enforcer for AmSilences {
     }
 
     /// The query string selects nothing the answer filter does not catch.
-    fn query(&self, _rw: &mut Rewriter, _out: &mut String, _raw: &str, _body_announced: bool) -> Result<Option<usize>, ApiError> {
+    fn query(
+        &self,
+        _rw: &mut Rewriter,
+        _out: &mut String,
+        _raw: &str,
+        _body_announced: bool,
+    ) -> Result<Option<usize>, ApiError> {
         Ok(None)
     }
 
     fn body(&self, cx: BodyContext, body: &[u8], _url_params: usize) -> Result<Forward, ApiError> {
         // An unrestricted scope's silences go as they are.
-        let Some(tenant) = cx.tenant else { return Ok(Forward::Body(body.to_vec())) };
+        let Some(tenant) = cx.tenant else {
+            return Ok(Forward::Body(body.to_vec()));
+        };
         let silence = enforce_silence(body, tenant, cx.config.alertmanager.max_body_bytes)?;
         Ok(match silence.id {
             Some(id) => Forward::After(silence.body, Lookup::SilenceOwner(id)),
@@ -438,13 +495,26 @@ impl Enforcer for AmSilences {
         })
     }
 
-    fn check_body(&self, content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(), ApiError> {
-        let media = content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
+    fn check_body(
+        &self,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let media = content_type
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim();
         if !media.eq_ignore_ascii_case("application/json") {
-            return Err(ApiError::unsupported_media_type("a silence must be sent as application/json"));
+            return Err(ApiError::unsupported_media_type(
+                "a silence must be sent as application/json",
+            ));
         }
         if content_encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity")) {
-            return Err(ApiError::unsupported_media_type("a silence must not be compressed"));
+            return Err(ApiError::unsupported_media_type(
+                "a silence must not be compressed",
+            ));
         }
         Ok(())
     }
@@ -467,15 +537,30 @@ impl Enforcer for AmSilence {
         "GET, DELETE"
     }
 
-    fn query(&self, _rw: &mut Rewriter, _out: &mut String, _raw: &str, _body_announced: bool) -> Result<Option<usize>, ApiError> {
+    fn query(
+        &self,
+        _rw: &mut Rewriter,
+        _out: &mut String,
+        _raw: &str,
+        _body_announced: bool,
+    ) -> Result<Option<usize>, ApiError> {
         Ok(None)
     }
 
-    fn body(&self, _cx: BodyContext, _body: &[u8], _url_params: usize) -> Result<Forward, ApiError> {
+    fn body(
+        &self,
+        _cx: BodyContext,
+        _body: &[u8],
+        _url_params: usize,
+    ) -> Result<Forward, ApiError> {
         Err(no_body())
     }
 
-    fn check_body(&self, _content_type: Option<&str>, _content_encoding: Option<&str>) -> Result<(), ApiError> {
+    fn check_body(
+        &self,
+        _content_type: Option<&str>,
+        _content_encoding: Option<&str>,
+    ) -> Result<(), ApiError> {
         Err(no_body())
     }
 
@@ -570,7 +655,11 @@ mod tests {
     #[test]
     fn alerts_query_adds_the_tenant_filter_first() {
         assert_eq!(alerts_query("", &t()).unwrap(), "filter=project%3D%22p1%22");
-        let out = alerts_query("active=true&filter=alertname%3D%22X%22&silenced=false&receiver=team.*", &t()).unwrap();
+        let out = alerts_query(
+            "active=true&filter=alertname%3D%22X%22&silenced=false&receiver=team.*",
+            &t(),
+        )
+        .unwrap();
         assert_eq!(
             out,
             "filter=project%3D%22p1%22&active=true&filter=alertname%3D%22X%22&silenced=false&receiver=team.*"
@@ -588,7 +677,10 @@ mod tests {
         let f = filter_of(&alerts_query("", &subs()).unwrap());
         assert_eq!(f, r#"project=~"p1|c\\.1""#);
         let (name, op, value) = classic_parse(&f).unwrap();
-        assert_eq!((name.as_str(), op.as_str(), value.as_str()), ("project", "=~", r"p1|c\.1"));
+        assert_eq!(
+            (name.as_str(), op.as_str(), value.as_str()),
+            ("project", "=~", r"p1|c\.1")
+        );
         let re = regex::Regex::new(&format!("^(?:{value})$")).unwrap();
         assert!(re.is_match("p1") && re.is_match("c.1"));
         assert!(!re.is_match("cx1") && !re.is_match("p1|c.1") && !re.is_match("p12"));
@@ -615,17 +707,29 @@ mod tests {
         ] {
             let tenant = Tenant::new("project_id", vec![value.to_string()]);
             let f = filter_of(&alerts_query("", &tenant).unwrap());
-            let (name, op, parsed) = classic_parse(&f).unwrap_or_else(|| panic!("classic refuses {f:?}"));
+            let (name, op, parsed) =
+                classic_parse(&f).unwrap_or_else(|| panic!("classic refuses {f:?}"));
             assert_eq!((name.as_str(), op.as_str()), ("project_id", "="));
             assert_eq!(parsed, value, "classic parser, {f:?}");
             let quoted = f.strip_prefix("project_id=").unwrap();
-            assert_eq!(unquote(quoted).as_deref(), Some(value), "strconv.Unquote, {f:?}");
+            assert_eq!(
+                unquote(quoted).as_deref(),
+                Some(value),
+                "strconv.Unquote, {f:?}"
+            );
         }
     }
 
     #[test]
     fn alerts_query_refuses_what_go_reads_differently() {
-        for bad in ["a=1;b=2", "filter=%zz", "filter=%4", "active=%ff", "%ff=1", "x=%e2%82"] {
+        for bad in [
+            "a=1;b=2",
+            "filter=%zz",
+            "filter=%4",
+            "active=%ff",
+            "%ff=1",
+            "x=%e2%82",
+        ] {
             let e = alerts_query(bad, &t()).unwrap_err();
             assert_eq!((e.status, e.error_type), (400, "bad_data"), "{bad}");
         }
@@ -648,7 +752,11 @@ mod tests {
             Tenant::new("1project", vec!["p1".into()]),
             Tenant::new("", vec!["p1".into()]),
         ] {
-            assert_eq!(alerts_query("", &tenant).unwrap_err().status, 500, "{tenant:?}");
+            assert_eq!(
+                alerts_query("", &tenant).unwrap_err().status,
+                500,
+                "{tenant:?}"
+            );
         }
         assert!(alerts_query("", &Tenant::new("_a:b9", vec!["p".into()])).is_ok());
     }
@@ -670,20 +778,47 @@ mod tests {
             (json!([m("project", "p1", false, true), job.clone()]), true),
             (json!([m("project", "p1", false, true)]), true),
             // isEqual absent (Alertmanager before 0.22) or null means equal.
-            (json!([{"name":"project","value":"p1","isRegex":false}]), true),
-            (json!([{"name":"project","value":"p1","isRegex":false,"isEqual":null}]), true),
+            (
+                json!([{"name":"project","value":"p1","isRegex":false}]),
+                true,
+            ),
+            (
+                json!([{"name":"project","value":"p1","isRegex":false,"isEqual":null}]),
+                true,
+            ),
             (json!([{"name":"project","value":"p1"}]), true),
             // An equality confines it; further matchers on the label only narrow it.
-            (json!([m("project", "p1", false, true), m("project", "p2", false, false)]), true),
-            (json!([m("project", "p1", false, true), m("project", "p.*", true, true)]), true),
+            (
+                json!([
+                    m("project", "p1", false, true),
+                    m("project", "p2", false, false)
+                ]),
+                true,
+            ),
+            (
+                json!([
+                    m("project", "p1", false, true),
+                    m("project", "p.*", true, true)
+                ]),
+                true,
+            ),
             // Negative, regex, other projects, look-alikes.
-            (json!([m("project", "p1", false, false), job.clone()]), false),
+            (
+                json!([m("project", "p1", false, false), job.clone()]),
+                false,
+            ),
             (json!([m("project", "p2", false, false)]), false),
             (json!([m("project", "p1|p2", true, true)]), false),
             (json!([m("project", "p1", true, true)]), false),
             (json!([m("project", "p1", true, false)]), false),
             (json!([m("project", "p2", false, true)]), false),
-            (json!([m("project", "p1", false, true), m("project", "p2", false, true)]), false),
+            (
+                json!([
+                    m("project", "p1", false, true),
+                    m("project", "p2", false, true)
+                ]),
+                false,
+            ),
             (json!([m("Project", "p1", false, true)]), false),
             (json!([m("project_id", "p1", false, true)]), false),
             (json!([m("project", "P1", false, true)]), false),
@@ -692,29 +827,70 @@ mod tests {
             (json!([job.clone()]), false),
             (json!([]), false),
             // Wrong types on the tenant label: not provably the tenant's.
-            (json!([{"name":"project","value":"p1","isRegex":"false","isEqual":true}]), false),
-            (json!([{"name":"project","value":"p1","isRegex":false,"isEqual":1}]), false),
-            (json!([{"name":"project","value":1,"isRegex":false,"isEqual":true}]), false),
-            (json!([{"name":"project","value":["p1"],"isRegex":false}]), false),
-            (json!([m("project", "p1", false, true), {"name":"project","value":"p1","isRegex":0}]), false),
+            (
+                json!([{"name":"project","value":"p1","isRegex":"false","isEqual":true}]),
+                false,
+            ),
+            (
+                json!([{"name":"project","value":"p1","isRegex":false,"isEqual":1}]),
+                false,
+            ),
+            (
+                json!([{"name":"project","value":1,"isRegex":false,"isEqual":true}]),
+                false,
+            ),
+            (
+                json!([{"name":"project","value":["p1"],"isRegex":false}]),
+                false,
+            ),
+            (
+                json!([m("project", "p1", false, true), {"name":"project","value":"p1","isRegex":0}]),
+                false,
+            ),
         ];
         for (matchers, want) in cases {
-            assert_eq!(is_tenants(&silence(matchers.clone()), &t()), want, "{matchers}");
+            assert_eq!(
+                is_tenants(&silence(matchers.clone()), &t()),
+                want,
+                "{matchers}"
+            );
         }
-        for bad in [json!(null), json!([]), json!("x"), json!({"matchers":{}}), json!({"matchers":"p1"}), json!({})] {
+        for bad in [
+            json!(null),
+            json!([]),
+            json!("x"),
+            json!({"matchers":{}}),
+            json!({"matchers":"p1"}),
+            json!({}),
+        ] {
             assert!(!is_tenants(&bad, &t()), "{bad}");
         }
         // Non-object matchers elsewhere do not matter.
-        assert!(is_tenants(&silence(json!([1, null, m("project", "p1", false, true)])), &t()));
+        assert!(is_tenants(
+            &silence(json!([1, null, m("project", "p1", false, true)])),
+            &t()
+        ));
     }
 
     #[test]
     fn sub_projects_own_each_of_their_silences() {
         let tenant = subs();
-        assert!(is_tenants(&silence(json!([m("project", "c.1", false, true)])), &tenant));
-        assert!(is_tenants(&silence(json!([m("project", "p1", false, true)])), &tenant));
-        assert!(!is_tenants(&silence(json!([m("project", "p1|c\\.1", true, true)])), &tenant));
-        assert!(!is_tenants(&silence(json!([m("project", "cx1", false, true)])), &tenant));
+        assert!(is_tenants(
+            &silence(json!([m("project", "c.1", false, true)])),
+            &tenant
+        ));
+        assert!(is_tenants(
+            &silence(json!([m("project", "p1", false, true)])),
+            &tenant
+        ));
+        assert!(!is_tenants(
+            &silence(json!([m("project", "p1|c\\.1", true, true)])),
+            &tenant
+        ));
+        assert!(!is_tenants(
+            &silence(json!([m("project", "cx1", false, true)])),
+            &tenant
+        ));
     }
 
     #[test]
@@ -739,11 +915,26 @@ mod tests {
 
     #[test]
     fn unreadable_silence_answers_are_errors() {
-        for bad in ["", "{}", "null", "\"x\"", "[", "[1,", "{\"data\":[]}", "[1]x"] {
-            assert!(filter_silences(bad.as_bytes(), &t(), 1 << 20).is_err(), "{bad}");
+        for bad in [
+            "",
+            "{}",
+            "null",
+            "\"x\"",
+            "[",
+            "[1,",
+            "{\"data\":[]}",
+            "[1]x",
+        ] {
+            assert!(
+                filter_silences(bad.as_bytes(), &t(), 1 << 20).is_err(),
+                "{bad}"
+            );
         }
         let big = list_of(1000);
-        assert!(filter_silences(big.as_bytes(), &t(), big.len() - 1).is_err(), "max_bytes");
+        assert!(
+            filter_silences(big.as_bytes(), &t(), big.len() - 1).is_err(),
+            "max_bytes"
+        );
         assert!(filter_silences(big.as_bytes(), &t(), big.len()).is_ok());
         // Deep nesting is an error, not a stack overflow.
         let deep = format!("[{}{}]", "[".repeat(100_000), "]".repeat(100_000));
@@ -765,16 +956,29 @@ mod tests {
 
     #[test]
     fn single_silence_answers() {
-        let mine = silence(json!([m("project", "p1", false, true), m("alertname", "X", false, true)]));
+        let mine = silence(json!([
+            m("project", "p1", false, true),
+            m("alertname", "X", false, true)
+        ]));
         assert_eq!(silence_answer(mine.to_string().as_bytes(), &t()), Ok(true));
         let negative = silence(json!([m("project", "p2", false, false)]));
-        assert_eq!(silence_answer(negative.to_string().as_bytes(), &t()), Ok(false));
+        assert_eq!(
+            silence_answer(negative.to_string().as_bytes(), &t()),
+            Ok(false)
+        );
         let regex = silence(json!([m("project", "p1", true, true)]));
-        assert_eq!(silence_answer(regex.to_string().as_bytes(), &t()), Ok(false));
+        assert_eq!(
+            silence_answer(regex.to_string().as_bytes(), &t()),
+            Ok(false)
+        );
         for bad in ["", "[]", "null", "1", "{", "\"silence\""] {
             assert!(silence_answer(bad.as_bytes(), &t()).is_err(), "{bad}");
         }
-        let deep = format!("{{\"matchers\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        let deep = format!(
+            "{{\"matchers\":{}{}}}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
         assert!(silence_answer(deep.as_bytes(), &t()).is_err());
     }
 
@@ -789,21 +993,44 @@ mod tests {
 
     fn tenant_matchers(body: &[u8]) -> Vec<Value> {
         let v: Value = serde_json::from_slice(body).unwrap();
-        v["matchers"].as_array().unwrap().iter().filter(|m| m["name"] == "project").cloned().collect()
+        v["matchers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["name"] == "project")
+            .cloned()
+            .collect()
     }
 
     #[test]
     fn silences_get_the_tenant_matcher_in_place_of_the_users() {
         for user in [
             json!([m("alertname", "X", false, true)]),
-            json!([m("alertname", "X", false, true), m("project", "p2", false, false)]),
-            json!([m("alertname", "X", false, true), m("project", ".*", true, true)]),
-            json!([m("alertname", "X", false, true), m("project", "p2", false, true), m("project", "p1", false, true)]),
-            json!([m("project", "p2", true, false), m("alertname", "X", false, true)]),
+            json!([
+                m("alertname", "X", false, true),
+                m("project", "p2", false, false)
+            ]),
+            json!([
+                m("alertname", "X", false, true),
+                m("project", ".*", true, true)
+            ]),
+            json!([
+                m("alertname", "X", false, true),
+                m("project", "p2", false, true),
+                m("project", "p1", false, true)
+            ]),
+            json!([
+                m("project", "p2", true, false),
+                m("alertname", "X", false, true)
+            ]),
         ] {
             let out = post(postable(user.clone())).unwrap();
             assert_eq!(out.id, None);
-            assert_eq!(tenant_matchers(&out.body), vec![m("project", "p1", false, true)], "{user}");
+            assert_eq!(
+                tenant_matchers(&out.body),
+                vec![m("project", "p1", false, true)],
+                "{user}"
+            );
             let v: Value = serde_json::from_slice(&out.body).unwrap();
             assert!(is_tenants(&v, &t()));
             assert_eq!(v["matchers"][0], m("alertname", "X", false, true));
@@ -813,14 +1040,21 @@ mod tests {
 
     #[test]
     fn other_fields_pass_unchanged() {
-        let mut body = postable(json!([{"name":"alertname","value":"X","isRegex":false,"extra":{"k":[1,2]}}]));
+        let mut body =
+            postable(json!([{"name":"alertname","value":"X","isRegex":false,"extra":{"k":[1,2]}}]));
         body["unknownField"] = json!({"nested":true});
         body["id"] = json!("7e1c51d1-8c2e-4d43-b4a4-53b5f0e0a2d1");
         let out = post(body.clone()).unwrap();
-        assert_eq!(out.id.as_deref(), Some("7e1c51d1-8c2e-4d43-b4a4-53b5f0e0a2d1"));
+        assert_eq!(
+            out.id.as_deref(),
+            Some("7e1c51d1-8c2e-4d43-b4a4-53b5f0e0a2d1")
+        );
         let v: Value = serde_json::from_slice(&out.body).unwrap();
         let mut want = body;
-        want["matchers"].as_array_mut().unwrap().push(m("project", "p1", false, true));
+        want["matchers"]
+            .as_array_mut()
+            .unwrap()
+            .push(m("project", "p1", false, true));
         assert_eq!(v, want);
     }
 
@@ -855,7 +1089,10 @@ mod tests {
             json!([m("project", "p1", false, true)]),
             json!([m("project", "p2", false, false)]),
             json!([m("alertname", "", false, true)]),
-            json!([m("alertname", ".*", true, true), m("project", "p1", false, true)]),
+            json!([
+                m("alertname", ".*", true, true),
+                m("project", "p1", false, true)
+            ]),
             json!([m("alertname", "a|", true, true)]),
             json!([m("alertname", "x*", true, true), m("job", "", false, true)]),
             Value::Array(vec![m("alertname", ".*", true, true); MAX_REGEXES_CHECKED]),
@@ -873,7 +1110,10 @@ mod tests {
             // A pattern Rust cannot compile is Alertmanager's to judge.
             json!([m("alertname", "(", true, true)]),
             json!([m("alertname", "(a{100}){100}|", true, true)]),
-            Value::Array(vec![m("alertname", ".*", true, true); MAX_REGEXES_CHECKED + 1]),
+            Value::Array(vec![
+                m("alertname", ".*", true, true);
+                MAX_REGEXES_CHECKED + 1
+            ]),
         ] {
             assert!(post(postable(ok.clone())).is_ok(), "{ok}");
         }
@@ -887,7 +1127,10 @@ mod tests {
         let start = std::time::Instant::now();
         assert!(enforce_silence(body.as_bytes(), &t(), 1 << 24).is_ok());
         let few = postable(Value::Array(vec![heavy; MAX_REGEXES_CHECKED])).to_string();
-        assert!(enforce_silence(few.as_bytes(), &t(), 1 << 24).is_ok(), "too large for Rust: Alertmanager judges");
+        assert!(
+            enforce_silence(few.as_bytes(), &t(), 1 << 24).is_ok(),
+            "too large for Rust: Alertmanager judges"
+        );
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
         // Many tenant matchers all go, one comes.
         let mut many = vec![m("project", "p2", false, false); 10_000];
@@ -902,7 +1145,12 @@ mod tests {
         let e = enforce_silence(body.as_bytes(), &subs(), 1 << 20).unwrap_err();
         assert_eq!(e.status, 422);
         assert!(e.message.contains("one project"), "{}", e.message);
-        let e = enforce_silence(body.as_bytes(), &Tenant::new("project", vec![String::new()]), 1 << 20).unwrap_err();
+        let e = enforce_silence(
+            body.as_bytes(),
+            &Tenant::new("project", vec![String::new()]),
+            1 << 20,
+        )
+        .unwrap_err();
         assert_eq!(e.status, 500);
     }
 
@@ -940,14 +1188,45 @@ mod tests {
             let e = post(bad.clone()).unwrap_err();
             assert_eq!((e.status, e.error_type), (400, "bad_data"), "{bad}");
         }
-        for raw in ["", "{", "{\"matchers\":[]", "{\"matchers\":[]}x", "\u{feff}{}"] {
-            assert_eq!(enforce_silence(raw.as_bytes(), &t(), 1 << 20).unwrap_err().status, 400, "{raw:?}");
+        for raw in [
+            "",
+            "{",
+            "{\"matchers\":[]",
+            "{\"matchers\":[]}x",
+            "\u{feff}{}",
+        ] {
+            assert_eq!(
+                enforce_silence(raw.as_bytes(), &t(), 1 << 20)
+                    .unwrap_err()
+                    .status,
+                400,
+                "{raw:?}"
+            );
         }
-        assert_eq!(enforce_silence(b"{\"comment\":\"\xff\"}", &t(), 1 << 20).unwrap_err().status, 400);
-        let deep = format!("{{\"matchers\":[],\"comment\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
-        assert_eq!(enforce_silence(deep.as_bytes(), &t(), 1 << 20).unwrap_err().status, 400);
+        assert_eq!(
+            enforce_silence(b"{\"comment\":\"\xff\"}", &t(), 1 << 20)
+                .unwrap_err()
+                .status,
+            400
+        );
+        let deep = format!(
+            "{{\"matchers\":[],\"comment\":{}{}}}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert_eq!(
+            enforce_silence(deep.as_bytes(), &t(), 1 << 20)
+                .unwrap_err()
+                .status,
+            400
+        );
         let big = postable(json!([x])).to_string();
-        assert_eq!(enforce_silence(big.as_bytes(), &t(), big.len() - 1).unwrap_err().status, 413);
+        assert_eq!(
+            enforce_silence(big.as_bytes(), &t(), big.len() - 1)
+                .unwrap_err()
+                .status,
+            413
+        );
         assert!(enforce_silence(big.as_bytes(), &t(), big.len()).is_ok());
         // Unknown keys that merely resemble a field pass.
         assert!(post(json!({"matchers":[x], "matcher":1, "ids":2, "comments":3})).is_ok());
@@ -969,7 +1248,23 @@ mod tests {
     fn silence_ids_and_paths() {
         assert!(valid_silence_id("7e1c51d1-8c2e-4d43-b4a4-53b5f0e0a2d1"));
         assert!(valid_silence_id(&"a".repeat(64)));
-        for bad in ["", ".", "..", "a/b", "a?b", "a#b", "a%20", "a b", "a\0", "a\u{7f}", "ü", "a.b", "a_b", "a+b", &"a".repeat(65)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a?b",
+            "a#b",
+            "a%20",
+            "a b",
+            "a\0",
+            "a\u{7f}",
+            "ü",
+            "a.b",
+            "a_b",
+            "a+b",
+            &"a".repeat(65),
+        ] {
             assert!(!valid_silence_id(bad), "{bad:?}");
         }
         assert_eq!(silence_id_of_path("7e1c51d1-8c2e"), Some("7e1c51d1-8c2e"));

@@ -3,8 +3,8 @@
 //! inflated first (the filter asks for an identity answer, but a host may pass the
 //! client's `accept-encoding` on as well: NGINX sends a header it was told to remove).
 
-use crate::enforce::params::Rewriter;
 use crate::enforce::metadata::{self, NameSet};
+use crate::enforce::params::Rewriter;
 use crate::enforce::promql::Tenant;
 use crate::enforce::{alertmanager, BodyContext, Enforcer, Forward};
 use crate::error::ApiError;
@@ -30,15 +30,30 @@ impl Enforcer for Filtered {
         "GET"
     }
 
-    fn query(&self, _rw: &mut Rewriter, _out: &mut String, _raw: &str, _body_announced: bool) -> Result<Option<usize>, ApiError> {
+    fn query(
+        &self,
+        _rw: &mut Rewriter,
+        _out: &mut String,
+        _raw: &str,
+        _body_announced: bool,
+    ) -> Result<Option<usize>, ApiError> {
         Ok(None)
     }
 
-    fn body(&self, _cx: BodyContext, _body: &[u8], _url_params: usize) -> Result<Forward, ApiError> {
+    fn body(
+        &self,
+        _cx: BodyContext,
+        _body: &[u8],
+        _url_params: usize,
+    ) -> Result<Forward, ApiError> {
         Err(ApiError::bad_data("this endpoint takes no request body"))
     }
 
-    fn check_body(&self, _content_type: Option<&str>, _content_encoding: Option<&str>) -> Result<(), ApiError> {
+    fn check_body(
+        &self,
+        _content_type: Option<&str>,
+        _content_encoding: Option<&str>,
+    ) -> Result<(), ApiError> {
         Err(ApiError::bad_data("this endpoint takes no request body"))
     }
 
@@ -59,19 +74,25 @@ pub fn gunzip(data: &[u8], max: usize) -> Result<Vec<u8>, String> {
     let flags = data[3];
     let mut pos = 10;
     if flags & FEXTRA != 0 {
-        let n = usize::from(*data.get(pos).ok_or("truncated")?) | usize::from(*data.get(pos + 1).ok_or("truncated")?) << 8;
+        let n = usize::from(*data.get(pos).ok_or("truncated")?)
+            | usize::from(*data.get(pos + 1).ok_or("truncated")?) << 8;
         pos += 2 + n;
     }
     for flag in [FNAME, FCOMMENT] {
         if flags & flag != 0 {
-            let end = data.get(pos..).and_then(|r| r.iter().position(|&b| b == 0)).ok_or("truncated")?;
+            let end = data
+                .get(pos..)
+                .and_then(|r| r.iter().position(|&b| b == 0))
+                .ok_or("truncated")?;
             pos += end + 1;
         }
     }
     if flags & FHCRC != 0 {
         pos += 2;
     }
-    let deflated = data.get(pos..data.len().saturating_sub(8)).ok_or("truncated gzip stream")?;
+    let deflated = data
+        .get(pos..data.len().saturating_sub(8))
+        .ok_or("truncated gzip stream")?;
     miniz_oxide::inflate::decompress_to_vec_with_limit(deflated, max)
         .map_err(|e| format!("invalid gzip stream: {:?}", e.status))
 }
@@ -92,15 +113,22 @@ fn owned_by(labels: Option<&Value>, label: &str, values: &[String]) -> bool {
 
 /// Keeps only what carries `label` with one of `values`; rule groups left empty go.
 pub fn filter(kind: Kind, body: &[u8], label: &str, values: &[String]) -> Result<Vec<u8>, String> {
-    let mut doc: Value = serde_json::from_slice(body).map_err(|e| format!("upstream answer is not JSON: {e}"))?;
+    let mut doc: Value =
+        serde_json::from_slice(body).map_err(|e| format!("upstream answer is not JSON: {e}"))?;
     let data = doc.get_mut("data").ok_or("upstream answer has no data")?;
     match kind {
         Kind::Alerts => {
-            let alerts = data.get_mut("alerts").and_then(Value::as_array_mut).ok_or("no data.alerts")?;
+            let alerts = data
+                .get_mut("alerts")
+                .and_then(Value::as_array_mut)
+                .ok_or("no data.alerts")?;
             alerts.retain(|a| owned_by(a.get("labels"), label, values));
         }
         Kind::Rules => {
-            let groups = data.get_mut("groups").and_then(Value::as_array_mut).ok_or("no data.groups")?;
+            let groups = data
+                .get_mut("groups")
+                .and_then(Value::as_array_mut)
+                .ok_or("no data.groups")?;
             for group in groups.iter_mut() {
                 let Some(rules) = group.get_mut("rules").and_then(Value::as_array_mut) else {
                     continue;
@@ -112,7 +140,11 @@ pub fn filter(kind: Kind, body: &[u8], label: &str, values: &[String]) -> Result
                     }
                 }
             }
-            groups.retain(|g| g.get("rules").and_then(Value::as_array).is_some_and(|r| !r.is_empty()));
+            groups.retain(|g| {
+                g.get("rules")
+                    .and_then(Value::as_array)
+                    .is_some_and(|r| !r.is_empty())
+            });
         }
         Kind::Silences | Kind::Metadata => return Err("not a rules or alerts answer".to_string()),
     }
@@ -136,7 +168,9 @@ pub fn filter_answer(kind: Kind, body: &[u8], cx: &AnswerContext) -> Result<Vec<
         Kind::Rules | Kind::Alerts => filter(kind, body, cx.tenant.label(), cx.tenant.values()),
         Kind::Silences => alertmanager::filter_silences(body, cx.tenant, cx.max_bytes),
         Kind::Metadata => {
-            let names = cx.names.ok_or("the tenant's metric names were not looked up")?;
+            let names = cx
+                .names
+                .ok_or("the tenant's metric names were not looked up")?;
             let (_, params) = metadata::metadata_query(cx.query).map_err(|e| e.message)?;
             metadata::filter(body, names, &params, cx.max_bytes)
         }
@@ -162,11 +196,22 @@ mod tests {
                 {"type":"alerting","name":"a1","query":"up==0","labels":{"project_id":"p1"},
                  "alerts":[{"labels":{"project_id":"p1","i":"1"}},{"labels":{"project_id":"p2"}}]}]},
             {"name":"g2","file":"f","rules":[{"name":"r4","labels":{"project_id":"p2"}}]}]}});
-        let out = filter(Kind::Rules, body.to_string().as_bytes(), "project_id", &mine()).unwrap();
+        let out = filter(
+            Kind::Rules,
+            body.to_string().as_bytes(),
+            "project_id",
+            &mine(),
+        )
+        .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         let groups = v["data"]["groups"].as_array().unwrap();
         assert_eq!(groups.len(), 1);
-        let names: Vec<&str> = groups[0]["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = groups[0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["r1", "a1"]);
         assert_eq!(groups[0]["rules"][1]["alerts"].as_array().unwrap().len(), 1);
     }
@@ -175,7 +220,13 @@ mod tests {
     fn alerts_are_filtered_by_label() {
         let body = json!({"status":"success","data":{"alerts":[
             {"labels":{"project_id":"p1"}},{"labels":{"project_id":"p2"}},{"labels":{}},{"x":1}]}});
-        let out = filter(Kind::Alerts, body.to_string().as_bytes(), "project_id", &mine()).unwrap();
+        let out = filter(
+            Kind::Alerts,
+            body.to_string().as_bytes(),
+            "project_id",
+            &mine(),
+        )
+        .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["data"]["alerts"], json!([{"labels":{"project_id":"p1"}}]));
     }
@@ -183,7 +234,10 @@ mod tests {
     #[test]
     fn malformed_answers_are_errors() {
         for body in ["", "{}", r#"{"data":{}}"#, r#"{"data":{"alerts":1}}"#] {
-            assert!(filter(Kind::Alerts, body.as_bytes(), "project_id", &mine()).is_err(), "{body}");
+            assert!(
+                filter(Kind::Alerts, body.as_bytes(), "project_id", &mine()).is_err(),
+                "{body}"
+            );
         }
     }
 
@@ -191,8 +245,8 @@ mod tests {
     fn gzip() {
         // `printf 'hello' | gzip -n | xxd -i`
         let gz = [
-            0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00,
-            0x86, 0xa6, 0x10, 0x36, 0x05, 0x00, 0x00, 0x00,
+            0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0x48, 0xcd, 0xc9,
+            0xc9, 0x07, 0x00, 0x86, 0xa6, 0x10, 0x36, 0x05, 0x00, 0x00, 0x00,
         ];
         assert_eq!(gunzip(&gz, 100).unwrap(), b"hello");
         assert!(gunzip(&gz, 2).is_err(), "output limit");
@@ -202,7 +256,9 @@ mod tests {
     #[test]
     fn deflate() {
         // python3 -c "import zlib; print(zlib.compress(b'hello'))"
-        let z = [0x78, 0x9c, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x06, 0x2c, 0x02, 0x15];
+        let z = [
+            0x78, 0x9c, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x06, 0x2c, 0x02, 0x15,
+        ];
         assert_eq!(inflate(&z, 100).unwrap(), b"hello");
         assert!(inflate(&z, 2).is_err(), "output limit");
         assert!(inflate(b"hello", 100).is_err());

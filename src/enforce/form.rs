@@ -20,7 +20,9 @@ pub const MAX_PARAMS: usize = 1000;
 pub fn check_count(raw: &str, extra: usize) -> Result<(), FormError> {
     let params = raw.bytes().filter(|&b| b == b'&').count() + 1 + extra;
     if params > MAX_PARAMS {
-        return Err(FormError(format!("the query string or form body has more than {MAX_PARAMS} parameters")));
+        return Err(FormError(format!(
+            "the query string or form body has more than {MAX_PARAMS} parameters"
+        )));
     }
     Ok(())
 }
@@ -42,10 +44,15 @@ pub fn parse(s: &str) -> Result<Vec<Param>, FormError> {
             continue;
         }
         if pair.contains(';') {
-            return Err(FormError("a ';' in the query string or form body is not allowed".into()));
+            return Err(FormError(
+                "a ';' in the query string or form body is not allowed".into(),
+            ));
         }
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.push(Param { key: decode(k)?, value: decode(v)? });
+        out.push(Param {
+            key: decode(k)?,
+            value: decode(v)?,
+        });
     }
     Ok(out)
 }
@@ -67,7 +74,11 @@ pub fn encode(params: &[Param]) -> String {
 /// Decodes one key or value: `+` is a space, `%XX` a byte; the result must be UTF-8.
 pub fn decode(s: &str) -> Result<String, FormError> {
     check_escapes(s)?;
-    let plus_as_space = if s.contains('+') { std::borrow::Cow::Owned(s.replace('+', " ")) } else { std::borrow::Cow::Borrowed(s) };
+    let plus_as_space = if s.contains('+') {
+        std::borrow::Cow::Owned(s.replace('+', " "))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    };
     percent_encoding::percent_decode_str(&plus_as_space)
         .decode_utf8()
         .map(std::borrow::Cow::into_owned)
@@ -90,7 +101,8 @@ pub fn check_escapes(s: &str) -> Result<(), FormError> {
     let mut i = 0;
     while let Some(off) = b[i..].iter().position(|&c| c == b'%') {
         let p = i + off;
-        let ok = b.get(p + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(p + 2).is_some_and(u8::is_ascii_hexdigit);
+        let ok = b.get(p + 1).is_some_and(u8::is_ascii_hexdigit)
+            && b.get(p + 2).is_some_and(u8::is_ascii_hexdigit);
         if !ok {
             return Err(FormError(format!("invalid %-escape in {s:?}")));
         }
@@ -121,11 +133,17 @@ mod tests {
         assert_eq!(escape("a{b=\"ü\"}"), "a%7Bb%3D%22%C3%BC%22%7D");
         assert_eq!(escape(""), "");
         assert_eq!(escape("Zz09-_."), "Zz09-_.");
-        assert_eq!(decode(&escape("sum(rate(x{a=\"é\"}[5m])) / 2")).unwrap(), "sum(rate(x{a=\"é\"}[5m])) / 2");
+        assert_eq!(
+            decode(&escape("sum(rate(x{a=\"é\"}[5m])) / 2")).unwrap(),
+            "sum(rate(x{a=\"é\"}[5m])) / 2"
+        );
     }
 
     fn p(k: &str, v: &str) -> Param {
-        Param { key: k.into(), value: v.into() }
+        Param {
+            key: k.into(),
+            value: v.into(),
+        }
     }
 
     #[test]
@@ -134,7 +152,10 @@ mod tests {
             parse("%71uery=a+b%2Bc&time=1&&flag").unwrap(),
             vec![p("query", "a b+c"), p("time", "1"), p("flag", "")]
         );
-        assert_eq!(parse("query=a&query=b").unwrap(), vec![p("query", "a"), p("query", "b")]);
+        assert_eq!(
+            parse("query=a&query=b").unwrap(),
+            vec![p("query", "a"), p("query", "b")]
+        );
         assert_eq!(parse("a=b=c").unwrap(), vec![p("a", "b=c")]);
     }
 
@@ -151,12 +172,20 @@ mod tests {
         // Why check_escapes and the ';' check are this module's own: the crates accept these.
         let pairs: Vec<_> = form_urlencoded::parse(b"query=%zz;b").collect();
         assert_eq!(pairs, [("query".into(), "%zz;b".into())]);
-        assert_eq!(percent_encoding::percent_decode_str("%4").decode_utf8().unwrap(), "%4");
+        assert_eq!(
+            percent_encoding::percent_decode_str("%4")
+                .decode_utf8()
+                .unwrap(),
+            "%4"
+        );
     }
 
     #[test]
     fn keys_and_escapes() {
-        assert!(matches!(decode_key("query"), Ok(std::borrow::Cow::Borrowed("query"))));
+        assert!(matches!(
+            decode_key("query"),
+            Ok(std::borrow::Cow::Borrowed("query"))
+        ));
         assert_eq!(decode_key("match%5B%5D").unwrap(), "match[]");
         assert!(check_escapes("a%20b%2Fc").is_ok());
         for bad in ["%", "%2", "a%zz", "%%41"] {
@@ -167,7 +196,10 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let params = vec![p("query", r#"sum(rate(x{a="b c"}[5m])) / 2 & ~"#), p("match[]", "{a=~\".+\"}")];
+        let params = vec![
+            p("query", r#"sum(rate(x{a="b c"}[5m])) / 2 & ~"#),
+            p("match[]", "{a=~\".+\"}"),
+        ];
         let enc = encode(&params);
         assert!(!enc.contains(' ') && !enc.contains('"'));
         assert_eq!(parse(&enc).unwrap(), params);

@@ -26,8 +26,8 @@
 use crate::enforce::answers::Kind;
 use crate::enforce::form;
 use crate::enforce::params::{default_match, Rewriter};
-use crate::enforce::{BodyContext, Enforcer, Forward, Lookup};
 use crate::enforce::promql::Tenant;
+use crate::enforce::{BodyContext, Enforcer, Forward, Lookup};
 use crate::error::ApiError;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -40,7 +40,10 @@ pub const MAX_QUERY_PARAMS: usize = form::MAX_PARAMS;
 /// The upstream path (and query) that lists the tenant's metric names:
 /// `<prefix>/api/v1/label/__name__/values?match%5B%5D=%7Bproject%3D%22p1%22%7D`.
 pub fn names_path(prefix: &str, tenant: &Tenant) -> String {
-    format!("{prefix}/api/v1/label/__name__/values?{}", default_match(tenant))
+    format!(
+        "{prefix}/api/v1/label/__name__/values?{}",
+        default_match(tenant)
+    )
 }
 
 #[derive(Deserialize)]
@@ -52,12 +55,17 @@ struct NamesAnswer {
 /// The metric names of a label values answer, `{"status":"success","data":[…]}`.
 pub fn parse_names(body: &[u8], max_bytes: usize) -> Result<Vec<String>, String> {
     if body.len() > max_bytes {
-        return Err(format!("the metric names answer is larger than {max_bytes} bytes"));
+        return Err(format!(
+            "the metric names answer is larger than {max_bytes} bytes"
+        ));
     }
     let answer: NamesAnswer = serde_json::from_slice(body)
         .map_err(|e| format!("the metric names answer is not a Prometheus answer: {e}"))?;
     if answer.status != "success" {
-        return Err(format!("the metric names answer has status {:?}", answer.status));
+        return Err(format!(
+            "the metric names answer has status {:?}",
+            answer.status
+        ));
     }
     Ok(answer.data)
 }
@@ -83,7 +91,9 @@ pub fn metadata_query(raw: &str) -> Result<(String, MetadataParams), ApiError> {
     let mut out = String::with_capacity(raw.len());
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         if pair.contains(';') {
-            return Err(ApiError::bad_data("a ';' in the query string or form body is not allowed"));
+            return Err(ApiError::bad_data(
+                "a ';' in the query string or form body is not allowed",
+            ));
         }
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let key = form::decode(k).map_err(bad)?;
@@ -106,7 +116,8 @@ pub fn metadata_query(raw: &str) -> Result<(String, MetadataParams), ApiError> {
     }
     let params = MetadataParams {
         limit: parse_limit(limit.as_deref(), "limit")?,
-        limit_per_metric: parse_limit(limit_per_metric.as_deref(), "limit_per_metric")?.filter(|&n| n > 0),
+        limit_per_metric: parse_limit(limit_per_metric.as_deref(), "limit_per_metric")?
+            .filter(|&n| n > 0),
     };
     Ok((out, params))
 }
@@ -114,9 +125,15 @@ pub fn metadata_query(raw: &str) -> Result<(String, MetadataParams), ApiError> {
 /// A limit as Prometheus reads it: `strconv.Atoi` (an optional sign and decimal digits, in
 /// range of a 64-bit int), empty for none, negative for none.
 fn parse_limit(value: Option<&str>, name: &str) -> Result<Option<usize>, ApiError> {
-    let Some(s) = value.filter(|s| !s.is_empty()) else { return Ok(None) };
-    let n: i64 = s.parse().map_err(|_| ApiError::bad_data(format!("{name} must be a number")))?;
-    Ok(u64::try_from(n).ok().map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
+    let Some(s) = value.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let n: i64 = s
+        .parse()
+        .map_err(|_| ApiError::bad_data(format!("{name} must be a number")))?;
+    Ok(u64::try_from(n)
+        .ok()
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
 }
 
 /// A tenant's metric names.
@@ -173,12 +190,19 @@ impl NameSet {
 /// keeping only the tenant's metrics and entries, then `limit_per_metric` entries per metric
 /// and `limit` metrics. Other fields (`warnings`…) pass. An answer that is not such a
 /// success is an error (the flow answers 502).
-pub fn filter(body: &[u8], names: &NameSet, params: &MetadataParams, max_bytes: usize) -> Result<Vec<u8>, String> {
+pub fn filter(
+    body: &[u8],
+    names: &NameSet,
+    params: &MetadataParams,
+    max_bytes: usize,
+) -> Result<Vec<u8>, String> {
     if body.len() > max_bytes {
-        return Err(format!("the metadata answer is larger than {max_bytes} bytes"));
+        return Err(format!(
+            "the metadata answer is larger than {max_bytes} bytes"
+        ));
     }
-    let mut doc: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the metadata answer is not JSON: {e}"))?;
+    let mut doc: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("the metadata answer is not JSON: {e}"))?;
     if doc.get("status").and_then(Value::as_str) != Some("success") {
         return Err("the metadata answer is not a success".into());
     }
@@ -264,7 +288,9 @@ impl NamesCache {
             return names;
         }
         while self.used + bytes > self.budget {
-            let Some((_, oldest)) = self.order.pop_first() else { break };
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
             if let Some(e) = self.entries.remove(&oldest) {
                 self.used -= e.bytes;
             }
@@ -273,7 +299,15 @@ impl NamesCache {
         self.next_seq += 1;
         self.order.insert(seq, tenant_key.to_string());
         let expires = now_s.saturating_add(self.ttl);
-        self.entries.insert(tenant_key.to_string(), Entry { names: Rc::clone(&names), expires, bytes, seq });
+        self.entries.insert(
+            tenant_key.to_string(),
+            Entry {
+                names: Rc::clone(&names),
+                expires,
+                bytes,
+                seq,
+            },
+        );
         self.used += bytes;
         names
     }
@@ -311,16 +345,31 @@ impl Enforcer for Metadata {
         "GET"
     }
 
-    fn query(&self, _rw: &mut Rewriter, out: &mut String, raw: &str, _body_announced: bool) -> Result<Option<usize>, ApiError> {
+    fn query(
+        &self,
+        _rw: &mut Rewriter,
+        out: &mut String,
+        raw: &str,
+        _body_announced: bool,
+    ) -> Result<Option<usize>, ApiError> {
         out.push_str(&metadata_query(raw)?.0);
         Ok(Some(0))
     }
 
-    fn body(&self, _cx: BodyContext, _body: &[u8], _url_params: usize) -> Result<Forward, ApiError> {
+    fn body(
+        &self,
+        _cx: BodyContext,
+        _body: &[u8],
+        _url_params: usize,
+    ) -> Result<Forward, ApiError> {
         Err(ApiError::bad_data("this endpoint takes no request body"))
     }
 
-    fn check_body(&self, _content_type: Option<&str>, _content_encoding: Option<&str>) -> Result<(), ApiError> {
+    fn check_body(
+        &self,
+        _content_type: Option<&str>,
+        _content_encoding: Option<&str>,
+    ) -> Result<(), ApiError> {
         Err(ApiError::bad_data("this endpoint takes no request body"))
     }
 
@@ -349,10 +398,16 @@ mod tests {
     #[test]
     fn names_path_selects_the_tenants_series() {
         let path = names_path("/prom", &t());
-        assert_eq!(path, "/prom/api/v1/label/__name__/values?match%5B%5D=%7Bproject%3D%22p1%22%7D");
+        assert_eq!(
+            path,
+            "/prom/api/v1/label/__name__/values?match%5B%5D=%7Bproject%3D%22p1%22%7D"
+        );
         let (_, query) = path.split_once('?').unwrap();
         let p = form::parse(query).unwrap();
-        assert_eq!((p[0].key.as_str(), p[0].value.as_str()), ("match[]", r#"{project="p1"}"#));
+        assert_eq!(
+            (p[0].key.as_str(), p[0].value.as_str()),
+            ("match[]", r#"{project="p1"}"#)
+        );
         let subs = Tenant::new("project", vec!["p1".into(), "c.1".into()]);
         let p = form::parse(names_path("", &subs).split_once('?').unwrap().1).unwrap();
         assert_eq!(p[0].value, r#"{project=~"p1|c\\.1"}"#);
@@ -367,8 +422,14 @@ mod tests {
     #[test]
     fn names_are_parsed() {
         let body = br#"{"status":"success","data":["up","http_requests_total","caf\u00e9"],"warnings":["w"]}"#;
-        assert_eq!(parse_names(body, 1 << 20).unwrap(), ["up", "http_requests_total", "café"]);
-        assert_eq!(parse_names(br#"{"status":"success","data":[]}"#, 100).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            parse_names(body, 1 << 20).unwrap(),
+            ["up", "http_requests_total", "café"]
+        );
+        assert_eq!(
+            parse_names(br#"{"status":"success","data":[]}"#, 100).unwrap(),
+            Vec::<String>::new()
+        );
         for bad in [
             "",
             "[]",
@@ -389,10 +450,18 @@ mod tests {
         let body = br#"{"status":"success","data":["up"]}"#;
         assert!(parse_names(body, body.len() - 1).is_err());
         assert!(parse_names(body, body.len()).is_ok());
-        let deep = format!(r#"{{"status":"success","data":["up"],"x":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            r#"{{"status":"success","data":["up"],"x":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         // Skipped without recursion (serde_json ignores a value in a loop): no stack overflow.
         assert_eq!(parse_names(deep.as_bytes(), 1 << 20).unwrap(), ["up"]);
-        let deep = format!(r#"{{"status":"success","data":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            r#"{{"status":"success","data":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         assert!(parse_names(deep.as_bytes(), 1 << 20).is_err());
     }
 
@@ -403,11 +472,33 @@ mod tests {
     #[test]
     fn limit_is_taken_out_and_read_as_prometheus_reads_it() {
         assert_eq!(q(""), (String::new(), MetadataParams::default()));
-        assert_eq!(q("metric=up&limit=5"), ("metric=up".into(), MetadataParams { limit: Some(5), limit_per_metric: None }));
+        assert_eq!(
+            q("metric=up&limit=5"),
+            (
+                "metric=up".into(),
+                MetadataParams {
+                    limit: Some(5),
+                    limit_per_metric: None
+                }
+            )
+        );
         assert_eq!(q("limit=5&metric=up&x=1").0, "metric=up&x=1");
         // Keys are decoded as Go decodes them; every `limit` goes, the first counts.
-        assert_eq!(q("%6Cimit=3&limit=7&metric=a%20b"), ("metric=a%20b".into(), MetadataParams { limit: Some(3), limit_per_metric: None }));
-        assert_eq!(q("limit=&limit=7").1.limit, None, "an empty first value is no limit");
+        assert_eq!(
+            q("%6Cimit=3&limit=7&metric=a%20b"),
+            (
+                "metric=a%20b".into(),
+                MetadataParams {
+                    limit: Some(3),
+                    limit_per_metric: None
+                }
+            )
+        );
+        assert_eq!(
+            q("limit=&limit=7").1.limit,
+            None,
+            "an empty first value is no limit"
+        );
         assert_eq!(q("limit").1.limit, None);
         assert_eq!(q("limit=0").1.limit, Some(0));
         assert_eq!(q("limit=-1").1.limit, None);
@@ -415,10 +506,27 @@ mod tests {
         assert_eq!(q("limit=%2B4").1.limit, Some(4), "Atoi takes a '+'");
         assert_eq!(q("limit=007").1.limit, Some(7));
         assert_eq!(q("limit=-0").1.limit, Some(0));
-        assert_eq!(q("limit=9223372036854775807").1.limit, Some(usize::try_from(i64::MAX).unwrap_or(usize::MAX)));
-        for bad in ["limit=x", "limit=1.5", "limit=+", "limit=%201", "limit=1e3", "limit=0x10", "limit=1_000", "limit=9223372036854775808", "limit=++1"] {
+        assert_eq!(
+            q("limit=9223372036854775807").1.limit,
+            Some(usize::try_from(i64::MAX).unwrap_or(usize::MAX))
+        );
+        for bad in [
+            "limit=x",
+            "limit=1.5",
+            "limit=+",
+            "limit=%201",
+            "limit=1e3",
+            "limit=0x10",
+            "limit=1_000",
+            "limit=9223372036854775808",
+            "limit=++1",
+        ] {
             let e = metadata_query(bad).unwrap_err();
-            assert_eq!((e.status, e.message.as_str()), (400, "limit must be a number"), "{bad}");
+            assert_eq!(
+                (e.status, e.message.as_str()),
+                (400, "limit must be a number"),
+                "{bad}"
+            );
         }
         // Only the first value is read, as FormValue does.
         assert_eq!(q("limit=2&limit=x").1.limit, Some(2));
@@ -429,7 +537,11 @@ mod tests {
         let (out, p) = q("limit_per_metric=2&metric=up");
         assert_eq!(out, "limit_per_metric=2&metric=up");
         assert_eq!(p.limit_per_metric, Some(2));
-        assert_eq!(q("limit_per_metric=0").1.limit_per_metric, None, "zero is no limit");
+        assert_eq!(
+            q("limit_per_metric=0").1.limit_per_metric,
+            None,
+            "zero is no limit"
+        );
         assert_eq!(q("limit_per_metric=-3").1.limit_per_metric, None);
         let e = metadata_query("limit_per_metric=a").unwrap_err();
         assert_eq!(e.message, "limit_per_metric must be a number");
@@ -437,16 +549,35 @@ mod tests {
 
     #[test]
     fn metadata_query_refuses_what_go_reads_differently() {
-        for bad in ["metric=a;b", "metric=%zz", "metric=%", "%ff=1", "metric=%c3", "limit=1;"] {
+        for bad in [
+            "metric=a;b",
+            "metric=%zz",
+            "metric=%",
+            "%ff=1",
+            "metric=%c3",
+            "limit=1;",
+        ] {
             assert_eq!(metadata_query(bad).unwrap_err().status, 400, "{bad}");
         }
         assert!(metadata_query(&"&".repeat(MAX_QUERY_PARAMS - 1)).is_ok());
-        assert_eq!(metadata_query(&"&".repeat(MAX_QUERY_PARAMS)).unwrap_err().status, 400);
-        assert_eq!(metadata_query(&"limit=1&".repeat(50_000)).unwrap_err().status, 400);
+        assert_eq!(
+            metadata_query(&"&".repeat(MAX_QUERY_PARAMS))
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            metadata_query(&"limit=1&".repeat(50_000))
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 
     fn answer(data: Value) -> Vec<u8> {
-        json!({"status":"success","data":data}).to_string().into_bytes()
+        json!({"status":"success","data":data})
+            .to_string()
+            .into_bytes()
     }
 
     fn md(kind: &str) -> Value {
@@ -469,13 +600,31 @@ mod tests {
             "gh":[md("gaugehistogram")],
             "lookalike":[md("gauge")]
         });
-        let ns = names(&["up", "http_requests_total", "latency_seconds_bucket", "rpc_count", "build_info", "gh_gsum", "lookalike_total"]);
+        let ns = names(&[
+            "up",
+            "http_requests_total",
+            "latency_seconds_bucket",
+            "rpc_count",
+            "build_info",
+            "gh_gsum",
+            "lookalike_total",
+        ]);
         let v = run(data, &ns, MetadataParams::default());
         assert_eq!(v["status"], "success");
         let d = v["data"].as_object().unwrap();
         let mut keys: Vec<&str> = d.keys().map(String::as_str).collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["build", "gh", "http_requests", "latency_seconds", "rpc", "up"]);
+        assert_eq!(
+            keys,
+            [
+                "build",
+                "gh",
+                "http_requests",
+                "latency_seconds",
+                "rpc",
+                "up"
+            ]
+        );
         // The gauge entry of latency_seconds has no series of its own: it goes.
         assert_eq!(d["latency_seconds"], json!([md("histogram")]));
     }
@@ -484,32 +633,94 @@ mod tests {
     fn limits_apply_after_filtering() {
         let mut data = Map::new();
         for i in 0..50 {
-            data.insert(format!("m{i:02}"), json!([md("gauge"), {"type":"gauge","help":"other","unit":""}]));
+            data.insert(
+                format!("m{i:02}"),
+                json!([md("gauge"), {"type":"gauge","help":"other","unit":""}]),
+            );
         }
         let ns = names(&["m10", "m20", "m30", "m40"]);
         let data = Value::Object(data);
-        let count = |p: MetadataParams| run(data.clone(), &ns, p)["data"].as_object().unwrap().len();
+        let count =
+            |p: MetadataParams| run(data.clone(), &ns, p)["data"].as_object().unwrap().len();
         assert_eq!(count(MetadataParams::default()), 4);
-        assert_eq!(count(MetadataParams { limit: Some(2), limit_per_metric: None }), 2);
-        assert_eq!(count(MetadataParams { limit: Some(10), limit_per_metric: None }), 4);
-        let v = run(data.clone(), &ns, MetadataParams { limit: Some(0), limit_per_metric: None });
-        assert_eq!(v, json!({"status":"success","data":{}}), "limit 0: an empty answer, as Prometheus gives");
-        let v = run(data.clone(), &ns, MetadataParams { limit: None, limit_per_metric: Some(1) });
-        assert!(v["data"].as_object().unwrap().values().all(|e| e.as_array().unwrap().len() == 1));
-        let v = run(data.clone(), &ns, MetadataParams { limit: Some(1), limit_per_metric: Some(1) });
+        assert_eq!(
+            count(MetadataParams {
+                limit: Some(2),
+                limit_per_metric: None
+            }),
+            2
+        );
+        assert_eq!(
+            count(MetadataParams {
+                limit: Some(10),
+                limit_per_metric: None
+            }),
+            4
+        );
+        let v = run(
+            data.clone(),
+            &ns,
+            MetadataParams {
+                limit: Some(0),
+                limit_per_metric: None,
+            },
+        );
+        assert_eq!(
+            v,
+            json!({"status":"success","data":{}}),
+            "limit 0: an empty answer, as Prometheus gives"
+        );
+        let v = run(
+            data.clone(),
+            &ns,
+            MetadataParams {
+                limit: None,
+                limit_per_metric: Some(1),
+            },
+        );
+        assert!(v["data"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|e| e.as_array().unwrap().len() == 1));
+        let v = run(
+            data.clone(),
+            &ns,
+            MetadataParams {
+                limit: Some(1),
+                limit_per_metric: Some(1),
+            },
+        );
         assert_eq!(v["data"].as_object().unwrap().len(), 1);
     }
 
     #[test]
     fn the_answer_stays_a_prometheus_answer() {
         let body = json!({"status":"success","data":{"up":[md("gauge")],"x":[md("gauge")]},"warnings":["w"]});
-        let out = filter(body.to_string().as_bytes(), &names(&["up"]), &MetadataParams::default(), 1 << 20).unwrap();
+        let out = filter(
+            body.to_string().as_bytes(),
+            &names(&["up"]),
+            &MetadataParams::default(),
+            1 << 20,
+        )
+        .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v, json!({"status":"success","data":{"up":[md("gauge")]},"warnings":["w"]}));
-        let v = run(json!({"x":[md("gauge")]}), &names(&[]), MetadataParams::default());
+        assert_eq!(
+            v,
+            json!({"status":"success","data":{"up":[md("gauge")]},"warnings":["w"]})
+        );
+        let v = run(
+            json!({"x":[md("gauge")]}),
+            &names(&[]),
+            MetadataParams::default(),
+        );
         assert_eq!(v, json!({"status":"success","data":{}}));
         // Unicode and escapes in names and help texts survive.
-        let v = run(json!({"café_total":[{"type":"counter","help":"a \"q\" \\ \u{1}","unit":"s"}]}), &names(&["café_total"]), MetadataParams::default());
+        let v = run(
+            json!({"café_total":[{"type":"counter","help":"a \"q\" \\ \u{1}","unit":"s"}]}),
+            &names(&["café_total"]),
+            MetadataParams::default(),
+        );
         assert_eq!(v["data"]["café_total"][0]["help"], "a \"q\" \\ \u{1}");
     }
 
@@ -532,11 +743,19 @@ mod tests {
             assert!(filter(bad.as_bytes(), &ns, &p, 1 << 20).is_err(), "{bad}");
         }
         // Entries of wrong shapes are not the tenant's unless the name is.
-        let v = run(json!({"up":[1, null, {"type":7}], "x_total":[{"type":["counter"]}]}), &names(&["up", "x_total"]), p);
+        let v = run(
+            json!({"up":[1, null, {"type":7}], "x_total":[{"type":["counter"]}]}),
+            &names(&["up", "x_total"]),
+            p,
+        );
         assert_eq!(v["data"]["up"], json!([1, null, {"type":7}]));
         let body = answer(json!({"up":[md("gauge")]}));
         assert!(filter(&body, &ns, &p, body.len() - 1).is_err());
-        let deep = format!(r#"{{"status":"success","data":{{"up":{}{}}}}}"#, "[".repeat(50_000), "]".repeat(50_000));
+        let deep = format!(
+            r#"{{"status":"success","data":{{"up":{}{}}}}}"#,
+            "[".repeat(50_000),
+            "]".repeat(50_000)
+        );
         assert!(filter(deep.as_bytes(), &ns, &p, 1 << 20).is_err());
     }
 
@@ -546,19 +765,39 @@ mod tests {
         for i in 0..20_000 {
             data.insert(format!("metric_{i}"), json!([md("counter")]));
         }
-        let ns = NameSet::new((0..20_000).step_by(7).map(|i| format!("metric_{i}_total")).collect());
+        let ns = NameSet::new(
+            (0..20_000)
+                .step_by(7)
+                .map(|i| format!("metric_{i}_total"))
+                .collect(),
+        );
         let body = answer(Value::Object(data));
         let out = filter(&body, &ns, &MetadataParams::default(), body.len()).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["data"].as_object().unwrap().len(), 20_000_usize.div_ceil(7));
+        assert_eq!(
+            v["data"].as_object().unwrap().len(),
+            20_000_usize.div_ceil(7)
+        );
     }
 
     #[test]
     fn family_suffixes_follow_the_type() {
         let ns = names(&["a_total", "b_bucket", "c_sum", "d_info", "e", "f_gcount"]);
-        assert!(ns.has_family("a", "counter") && !ns.has_family("a", "gauge") && !ns.has_family("a", "histogram"));
-        assert!(ns.has_family("b", "histogram") && ns.has_family("b", "gaugehistogram") && !ns.has_family("b", "summary"));
-        assert!(ns.has_family("c", "summary") && ns.has_family("c", "histogram") && !ns.has_family("c", "counter"));
+        assert!(
+            ns.has_family("a", "counter")
+                && !ns.has_family("a", "gauge")
+                && !ns.has_family("a", "histogram")
+        );
+        assert!(
+            ns.has_family("b", "histogram")
+                && ns.has_family("b", "gaugehistogram")
+                && !ns.has_family("b", "summary")
+        );
+        assert!(
+            ns.has_family("c", "summary")
+                && ns.has_family("c", "histogram")
+                && !ns.has_family("c", "counter")
+        );
         assert!(ns.has_family("d", "info") && !ns.has_family("d", "unknown"));
         assert!(ns.has_family("e", "anything") && ns.has_family("e", ""));
         assert!(ns.has_family("f", "gaugehistogram") && !ns.has_family("f", "histogram"));
@@ -635,7 +874,11 @@ mod tests {
             assert!(c.used_bytes() <= 1000);
             assert_eq!(c.order.len(), c.entries.len());
         }
-        let recount: usize = c.entries.iter().map(|(k, e)| k.len() + e.names.bytes()).sum();
+        let recount: usize = c
+            .entries
+            .iter()
+            .map(|(k, e)| k.len() + e.names.bytes())
+            .sum();
         assert_eq!(recount, c.used_bytes());
     }
 }

@@ -14,6 +14,7 @@ pub mod form;
 pub mod metadata;
 pub mod params;
 pub mod promql;
+pub mod protowire;
 pub mod read;
 pub mod regex_mask;
 pub mod remote_read;
@@ -68,11 +69,21 @@ pub trait Enforcer: Sync {
     /// and says how many selecting parameters it holds; `None` when the request line is
     /// not this kind's to change (it goes as it came). `body_announced`: a body with its
     /// own parameters follows for sure (else the query string must be safe without one).
-    fn query(&self, rw: &mut Rewriter, out: &mut String, raw: &str, body_announced: bool) -> Result<Option<usize>, ApiError>;
+    fn query(
+        &self,
+        rw: &mut Rewriter,
+        out: &mut String,
+        raw: &str,
+        body_announced: bool,
+    ) -> Result<Option<usize>, ApiError>;
     /// The whole request body, enforced; `url_params`: what `query` counted.
     fn body(&self, cx: BodyContext, body: &[u8], url_params: usize) -> Result<Forward, ApiError>;
     /// Checks the headers of a body it will read (its type, its encoding).
-    fn check_body(&self, content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(), ApiError>;
+    fn check_body(
+        &self,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> Result<(), ApiError>;
     /// How its answers to `method` are filtered, if they are.
     fn answer(&self, _method: &str) -> Option<answers::Kind> {
         None

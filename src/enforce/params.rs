@@ -40,12 +40,28 @@ impl Rewriter<'_> {
     /// Other parameters pass as they came (after the checks Go's parser would make), and
     /// the rewrite is cached by the parameter's encoded text, so a dashboard refresh
     /// costs a split and a lookup: nothing is decoded, parsed or encoded again.
-    pub fn params_into(&mut self, out: &mut String, raw: &str, endpoint: Endpoint) -> Result<usize, ApiError> {
-        self.rewrite_params(out, raw, endpoint.params(), endpoint.names_parameter_in_errors())
+    pub fn params_into(
+        &mut self,
+        out: &mut String,
+        raw: &str,
+        endpoint: Endpoint,
+    ) -> Result<usize, ApiError> {
+        self.rewrite_params(
+            out,
+            raw,
+            endpoint.params(),
+            endpoint.names_parameter_in_errors(),
+        )
     }
 
     /// `named`: errors name the parameter (`invalid parameter "query": …`).
-    fn rewrite_params(&mut self, out: &mut String, raw: &str, params: Params, named: bool) -> Result<usize, ApiError> {
+    fn rewrite_params(
+        &mut self,
+        out: &mut String,
+        raw: &str,
+        params: Params,
+        named: bool,
+    ) -> Result<usize, ApiError> {
         let (name, kind) = match params {
             Params::Query => ("query", Kind::Expr),
             Params::Match => ("match[]", Kind::Selector),
@@ -60,7 +76,9 @@ impl Rewriter<'_> {
         let mut count = 0;
         for pair in raw.split('&').filter(|p| !p.is_empty()) {
             if pair.contains(';') {
-                return Err(ApiError::bad_data("a ';' in the query string or form body is not allowed"));
+                return Err(ApiError::bad_data(
+                    "a ';' in the query string or form body is not allowed",
+                ));
             }
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let bad = |e: form::FormError| ApiError::bad_data(e.0);
@@ -73,9 +91,17 @@ impl Rewriter<'_> {
                 let rewritten = self.rewrite(name, kind, v).map_err(|e| {
                     // Worded per endpoint, as Prometheus words it (outside the cache, which
                     // endpoints share).
-                    if named { e.in_parameter(name) } else { e }
+                    if named {
+                        e.in_parameter(name)
+                    } else {
+                        e
+                    }
                 })?;
-                out.push_str(if kind == Kind::Expr { "query=" } else { "match%5B%5D=" });
+                out.push_str(if kind == Kind::Expr {
+                    "query="
+                } else {
+                    "match%5B%5D="
+                });
                 out.push_str(&rewritten);
                 count += 1;
             } else {
@@ -120,7 +146,10 @@ enum Kind {
 /// The `match[]` parameter that limits a series, labels or federate request with no
 /// `match[]` of its own to the tenant.
 pub fn default_match(tenant: &Tenant) -> String {
-    form::encode(&[Param { key: "match[]".into(), value: tenant.selector() }])
+    form::encode(&[Param {
+        key: "match[]".into(),
+        value: tenant.selector(),
+    }])
 }
 
 /// Endpoints whose PromQL parameters select data: queries (`query`) and series selectors
@@ -135,7 +164,11 @@ pub struct PromqlParams {
 
 impl PromqlParams {
     pub const fn new(methods: &'static str, params: Params, named: bool) -> PromqlParams {
-        PromqlParams { methods, params, named }
+        PromqlParams {
+            methods,
+            params,
+            named,
+        }
     }
 
     /// No `match[]` anywhere would mean every series: the tenant's own selector stands in.
@@ -157,7 +190,13 @@ impl Enforcer for PromqlParams {
         self.methods
     }
 
-    fn query(&self, rw: &mut Rewriter, out: &mut String, raw: &str, body_announced: bool) -> Result<Option<usize>, ApiError> {
+    fn query(
+        &self,
+        rw: &mut Rewriter,
+        out: &mut String,
+        raw: &str,
+        body_announced: bool,
+    ) -> Result<Option<usize>, ApiError> {
         let start = out.len();
         let mut n = rw.rewrite_params(out, raw, self.params, self.named)?;
         // Where a body is only possible (NGINX) the query string must be safe without it:
@@ -172,9 +211,16 @@ impl Enforcer for PromqlParams {
 
     fn body(&self, cx: BodyContext, body: &[u8], url_params: usize) -> Result<Forward, ApiError> {
         // Only an unrestricted scope has no tenant, and its forms pass as they are.
-        let Some(tenant) = cx.tenant else { return Ok(Forward::Body(body.to_vec())) };
-        let rw = &mut Rewriter { tenant, limits: &cx.config.limits, cache: cx.cache };
-        let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_data("the form body must be UTF-8"))?;
+        let Some(tenant) = cx.tenant else {
+            return Ok(Forward::Body(body.to_vec()));
+        };
+        let rw = &mut Rewriter {
+            tenant,
+            limits: &cx.config.limits,
+            cache: cx.cache,
+        };
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_data("the form body must be UTF-8"))?;
         let mut out = String::with_capacity(text.len() + 96);
         let n = rw.rewrite_params(&mut out, text, self.params, self.named)?;
         // Prometheus ORs the body's and the URL's match[]: the default goes where none is.
@@ -184,14 +230,26 @@ impl Enforcer for PromqlParams {
         Ok(Forward::Body(out.into_bytes()))
     }
 
-    fn check_body(&self, content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(), ApiError> {
+    fn check_body(
+        &self,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> Result<(), ApiError> {
         check_form_headers(content_type, content_encoding)
     }
 }
 
 /// What a POST must look like before its body is read: an urlencoded form, uncompressed.
-pub fn check_form_headers(content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(), ApiError> {
-    let media = content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
+pub fn check_form_headers(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+) -> Result<(), ApiError> {
+    let media = content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
     if !media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(ApiError::unsupported_media_type(
             "POST bodies must be application/x-www-form-urlencoded",
@@ -200,7 +258,9 @@ pub fn check_form_headers(content_type: Option<&str>, content_encoding: Option<&
     match content_encoding.map(str::trim) {
         None | Some("") => Ok(()),
         Some(e) if e.eq_ignore_ascii_case("identity") => Ok(()),
-        Some(_) => Err(ApiError::unsupported_media_type("compressed request bodies are not accepted")),
+        Some(_) => Err(ApiError::unsupported_media_type(
+            "compressed request bodies are not accepted",
+        )),
     }
 }
 
@@ -210,16 +270,29 @@ mod tests {
     use crate::config::Config;
 
     fn limits() -> Limits {
-        Config::from_json(br#"{"keystone":{"url":"http://k/v3"}}"#).unwrap().limits
+        Config::from_json(br#"{"keystone":{"url":"http://k/v3"}}"#)
+            .unwrap()
+            .limits
     }
 
     fn t() -> Tenant {
         Tenant::new("project_id", vec!["p1".into()])
     }
 
-    fn enforce_params(raw: &str, endpoint: Endpoint, tenant: &Tenant, limits: &Limits) -> Result<String, ApiError> {
+    fn enforce_params(
+        raw: &str,
+        endpoint: Endpoint,
+        tenant: &Tenant,
+        limits: &Limits,
+    ) -> Result<String, ApiError> {
         let mut cache = RewriteCache::new(1 << 20);
-        Ok(Rewriter { tenant, limits, cache: &mut cache }.params(raw, endpoint)?.0)
+        Ok(Rewriter {
+            tenant,
+            limits,
+            cache: &mut cache,
+        }
+        .params(raw, endpoint)?
+        .0)
     }
 
     #[test]
@@ -234,42 +307,76 @@ mod tests {
 
     #[test]
     fn every_query_value_is_enforced() {
-        let out = enforce_params("query=a&%71uery=b&time=5", Endpoint::Query, &t(), &limits()).unwrap();
+        let out =
+            enforce_params("query=a&%71uery=b&time=5", Endpoint::Query, &t(), &limits()).unwrap();
         assert_eq!(
             form::parse(&out).unwrap(),
             vec![
-                Param { key: "query".into(), value: r#"a{project_id="p1"}"#.into() },
-                Param { key: "query".into(), value: r#"b{project_id="p1"}"#.into() },
-                Param { key: "time".into(), value: "5".into() },
+                Param {
+                    key: "query".into(),
+                    value: r#"a{project_id="p1"}"#.into()
+                },
+                Param {
+                    key: "query".into(),
+                    value: r#"b{project_id="p1"}"#.into()
+                },
+                Param {
+                    key: "time".into(),
+                    value: "5".into()
+                },
             ]
         );
     }
 
     #[test]
     fn match_params_are_selectors() {
-        let out = enforce_params("match%5B%5D=up&match[]={job=\"x\"}&start=1", Endpoint::Series, &t(), &limits()).unwrap();
+        let out = enforce_params(
+            "match%5B%5D=up&match[]={job=\"x\"}&start=1",
+            Endpoint::Series,
+            &t(),
+            &limits(),
+        )
+        .unwrap();
         let p = form::parse(&out).unwrap();
         assert_eq!(p[0].value, r#"up{project_id="p1"}"#);
         assert_eq!(p[1].value, r#"{job="x",project_id="p1"}"#);
         assert_eq!(p[2].value, "1");
-        let e = enforce_params("match[]=rate(x[5m])", Endpoint::Series, &t(), &limits()).unwrap_err();
+        let e =
+            enforce_params("match[]=rate(x[5m])", Endpoint::Series, &t(), &limits()).unwrap_err();
         assert_eq!(e.status, 400);
         // `query` means nothing to the series API and is left alone; `match[]` to the query API too.
-        assert_eq!(enforce_params("query=x", Endpoint::Series, &t(), &limits()).unwrap(), "query=x");
-        assert_eq!(form::parse(&default_match(&t())).unwrap()[0].value, r#"{project_id="p1"}"#);
+        assert_eq!(
+            enforce_params("query=x", Endpoint::Series, &t(), &limits()).unwrap(),
+            "query=x"
+        );
+        assert_eq!(
+            form::parse(&default_match(&t())).unwrap()[0].value,
+            r#"{project_id="p1"}"#
+        );
     }
 
     #[test]
     fn errors() {
         let e = enforce_params("query=sum(", Endpoint::Query, &t(), &limits()).unwrap_err();
         assert_eq!((e.status, e.error_type), (400, "bad_data"));
-        let e = enforce_params("query=up{project_id=\"p2\"}", Endpoint::Query, &t(), &limits()).unwrap_err();
+        let e = enforce_params(
+            "query=up{project_id=\"p2\"}",
+            Endpoint::Query,
+            &t(),
+            &limits(),
+        )
+        .unwrap_err();
         assert_eq!(e.status, 403);
         let e = enforce_params("query=a;b", Endpoint::Query, &t(), &limits()).unwrap_err();
         assert_eq!(e.status, 400);
         let mut l = limits();
         l.max_query_bytes = 3;
-        assert_eq!(enforce_params("query=abcd", Endpoint::Query, &t(), &l).unwrap_err().status, 400);
+        assert_eq!(
+            enforce_params("query=abcd", Endpoint::Query, &t(), &l)
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 
     /// Prometheus names the parameter in the errors of `/query` and `/series` only, and the
@@ -297,10 +404,24 @@ mod tests {
     #[test]
     fn form_headers() {
         assert!(check_form_headers(Some("application/x-www-form-urlencoded"), None).is_ok());
-        assert!(check_form_headers(Some("Application/X-WWW-Form-URLEncoded; charset=utf-8"), Some("identity")).is_ok());
-        for ct in [None, Some("multipart/form-data; boundary=x"), Some("application/json"), Some("text/plain")] {
+        assert!(check_form_headers(
+            Some("Application/X-WWW-Form-URLEncoded; charset=utf-8"),
+            Some("identity")
+        )
+        .is_ok());
+        for ct in [
+            None,
+            Some("multipart/form-data; boundary=x"),
+            Some("application/json"),
+            Some("text/plain"),
+        ] {
             assert_eq!(check_form_headers(ct, None).unwrap_err().status, 415);
         }
-        assert_eq!(check_form_headers(Some("application/x-www-form-urlencoded"), Some("gzip")).unwrap_err().status, 415);
+        assert_eq!(
+            check_form_headers(Some("application/x-www-form-urlencoded"), Some("gzip"))
+                .unwrap_err()
+                .status,
+            415
+        );
     }
 }

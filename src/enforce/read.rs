@@ -17,19 +17,31 @@ impl Enforcer for RemoteRead {
         "POST"
     }
 
-    fn query(&self, _rw: &mut Rewriter, _out: &mut String, _raw: &str, _body_announced: bool) -> Result<Option<usize>, ApiError> {
+    fn query(
+        &self,
+        _rw: &mut Rewriter,
+        _out: &mut String,
+        _raw: &str,
+        _body_announced: bool,
+    ) -> Result<Option<usize>, ApiError> {
         Ok(None)
     }
 
     fn body(&self, cx: BodyContext, body: &[u8], _url_params: usize) -> Result<Forward, ApiError> {
         // Only an unrestricted scope has no tenant, and its reads go as they are.
-        let Some(tenant) = cx.tenant else { return Ok(Forward::Body(body.to_vec())) };
+        let Some(tenant) = cx.tenant else {
+            return Ok(Forward::Body(body.to_vec()));
+        };
         let mut request = remote_read::decode(body, &cx.config.read.limits)?;
         remote_read::enforce_tenant(&mut request, tenant);
         Ok(Forward::Body(remote_read::encode(&request)?))
     }
 
-    fn check_body(&self, content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(), ApiError> {
+    fn check_body(
+        &self,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> Result<(), ApiError> {
         Ok(remote_read::check_headers(content_type, content_encoding)?)
     }
 

@@ -125,7 +125,12 @@ pub fn sound(e: &Expr) -> bool {
 }
 
 fn selector_sound(vs: &VectorSelector) -> bool {
-    let all = || vs.matchers.matchers.iter().chain(vs.matchers.or_matchers.iter().flatten());
+    let all = || {
+        vs.matchers
+            .matchers
+            .iter()
+            .chain(vs.matchers.or_matchers.iter().flatten())
+    };
     let regexes_valid = all().all(|m| match op(m, true) {
         (Op::Re | Op::NotRe, v) => valid_regex(v),
         _ => true,
@@ -141,7 +146,10 @@ fn selector_sound(vs: &VectorSelector) -> bool {
 }
 
 fn valid_regex(re: &str) -> bool {
-    regex_syntax::ParserBuilder::new().build().parse(&format!("^(?:{re})$")).is_ok()
+    regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(&format!("^(?:{re})$"))
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -150,7 +158,10 @@ mod tests {
 
     #[test]
     fn masks_regex_matchers_only() {
-        assert_eq!(mask(r#"up{a=~"x.*",b!~'y',c="=~"}"#).unwrap(), "up{a=\"\u{E000}x.*\",b!='\u{E001}y',c=\"=~\"}");
+        assert_eq!(
+            mask(r#"up{a=~"x.*",b!~'y',c="=~"}"#).unwrap(),
+            "up{a=\"\u{E000}x.*\",b!='\u{E001}y',c=\"=~\"}"
+        );
         assert_eq!(mask("up{a=~ `x`}").unwrap(), "up{a= `\u{E000}x`}");
         assert_eq!(mask(r#"up{a="x"}"#), None, "nothing to mask");
     }

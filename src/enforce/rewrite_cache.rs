@@ -38,7 +38,10 @@ fn cost(scope: &str, key: &str, v: &Outcome) -> usize {
 
 impl RewriteCache {
     pub fn new(budget: usize) -> RewriteCache {
-        RewriteCache { budget, ..Default::default() }
+        RewriteCache {
+            budget,
+            ..Default::default()
+        }
     }
 
     /// The cached outcome for `(scope_key, input)`, or `compute()` stored and returned.
@@ -69,13 +72,20 @@ impl RewriteCache {
                 self.young_bytes = 0;
             }
             self.young_bytes += c;
-            self.young.entry(scope_key.into()).or_default().insert(input.into(), outcome.clone());
+            self.young
+                .entry(scope_key.into())
+                .or_default()
+                .insert(input.into(), outcome.clone());
         }
         outcome
     }
 
     pub fn len(&self) -> usize {
-        self.young.values().chain(self.old.values()).map(HashMap::len).sum()
+        self.young
+            .values()
+            .chain(self.old.values())
+            .map(HashMap::len)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -117,7 +127,10 @@ mod tests {
         let b = c.get_or_compute("b", "up", || Ok("B".into())).unwrap();
         assert_eq!((&*a, &*b), ("A", "B"));
         assert!(c.get_or_compute("a", "bx", || Ok("1".into())).is_ok());
-        assert_eq!(&*c.get_or_compute("ab", "x", || Ok("2".into())).unwrap(), "2");
+        assert_eq!(
+            &*c.get_or_compute("ab", "x", || Ok("2".into())).unwrap(),
+            "2"
+        );
     }
 
     #[test]

@@ -75,10 +75,15 @@ impl Endpoint {
     pub fn params(self) -> Params {
         match self {
             Endpoint::Query | Endpoint::QueryRange | Endpoint::QueryExemplars => Params::Query,
-            Endpoint::Series | Endpoint::Labels | Endpoint::LabelValues | Endpoint::Federate => Params::Match,
+            Endpoint::Series | Endpoint::Labels | Endpoint::LabelValues | Endpoint::Federate => {
+                Params::Match
+            }
             Endpoint::Rules | Endpoint::Alerts => Params::ResponseFiltered,
             Endpoint::Write | Endpoint::Read => Params::Body,
-            Endpoint::Metadata | Endpoint::AmAlerts | Endpoint::AmSilences | Endpoint::AmSilence => Params::ResponseFiltered,
+            Endpoint::Metadata
+            | Endpoint::AmAlerts
+            | Endpoint::AmSilences
+            | Endpoint::AmSilence => Params::ResponseFiltered,
         }
     }
 
@@ -120,7 +125,10 @@ impl Endpoint {
 const ROUTES: &[(&str, Route)] = &[
     ("/api/v1/query", Route::Enforced(Endpoint::Query)),
     ("/api/v1/query_range", Route::Enforced(Endpoint::QueryRange)),
-    ("/api/v1/query_exemplars", Route::Enforced(Endpoint::QueryExemplars)),
+    (
+        "/api/v1/query_exemplars",
+        Route::Enforced(Endpoint::QueryExemplars),
+    ),
     ("/api/v1/series", Route::Enforced(Endpoint::Series)),
     ("/api/v1/labels", Route::Enforced(Endpoint::Labels)),
     ("/federate", Route::Enforced(Endpoint::Federate)),
@@ -172,7 +180,10 @@ impl<'a> Paths<'a> {
             writes: cfg.write.active_paths(),
             read: cfg.read.enabled,
             metadata: cfg.metadata.enabled,
-            alertmanager: cfg.alertmanager.enabled.then_some(cfg.alertmanager.path_prefix.as_str()),
+            alertmanager: cfg
+                .alertmanager
+                .enabled
+                .then_some(cfg.alertmanager.path_prefix.as_str()),
         }
     }
 }
@@ -184,7 +195,11 @@ fn classify_alertmanager(rest: &str) -> Route {
     match rest {
         "/api/v2/alerts" | "/api/v2/alerts/groups" => Route::Enforced(Endpoint::AmAlerts),
         "/api/v2/silences" => Route::Enforced(Endpoint::AmSilences),
-        _ if rest.strip_prefix("/api/v2/silence/").and_then(alertmanager::silence_id_of_path).is_some() => {
+        _ if rest
+            .strip_prefix("/api/v2/silence/")
+            .and_then(alertmanager::silence_id_of_path)
+            .is_some() =>
+        {
             Route::Enforced(Endpoint::AmSilence)
         }
         _ => Route::Denied,
@@ -247,11 +262,20 @@ mod tests {
         let cases = [
             ("/api/v1/query", Route::Enforced(Endpoint::Query)),
             ("/api/v1/query_range", Route::Enforced(Endpoint::QueryRange)),
-            ("/api/v1/query_exemplars", Route::Enforced(Endpoint::QueryExemplars)),
+            (
+                "/api/v1/query_exemplars",
+                Route::Enforced(Endpoint::QueryExemplars),
+            ),
             ("/api/v1/series", Route::Enforced(Endpoint::Series)),
             ("/api/v1/labels", Route::Enforced(Endpoint::Labels)),
-            ("/api/v1/label/job/values", Route::Enforced(Endpoint::LabelValues)),
-            ("/api/v1/label/__name__/values", Route::Enforced(Endpoint::LabelValues)),
+            (
+                "/api/v1/label/job/values",
+                Route::Enforced(Endpoint::LabelValues),
+            ),
+            (
+                "/api/v1/label/__name__/values",
+                Route::Enforced(Endpoint::LabelValues),
+            ),
             ("/federate", Route::Enforced(Endpoint::Federate)),
             ("/api/v1/rules", Route::Enforced(Endpoint::Rules)),
             ("/api/v1/alerts", Route::Enforced(Endpoint::Alerts)),
@@ -293,30 +317,77 @@ mod tests {
     #[test]
     fn prefix_and_passthrough() {
         let pass = vec!["/api/v1/metadata".to_string()];
-        let prom = Paths { prefix: "/prometheus", passthrough: &pass, ..Paths::default() };
-        let root = Paths { passthrough: &pass, ..Paths::default() };
-        assert_eq!(classify("/prometheus/api/v1/query", &prom), Route::Enforced(Endpoint::Query));
+        let prom = Paths {
+            prefix: "/prometheus",
+            passthrough: &pass,
+            ..Paths::default()
+        };
+        let root = Paths {
+            passthrough: &pass,
+            ..Paths::default()
+        };
+        assert_eq!(
+            classify("/prometheus/api/v1/query", &prom),
+            Route::Enforced(Endpoint::Query)
+        );
         assert_eq!(classify("/api/v1/query", &prom), Route::Denied);
-        assert_eq!(classify("/prometheus/api/v1/metadata", &prom), Route::Authenticated);
+        assert_eq!(
+            classify("/prometheus/api/v1/metadata", &prom),
+            Route::Authenticated
+        );
         assert_eq!(classify("/api/v1/metadata", &root), Route::Authenticated);
         // Filtered metadata is an enforced endpoint, which the passthrough list never overrides.
-        assert_eq!(classify("/api/v1/metadata", &Paths { metadata: true, ..root }), Route::Enforced(Endpoint::Metadata));
+        assert_eq!(
+            classify(
+                "/api/v1/metadata",
+                &Paths {
+                    metadata: true,
+                    ..root
+                }
+            ),
+            Route::Enforced(Endpoint::Metadata)
+        );
         let pass = vec!["/api/v1/query".to_string()];
-        assert_eq!(classify("/api/v1/query", &Paths { passthrough: &pass, ..Paths::default() }), Route::Enforced(Endpoint::Query));
+        assert_eq!(
+            classify(
+                "/api/v1/query",
+                &Paths {
+                    passthrough: &pass,
+                    ..Paths::default()
+                }
+            ),
+            Route::Enforced(Endpoint::Query)
+        );
     }
 
     #[test]
     fn read_and_alertmanager() {
         let off = Paths::default();
-        let on = Paths { read: true, alertmanager: Some("/alertmanager"), ..Paths::default() };
+        let on = Paths {
+            read: true,
+            alertmanager: Some("/alertmanager"),
+            ..Paths::default()
+        };
         assert_eq!(classify("/api/v1/read", &off), Route::Denied);
-        assert_eq!(classify("/api/v1/read", &on), Route::Enforced(Endpoint::Read));
+        assert_eq!(
+            classify("/api/v1/read", &on),
+            Route::Enforced(Endpoint::Read)
+        );
         assert_eq!(classify("/alertmanager/api/v2/alerts", &off), Route::Denied);
         let id = "/alertmanager/api/v2/silence/0a1b2c3d-0000-4000-8000-000000000000";
         for (path, want) in [
-            ("/alertmanager/api/v2/alerts", Route::Enforced(Endpoint::AmAlerts)),
-            ("/alertmanager/api/v2/alerts/groups", Route::Enforced(Endpoint::AmAlerts)),
-            ("/alertmanager/api/v2/silences", Route::Enforced(Endpoint::AmSilences)),
+            (
+                "/alertmanager/api/v2/alerts",
+                Route::Enforced(Endpoint::AmAlerts),
+            ),
+            (
+                "/alertmanager/api/v2/alerts/groups",
+                Route::Enforced(Endpoint::AmAlerts),
+            ),
+            (
+                "/alertmanager/api/v2/silences",
+                Route::Enforced(Endpoint::AmSilences),
+            ),
             (id, Route::Enforced(Endpoint::AmSilence)),
             ("/alertmanager/api/v2/silence/", Route::Denied),
             ("/alertmanager/api/v2/silence/a/b", Route::Denied),
@@ -333,26 +404,66 @@ mod tests {
         ] {
             assert_eq!(classify(path, &on), want, "{path}");
         }
-        assert_eq!(check_method(Route::Enforced(Endpoint::AmAlerts), "POST"), MethodCheck::NotAllowed("GET"));
-        assert_eq!(check_method(Route::Enforced(Endpoint::AmSilences), "POST"), MethodCheck::Allowed);
-        assert_eq!(check_method(Route::Enforced(Endpoint::AmSilence), "DELETE"), MethodCheck::Allowed);
-        assert_eq!(check_method(Route::Enforced(Endpoint::AmSilence), "PUT"), MethodCheck::NotAllowed("GET, DELETE"));
-        assert_eq!(check_method(Route::Enforced(Endpoint::Read), "GET"), MethodCheck::NotAllowed("POST"));
+        assert_eq!(
+            check_method(Route::Enforced(Endpoint::AmAlerts), "POST"),
+            MethodCheck::NotAllowed("GET")
+        );
+        assert_eq!(
+            check_method(Route::Enforced(Endpoint::AmSilences), "POST"),
+            MethodCheck::Allowed
+        );
+        assert_eq!(
+            check_method(Route::Enforced(Endpoint::AmSilence), "DELETE"),
+            MethodCheck::Allowed
+        );
+        assert_eq!(
+            check_method(Route::Enforced(Endpoint::AmSilence), "PUT"),
+            MethodCheck::NotAllowed("GET, DELETE")
+        );
+        assert_eq!(
+            check_method(Route::Enforced(Endpoint::Read), "GET"),
+            MethodCheck::NotAllowed("POST")
+        );
     }
 
     #[test]
     fn write_paths() {
         let writes = vec!["/api/v1/write".to_string(), "/api/v1/receive".to_string()];
         let w = Route::Enforced(Endpoint::Write);
-        let on = Paths { writes: &writes, ..Paths::default() };
+        let on = Paths {
+            writes: &writes,
+            ..Paths::default()
+        };
         assert_eq!(classify("/api/v1/write", &on), w);
-        assert_eq!(classify("/prom/api/v1/receive", &Paths { prefix: "/prom", ..on }), w);
-        assert_eq!(classify("/api/v1/write", &Paths::default()), Route::Denied, "writing is off");
+        assert_eq!(
+            classify(
+                "/prom/api/v1/receive",
+                &Paths {
+                    prefix: "/prom",
+                    ..on
+                }
+            ),
+            w
+        );
+        assert_eq!(
+            classify("/api/v1/write", &Paths::default()),
+            Route::Denied,
+            "writing is off"
+        );
         assert_eq!(classify("/api/v1/write/", &on), Route::Denied);
         assert_eq!(classify("/api/v1/push", &on), Route::Denied);
         // A read endpoint stays one.
         let query = vec!["/api/v1/query".to_string()];
-        assert_eq!(classify("/api/v1/query", &Paths { writes: &query, ..on }), Route::Enforced(Endpoint::Query));
+        assert_eq!(
+            classify(
+                "/api/v1/query",
+                &Paths {
+                    writes: &query,
+                    ..on
+                }
+            ),
+            Route::Enforced(Endpoint::Query)
+        );
         assert_eq!(check_method(w, "POST"), MethodCheck::Allowed);
         assert_eq!(check_method(w, "GET"), MethodCheck::NotAllowed("POST"));
         assert_eq!(check_method(w, "PUT"), MethodCheck::NotAllowed("POST"));
@@ -367,8 +478,14 @@ mod tests {
         assert_eq!(check_method(q, "get"), MethodCheck::NotAllowed("GET, POST"));
         let fed = Route::Enforced(Endpoint::Federate);
         assert_eq!(check_method(fed, "POST"), MethodCheck::NotAllowed("GET"));
-        assert_eq!(check_method(Route::Enforced(Endpoint::Rules), "DELETE"), MethodCheck::NotAllowed("GET"));
-        assert_eq!(check_method(Route::Open, "DELETE"), MethodCheck::NotAllowed("GET, HEAD"));
+        assert_eq!(
+            check_method(Route::Enforced(Endpoint::Rules), "DELETE"),
+            MethodCheck::NotAllowed("GET")
+        );
+        assert_eq!(
+            check_method(Route::Open, "DELETE"),
+            MethodCheck::NotAllowed("GET, HEAD")
+        );
     }
 
     #[test]

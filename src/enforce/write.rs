@@ -23,7 +23,9 @@ impl From<WriteError> for ApiError {
         let kind = e.kind();
         let message = e.into_message();
         match kind {
-            ErrorKind::Malformed | ErrorKind::Invalid | ErrorKind::Conflict => ApiError::bad_data(message),
+            ErrorKind::Malformed | ErrorKind::Invalid | ErrorKind::Conflict => {
+                ApiError::bad_data(message)
+            }
             ErrorKind::TooLarge => ApiError::too_large(message),
             ErrorKind::UnsupportedMediaType => ApiError::unsupported_media_type(message),
             // A misconfiguration: the sender retries, nothing is lost.
@@ -37,7 +39,9 @@ impl From<WriteError> for ApiError {
 /// project: readers of either would see the series).
 fn stamp(config: &Config, tenant: &Tenant) -> Result<Stamp, ApiError> {
     let [value] = tenant.values() else {
-        return Err(ApiError::unavailable("a writer's tenant must be exactly one project or domain"));
+        return Err(ApiError::unavailable(
+            "a writer's tenant must be exactly one project or domain",
+        ));
     };
     let mut stamp = Stamp::new(tenant.label(), value.as_str());
     stamp.on_conflict = config.write.on_conflict;
@@ -55,7 +59,13 @@ impl Enforcer for RemoteWrite {
     }
 
     /// The query string selects nothing: it goes as it came.
-    fn query(&self, _rw: &mut Rewriter, _out: &mut String, _raw: &str, _body_announced: bool) -> Result<Option<usize>, ApiError> {
+    fn query(
+        &self,
+        _rw: &mut Rewriter,
+        _out: &mut String,
+        _raw: &str,
+        _body_announced: bool,
+    ) -> Result<Option<usize>, ApiError> {
         Ok(None)
     }
 
@@ -66,15 +76,26 @@ impl Enforcer for RemoteWrite {
             Some(tenant) => Tenancy::Stamp(stamp(cx.config, tenant)?),
             None => Tenancy::Unrestricted,
         };
-        let rewritten =
-            remote_write::rewrite(body, schema, &write.limits, &Policy { tenancy, metadata: write.metadata })?;
+        let rewritten = remote_write::rewrite(
+            body,
+            schema,
+            &write.limits,
+            &Policy {
+                tenancy,
+                metadata: write.metadata,
+            },
+        )?;
         if rewritten.empty {
             return Ok(Forward::Nothing);
         }
         Ok(Forward::Body(rewritten.body))
     }
 
-    fn check_body(&self, content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(), ApiError> {
+    fn check_body(
+        &self,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> Result<(), ApiError> {
         Schema::from_content_type(content_type)?;
         remote_write::check_content_encoding(content_encoding)?;
         Ok(())

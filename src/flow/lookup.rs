@@ -49,7 +49,11 @@ pub fn call(cfg: &Config, lookup: &Lookup, tenant: &Tenant) -> Call {
         // The answer is read whole: uncompressed.
         ("accept-encoding", "identity".to_string()),
     ];
-    Call { upstream: up.upstream.clone(), headers, timeout_ms: up.timeout_ms }
+    Call {
+        upstream: up.upstream.clone(),
+        headers,
+        timeout_ms: up.timeout_ms,
+    }
 }
 
 fn what(lookup: &Lookup) -> &'static str {
@@ -60,21 +64,39 @@ fn what(lookup: &Lookup) -> &'static str {
 }
 
 /// What the answer to `lookup`'s callout says; `max_bytes` bounds what is read of it.
-pub fn judge(lookup: &Lookup, tenant: &Tenant, answer: &CalloutAnswer, max_bytes: usize) -> Result<Found, ApiError> {
+pub fn judge(
+    lookup: &Lookup,
+    tenant: &Tenant,
+    answer: &CalloutAnswer,
+    max_bytes: usize,
+) -> Result<Found, ApiError> {
     let upstream = what(lookup);
     let status = match answer.status {
         Some(s) => s,
         None => {
             let why = answer.dispatch_status.as_deref().unwrap_or("no answer");
-            return Err(ApiError::unavailable(format!("{upstream} could not be asked ({why}); try again later")));
+            return Err(ApiError::unavailable(format!(
+                "{upstream} could not be asked ({why}); try again later"
+            )));
         }
     };
-    let failed = |detail: String| ApiError::new(502, "unavailable", format!("{upstream} answered the filter's check {detail}"));
+    let failed = |detail: String| {
+        ApiError::new(
+            502,
+            "unavailable",
+            format!("{upstream} answered the filter's check {detail}"),
+        )
+    };
     match (lookup, status) {
-        (Lookup::SilenceOwner(id), 200) => match alertmanager::silence_answer(&answer.body, tenant) {
+        (Lookup::SilenceOwner(id), 200) => match alertmanager::silence_answer(&answer.body, tenant)
+        {
             Ok(true) => Ok(Found::Allowed),
-            Ok(false) => Err(ApiError::forbidden(format!("the silence {id} is not one of your project's silences"))),
-            Err(e) => Err(failed(format!("with a silence the filter cannot read: {e}"))),
+            Ok(false) => Err(ApiError::forbidden(format!(
+                "the silence {id} is not one of your project's silences"
+            ))),
+            Err(e) => Err(failed(format!(
+                "with a silence the filter cannot read: {e}"
+            ))),
         },
         // No such silence, or an id Alertmanager can't read (400, 422): it answers the request
         // with its own error, and shows nothing.
@@ -99,7 +121,11 @@ mod tests {
     }
 
     fn answer(status: Option<u16>, body: &str) -> CalloutAnswer {
-        CalloutAnswer { status, body: body.as_bytes().to_vec(), ..Default::default() }
+        CalloutAnswer {
+            status,
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        }
     }
 
     fn t() -> Tenant {
@@ -110,35 +136,81 @@ mod tests {
     fn calls() {
         let c = call(&cfg(), &Lookup::SilenceOwner("abc-1".into()), &t());
         assert_eq!(c.upstream, "am");
-        assert!(c.headers.contains(&(":path", "/am/api/v2/silence/abc-1".into())));
+        assert!(c
+            .headers
+            .contains(&(":path", "/am/api/v2/silence/abc-1".into())));
         let c = call(&cfg(), &Lookup::MetricNames, &t());
         assert_eq!((c.upstream.as_str(), c.timeout_ms), ("prom", 500));
         let path = &c.headers.iter().find(|(k, _)| *k == ":path").unwrap().1;
-        assert!(path.starts_with("/api/v1/label/__name__/values?match%5B%5D=") || path.starts_with("/api/v1/label/__name__/values?match[]="), "{path}");
+        assert!(
+            path.starts_with("/api/v1/label/__name__/values?match%5B%5D=")
+                || path.starts_with("/api/v1/label/__name__/values?match[]="),
+            "{path}"
+        );
     }
 
     #[test]
     fn silences_are_judged_by_their_matchers() {
-        let s = |m: &str| format!(r#"{{"id":"abc-1","matchers":[{m},{{"name":"alertname","value":"X","isRegex":false}}]}}"#);
+        let s = |m: &str| {
+            format!(
+                r#"{{"id":"abc-1","matchers":[{m},{{"name":"alertname","value":"X","isRegex":false}}]}}"#
+            )
+        };
         let mine = s(r#"{"name":"project","value":"p1","isRegex":false,"isEqual":true}"#);
         let not_equal = s(r#"{"name":"project","value":"p1","isRegex":false,"isEqual":false}"#);
         let regex = s(r#"{"name":"project","value":"p1|p2","isRegex":true}"#);
         let l = Lookup::SilenceOwner("abc-1".into());
-        assert_eq!(judge(&l, &t(), &answer(Some(200), &mine), 1 << 20), Ok(Found::Allowed));
+        assert_eq!(
+            judge(&l, &t(), &answer(Some(200), &mine), 1 << 20),
+            Ok(Found::Allowed)
+        );
         for theirs in [not_equal, regex] {
-            assert_eq!(judge(&l, &t(), &answer(Some(200), &theirs), 1 << 20).unwrap_err().status, 403);
+            assert_eq!(
+                judge(&l, &t(), &answer(Some(200), &theirs), 1 << 20)
+                    .unwrap_err()
+                    .status,
+                403
+            );
         }
-        assert_eq!(judge(&l, &t(), &answer(Some(404), ""), 1 << 20), Ok(Found::Allowed));
-        assert_eq!(judge(&l, &t(), &answer(Some(500), ""), 1 << 20).unwrap_err().status, 502);
-        assert_eq!(judge(&l, &t(), &answer(Some(200), "not json"), 1 << 20).unwrap_err().status, 502);
-        assert_eq!(judge(&l, &t(), &answer(None, ""), 1 << 20).unwrap_err().status, 503);
+        assert_eq!(
+            judge(&l, &t(), &answer(Some(404), ""), 1 << 20),
+            Ok(Found::Allowed)
+        );
+        assert_eq!(
+            judge(&l, &t(), &answer(Some(500), ""), 1 << 20)
+                .unwrap_err()
+                .status,
+            502
+        );
+        assert_eq!(
+            judge(&l, &t(), &answer(Some(200), "not json"), 1 << 20)
+                .unwrap_err()
+                .status,
+            502
+        );
+        assert_eq!(
+            judge(&l, &t(), &answer(None, ""), 1 << 20)
+                .unwrap_err()
+                .status,
+            503
+        );
     }
 
     #[test]
     fn names() {
         let l = Lookup::MetricNames;
-        let got = judge(&l, &t(), &answer(Some(200), r#"{"status":"success","data":["a","b"]}"#), 1 << 20);
+        let got = judge(
+            &l,
+            &t(),
+            &answer(Some(200), r#"{"status":"success","data":["a","b"]}"#),
+            1 << 20,
+        );
         assert_eq!(got, Ok(Found::Names(vec!["a".into(), "b".into()])));
-        assert_eq!(judge(&l, &t(), &answer(Some(503), ""), 1 << 20).unwrap_err().status, 502);
+        assert_eq!(
+            judge(&l, &t(), &answer(Some(503), ""), 1 << 20)
+                .unwrap_err()
+                .status,
+            502
+        );
     }
 }

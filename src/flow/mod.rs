@@ -19,16 +19,16 @@
 //! - `:path` is always written with its `?`.
 
 use crate::auth::credentials::{self, Credential, CredentialError};
-use crate::auth::{Attempt, Outcome, Scopes};
 use crate::auth::scope::Scope;
+use crate::auth::{Attempt, Outcome, Scopes};
 use crate::config::Config;
+use crate::enforce::answers::AnswerContext;
 use crate::enforce::answers::{self, Kind};
+use crate::enforce::metadata::{NameSet, NamesCache};
 use crate::enforce::params::Rewriter;
 use crate::enforce::promql::Tenant;
 use crate::enforce::rewrite_cache::RewriteCache;
 use crate::enforce::routes::{self, Endpoint, MethodCheck, Route};
-use crate::enforce::answers::AnswerContext;
-use crate::enforce::metadata::{NameSet, NamesCache};
 use crate::enforce::{BodyContext, Forward, Lookup};
 use crate::error::ApiError;
 use crate::host::{Action, CalloutAnswer, Host, Level, Wake};
@@ -67,13 +67,19 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: Config) -> Shared {
         let rewrites = RefCell::new(RewriteCache::new(config.cache.rewrite_bytes));
-        let tenant_header_to_strip =
-            config.policy.tenant_header.clone().filter(|h| !HeaderName::of(h).is_some_and(HeaderName::is_stripped));
+        let tenant_header_to_strip = config
+            .policy
+            .tenant_header
+            .clone()
+            .filter(|h| !HeaderName::of(h).is_some_and(HeaderName::is_stripped));
         let sets = policy::header_mask(&config);
         Shared {
             scopes: Scopes::new(&config),
             rewrites,
-            names: RefCell::new(NamesCache::new(config.metadata.ttl_seconds, config.metadata.cache_bytes)),
+            names: RefCell::new(NamesCache::new(
+                config.metadata.ttl_seconds,
+                config.metadata.cache_bytes,
+            )),
             cached_get: true,
             #[cfg(test)]
             cached_gets: Default::default(),
@@ -97,7 +103,10 @@ fn strip(host: &mut dyn Host, name: &str) {
 fn check_body(route: Route, head: &Headers) -> Result<(), ApiError> {
     let text = |h| head.known(h).and_then(Result::ok);
     match route {
-        Route::Enforced(endpoint) => endpoint.enforcer().check_body(text(HeaderName::ContentType), text(HeaderName::ContentEncoding)),
+        Route::Enforced(endpoint) => endpoint.enforcer().check_body(
+            text(HeaderName::ContentType),
+            text(HeaderName::ContentEncoding),
+        ),
         _ => Ok(()),
     }
 }
@@ -128,7 +137,11 @@ struct Admitted {
 
 impl Admitted {
     fn new(tenant: Option<Rc<Tenant>>) -> Admitted {
-        Admitted { tenant, answer: None, names: None }
+        Admitted {
+            tenant,
+            answer: None,
+            names: None,
+        }
     }
 }
 
@@ -183,7 +196,11 @@ impl std::fmt::Display for LogId<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use std::fmt::Write;
         match self.0 {
-            Some(r) => r.chars().filter(char::is_ascii_graphic).take(64).try_for_each(|c| f.write_char(c)),
+            Some(r) => r
+                .chars()
+                .filter(char::is_ascii_graphic)
+                .take(64)
+                .try_for_each(|c| f.write_char(c)),
             None => write!(f, "ctx-{}", self.1),
         }
     }
@@ -270,9 +287,19 @@ impl Flow {
     /// tick, so otherwise it costs a branch and no allocation, on the short path too
     /// (measured: 1.007 of the module without the audit, at warning).
     fn log_allowed(&self, host: &dyn Host) {
-        let Some(scope) = self.scope.as_deref().filter(|_| host.logs(Level::Debug)) else { return };
+        let Some(scope) = self.scope.as_deref().filter(|_| host.logs(Level::Debug)) else {
+            return;
+        };
         let (path, _) = self.path_and_query();
-        host.log(Level::Debug, &format!("[{}] allowed {} {path} {}", self.name(), self.method(), scope.who()));
+        host.log(
+            Level::Debug,
+            &format!(
+                "[{}] allowed {} {path} {}",
+                self.name(),
+                self.method(),
+                scope.who()
+            ),
+        );
     }
 
     /// Keystone (or the worker's cache) has said who sent the request: its log lines name
@@ -289,11 +316,18 @@ impl Flow {
         if self.route == Route::Enforced(Endpoint::Write) && e.status == 504 {
             e = ApiError::unavailable(e.message);
         }
-        self.log_about(host, Level::Info, format_args!("refused with {}", e.status), &e.message);
+        self.log_about(
+            host,
+            Level::Info,
+            format_args!("refused with {}", e.status),
+            &e.message,
+        );
         host.count(Metric::for_status(e.status));
         // Alertmanager's clients (amtool, go-swagger) read an error as a JSON string.
         let body = match self.route {
-            Route::Enforced(Endpoint::AmAlerts | Endpoint::AmSilences | Endpoint::AmSilence) => e.body_as_string(),
+            Route::Enforced(Endpoint::AmAlerts | Endpoint::AmSilences | Endpoint::AmSilence) => {
+                e.body_as_string()
+            }
             _ => e.body(),
         };
         host.send_response(e.status, &e.response_headers(), &body);
@@ -311,14 +345,25 @@ impl Flow {
     /// `end_of_stream`: the host says no body follows (Envoy says so truly; NGINX never).
     pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
         let Some(head) = host.request_headers() else {
-            return self.refuse(host, ApiError::unavailable("the proxy handed over unreadable request headers"));
+            return self.refuse(
+                host,
+                ApiError::unavailable("the proxy handed over unreadable request headers"),
+            );
         };
         self.head = head;
         // Envoy's codec refuses these; NGINX hands over its decoded URI, and its
         // `proxy_pass …$uri` would write a CR, LF or space into the upstream request line
         // (a second request, unenforced).
-        if self.head.known(HeaderName::Path).and_then(Result::ok).is_some_and(|p| p.bytes().any(|b| b <= b' ' || b == 0x7f)) {
-            return self.refuse(host, ApiError::bad_data("the path holds a control character or a space"));
+        if self
+            .head
+            .known(HeaderName::Path)
+            .and_then(Result::ok)
+            .is_some_and(|p| p.bytes().any(|b| b <= b' ' || b == 0x7f))
+        {
+            return self.refuse(
+                host,
+                ApiError::bad_data("the path holds a control character or a space"),
+            );
         }
         let token_digest = match self.cached_get(host) {
             Ok(action) => return action,
@@ -326,10 +371,16 @@ impl Flow {
         };
         if !self.head.is_text() {
             // HTTP/1 allows any byte above 0x7F in a value; where the filter needs text, no.
-            let not_text = self.head.known_present().find(|h| h.is_read() && matches!(self.head.known(*h), Some(Err(_))));
+            let not_text = self
+                .head
+                .known_present()
+                .find(|h| h.is_read() && matches!(self.head.known(*h), Some(Err(_))));
             if let Some(h) = not_text {
                 let name = h.as_str();
-                return self.refuse(host, ApiError::bad_data(format!("the {name} header is not valid UTF-8")));
+                return self.refuse(
+                    host,
+                    ApiError::bad_data(format!("the {name} header is not valid UTF-8")),
+                );
             }
         }
         let (path, _) = self.path_and_query();
@@ -340,17 +391,34 @@ impl Flow {
         // Credentials never go upstream, and neither does any identity the client claims.
         let found = Credential::from_headers(|n| self.head.get(n).and_then(Result::ok));
         let consumed_authorization = matches!(&found, Ok(f) if f.from_authorization);
-        let stripped = |h: HeaderName| h.is_stripped() || (h == HeaderName::Authorization && consumed_authorization);
+        let stripped = |h: HeaderName| {
+            h.is_stripped() || (h == HeaderName::Authorization && consumed_authorization)
+        };
         let tenant_header = self.shared.tenant_header_to_strip.as_deref();
-        let repeated = self.head.known_present().find(|h| self.head.repeated_mask() & h.bit() != 0 && stripped(*h));
-        if let Some(name) = repeated.map(HeaderName::as_str).or(tenant_header.filter(|h| self.head.count_of(h) > 1)) {
-            return self.refuse(host, ApiError::bad_data(format!("the request carries the {name} header more than once")));
+        let repeated = self
+            .head
+            .known_present()
+            .find(|h| self.head.repeated_mask() & h.bit() != 0 && stripped(*h));
+        if let Some(name) = repeated
+            .map(HeaderName::as_str)
+            .or(tenant_header.filter(|h| self.head.count_of(h) > 1))
+        {
+            return self.refuse(
+                host,
+                ApiError::bad_data(format!(
+                    "the request carries the {name} header more than once"
+                )),
+            );
         }
         // Headers the policy's contract may set wait for `admit`, which sets or strips them; a
         // request that goes on without a decision loses them here.
         let decides = matches!(route, Route::Enforced(_) | Route::Authenticated);
         let later = if decides { self.shared.sets } else { 0 };
-        for h in self.head.known_present().filter(|h| stripped(*h) && later & h.bit() == 0) {
+        for h in self
+            .head
+            .known_present()
+            .filter(|h| stripped(*h) && later & h.bit() == 0)
+        {
             strip(host, h.as_str());
         }
         if let Some(h) = tenant_header.filter(|h| !decides && self.head.get(h).is_some()) {
@@ -366,7 +434,11 @@ impl Flow {
                 // Refused whatever the credential, so Keystone is not asked; but a credential
                 // this worker's caches know is named in the log line and the access log.
                 if let Ok(f) = &found {
-                    if let Some(scope) = self.shared.scopes.peek(&self.shared.config, host, &f.credential.digest()) {
+                    if let Some(scope) =
+                        self.shared
+                            .scopes
+                            .peek(&self.shared.config, host, &f.credential.digest())
+                    {
                         self.identified(host, scope);
                     }
                 }
@@ -408,12 +480,17 @@ impl Flow {
             Route::Enforced(endpoint) => Some(endpoint.enforcer()),
             _ => None,
         };
-        let max_body = enforcer.map_or(self.cfg().limits.max_body_bytes, |e| e.max_body_bytes(self.cfg()));
+        let max_body = enforcer.map_or(self.cfg().limits.max_body_bytes, |e| {
+            e.max_body_bytes(self.cfg())
+        });
         self.body = match Body::from_headers(framing, max_body) {
             Ok(body) => body,
             Err(e) => return self.refuse(host, e),
         };
-        if self.method() == "POST" && enforcer.is_some_and(|e| e.needs_body()) && !self.body.expected() {
+        if self.method() == "POST"
+            && enforcer.is_some_and(|e| e.needs_body())
+            && !self.body.expected()
+        {
             return self.refuse(host, ApiError::bad_data("the request has no body"));
         }
         // A POST without a body has no form for Prometheus to read, whatever its type;
@@ -433,8 +510,17 @@ impl Flow {
             (Credential::Token(_), Some(digest)) => digest,
             _ => credential.digest(),
         };
-        let mut attempt = Attempt::new(self.context_id, self.log_id(), credential, consumed_authorization, digest);
-        let outcome = self.shared.scopes.find(&self.shared.config, host, &mut attempt);
+        let mut attempt = Attempt::new(
+            self.context_id,
+            self.log_id(),
+            credential,
+            consumed_authorization,
+            digest,
+        );
+        let outcome = self
+            .shared
+            .scopes
+            .find(&self.shared.config, host, &mut attempt);
         self.phase = Phase::Authenticating(attempt);
         self.on_outcome(host, outcome)
     }
@@ -467,7 +553,11 @@ impl Flow {
         // Read only to name the request in its log line.
         const HARMLESS: u64 = H::RequestId.bit();
         let present = self.head.known_mask();
-        if !self.shared.cached_get || present & NEEDED != NEEDED || present & !(NEEDED | HARMLESS) != 0 || self.head.repeated_mask() != 0 {
+        if !self.shared.cached_get
+            || present & NEEDED != NEEDED
+            || present & !(NEEDED | HARMLESS) != 0
+            || self.head.repeated_mask() != 0
+        {
             return Err(None);
         }
         // The general path refuses a header it reads that is not UTF-8; the three this path
@@ -479,14 +569,20 @@ impl Flow {
             return Err(None);
         }
         let (path, _) = self.path_and_query();
-        let Route::Enforced(endpoint) = routes::classify(path, &routes::Paths::of(self.cfg())) else {
+        let Route::Enforced(endpoint) = routes::classify(path, &routes::Paths::of(self.cfg()))
+        else {
             return Err(None);
         };
-        if endpoint.enforcer().answer("GET").is_some() || endpoint.enforcer().lookup("GET", path).is_some() {
+        if endpoint.enforcer().answer("GET").is_some()
+            || endpoint.enforcer().lookup("GET", path).is_some()
+        {
             return Err(None);
         }
         // As `check_token` takes it: a token with spaces around it goes the general way.
-        let token = self.header(H::AuthToken).filter(|t| credentials::is_token(t)).ok_or(None)?;
+        let token = self
+            .header(H::AuthToken)
+            .filter(|t| credentials::is_token(t))
+            .ok_or(None)?;
         let digest = Credential::token_digest(token);
         let declined = Err(Some(digest));
         let now = host.now_s();
@@ -519,7 +615,9 @@ impl Flow {
         self.identified(host, scope.clone());
         self.log_allowed(host);
         #[cfg(test)]
-        self.shared.cached_gets.set(self.shared.cached_gets.get() + 1);
+        self.shared
+            .cached_gets
+            .set(self.shared.cached_gets.get() + 1);
         Ok(Action::Continue)
     }
 
@@ -528,8 +626,16 @@ impl Flow {
         if self.pending.as_ref().is_some_and(|p| p.callout == id) {
             return self.on_lookup(host, answer);
         }
-        let Phase::Authenticating(attempt) = &mut self.phase else { return };
-        let Some(outcome) = self.shared.scopes.on_callout(&self.shared.config, host, attempt, id, answer) else { return };
+        let Phase::Authenticating(attempt) = &mut self.phase else {
+            return;
+        };
+        let Some(outcome) =
+            self.shared
+                .scopes
+                .on_callout(&self.shared.config, host, attempt, id, answer)
+        else {
+            return;
+        };
         if self.on_outcome(host, outcome) == Action::Continue {
             self.resume(host);
         }
@@ -537,8 +643,16 @@ impl Flow {
 
     /// Another request's exchange ended (see [`Wake`]).
     pub fn on_wake(&mut self, host: &mut dyn Host, wake: &Wake) {
-        let Phase::Authenticating(attempt) = &mut self.phase else { return };
-        let Some(outcome) = self.shared.scopes.on_wake(&self.shared.config, host, attempt, wake) else { return };
+        let Phase::Authenticating(attempt) = &mut self.phase else {
+            return;
+        };
+        let Some(outcome) = self
+            .shared
+            .scopes
+            .on_wake(&self.shared.config, host, attempt, wake)
+        else {
+            return;
+        };
         if self.on_outcome(host, outcome) == Action::Continue {
             self.resume(host);
         }
@@ -563,7 +677,12 @@ impl Flow {
         }
     }
 
-    pub fn on_request_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_request_body(
+        &mut self,
+        host: &mut dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
         if self.answered() {
             return Action::Pause;
         }
@@ -618,10 +737,14 @@ impl Flow {
         }
     }
 
-
     /// Scope known: the policy's contract (the worker's cache has it for a credential without
     /// access rules), the identity and tenant headers go upstream, and the request goes on.
-    fn admit(&mut self, host: &mut dyn Host, scope: &Scope, known: Option<Result<Rc<Contract>, ApiError>>) -> Action {
+    fn admit(
+        &mut self,
+        host: &mut dyn Host,
+        scope: &Scope,
+        known: Option<Result<Rc<Contract>, ApiError>>,
+    ) -> Action {
         let access = match self.route {
             Route::Enforced(Endpoint::Write) => Access::Write,
             _ => Access::Read,
@@ -632,7 +755,9 @@ impl Flow {
             _ => {
                 // Access rules name paths relative to the service's endpoint, which includes the prefix.
                 let (path, _) = self.path_and_query();
-                let path = path.strip_prefix(self.cfg().path_prefix.as_str()).unwrap_or(path);
+                let path = path
+                    .strip_prefix(self.cfg().path_prefix.as_str())
+                    .unwrap_or(path);
                 policy::admit(self.cfg(), scope, access, self.method(), path)
             }
         };
@@ -668,7 +793,9 @@ impl Flow {
             return Action::Pause;
         }
         let result = match (self.route, admitted.tenant.clone()) {
-            (Route::Enforced(endpoint), tenant) if tenant.is_some() || endpoint.enforcer().every_scope() => {
+            (Route::Enforced(endpoint), tenant)
+                if tenant.is_some() || endpoint.enforcer().every_scope() =>
+            {
                 self.enforce(host, endpoint, tenant.as_deref())
             }
             // Unrestricted, or the tenant header does the job.
@@ -699,25 +826,40 @@ impl Flow {
 
     /// The rewriting of one request's parameters.
     fn rewriter<'a>(&'a self, tenant: &'a Tenant, cache: &'a mut RewriteCache) -> Rewriter<'a> {
-        Rewriter { tenant, limits: &self.shared.config.limits, cache }
+        Rewriter {
+            tenant,
+            limits: &self.shared.config.limits,
+            cache,
+        }
     }
 
     /// The rewritten `:path`, and how many selecting parameters its query string holds (a
     /// default `match[]` included); `None` where the endpoint leaves the request line alone.
-    fn query_path(&self, endpoint: Endpoint, tenant: &Tenant) -> Result<Option<(String, usize)>, ApiError> {
+    fn query_path(
+        &self,
+        endpoint: Endpoint,
+        tenant: &Tenant,
+    ) -> Result<Option<(String, usize)>, ApiError> {
         let mut cache = self.shared.rewrites.borrow_mut();
         let mut rw = self.rewriter(tenant, &mut cache);
         let (path, query) = self.path_and_query();
         let mut new_path = String::with_capacity(path.len() + query.len() + 96);
         new_path.push_str(path);
         new_path.push('?');
-        let n = endpoint.enforcer().query(&mut rw, &mut new_path, query, self.body.announced())?;
+        let n = endpoint
+            .enforcer()
+            .query(&mut rw, &mut new_path, query, self.body.announced())?;
         Ok(n.map(|n| (new_path, n)))
     }
 
     /// The endpoint's enforcer on what has arrived: the request line once (where there is a
     /// tenant), what the endpoint must look up first (once), the body when whole.
-    fn enforce(&mut self, host: &mut dyn Host, endpoint: Endpoint, tenant: Option<&Tenant>) -> Result<Next, ApiError> {
+    fn enforce(
+        &mut self,
+        host: &mut dyn Host,
+        endpoint: Endpoint,
+        tenant: Option<&Tenant>,
+    ) -> Result<Next, ApiError> {
         if let (None, Some(tenant)) = (self.url_params, tenant) {
             if let Some((new_path, n)) = self.query_path(endpoint, tenant)? {
                 host.set_request_header(":path", Some(&new_path));
@@ -730,7 +872,11 @@ impl Flow {
             match endpoint.enforcer().lookup(self.method(), path) {
                 None => {}
                 Some(Lookup::MetricNames) => {
-                    let known = self.shared.names.borrow_mut().get(tenant.key(), host.now_s());
+                    let known = self
+                        .shared
+                        .names
+                        .borrow_mut()
+                        .get(tenant.key(), host.now_s());
                     match known {
                         Some(names) => self.set_names(names),
                         None => return Ok(Next::LookUp(Lookup::MetricNames, None)),
@@ -739,10 +885,20 @@ impl Flow {
                 Some(lookup) => return Ok(Next::LookUp(lookup, None)),
             }
         }
-        let Some(body) = self.body.take() else { return Ok(Next::Go) };
+        let Some(body) = self.body.take() else {
+            return Ok(Next::Go);
+        };
         let mut cache = self.shared.rewrites.borrow_mut();
-        let cx = BodyContext { tenant, config: &self.shared.config, cache: &mut cache, content_type: self.header(HeaderName::ContentType) };
-        match endpoint.enforcer().body(cx, &body, self.url_params.unwrap_or(0))? {
+        let cx = BodyContext {
+            tenant,
+            config: &self.shared.config,
+            cache: &mut cache,
+            content_type: self.header(HeaderName::ContentType),
+        };
+        match endpoint
+            .enforcer()
+            .body(cx, &body, self.url_params.unwrap_or(0))?
+        {
             Forward::Body(new_body) => {
                 // NGINX keeps only `size` bytes of the new body, Envoy drains `size` bytes of
                 // the old one: the larger of the two replaces the whole body on both.
@@ -750,7 +906,9 @@ impl Flow {
                 Ok(Next::Go)
             }
             Forward::Nothing => Ok(Next::Done),
-            Forward::After(new_body, lookup) => Ok(Next::LookUp(lookup, Some((new_body, body.len())))),
+            Forward::After(new_body, lookup) => {
+                Ok(Next::LookUp(lookup, Some((new_body, body.len()))))
+            }
         }
     }
 
@@ -761,33 +919,73 @@ impl Flow {
     }
 
     /// Sends `lookup`'s callout; the request waits for its answer (`on_lookup`).
-    fn look_up(&mut self, host: &mut dyn Host, lookup: Lookup, body: Option<(Vec<u8>, usize)>) -> Action {
-        let Phase::Admitted(Admitted { tenant: Some(tenant), .. }) = &self.phase else {
-            return self.refuse(host, ApiError::unavailable("internal state error: a lookup without a tenant"));
+    fn look_up(
+        &mut self,
+        host: &mut dyn Host,
+        lookup: Lookup,
+        body: Option<(Vec<u8>, usize)>,
+    ) -> Action {
+        let Phase::Admitted(Admitted {
+            tenant: Some(tenant),
+            ..
+        }) = &self.phase
+        else {
+            return self.refuse(
+                host,
+                ApiError::unavailable("internal state error: a lookup without a tenant"),
+            );
         };
         let call = lookup::call(self.cfg(), &lookup, tenant);
-        let headers: Vec<(&str, &str)> = call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let headers: Vec<(&str, &str)> =
+            call.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         match host.dispatch(&call.upstream, &headers, None, call.timeout_ms) {
             Ok(callout) => {
-                self.pending = Some(Pending { lookup, callout, body });
+                self.pending = Some(Pending {
+                    lookup,
+                    callout,
+                    body,
+                });
                 Action::Pause
             }
             Err(e) => {
-                self.log_about(host, Level::Warn, format_args!("lookup not sent"), &format!("to {}: {e}", call.upstream));
-                self.refuse(host, ApiError::unavailable(format!("{} could not be reached; try again later", call.upstream)))
+                self.log_about(
+                    host,
+                    Level::Warn,
+                    format_args!("lookup not sent"),
+                    &format!("to {}: {e}", call.upstream),
+                );
+                self.refuse(
+                    host,
+                    ApiError::unavailable(format!(
+                        "{} could not be reached; try again later",
+                        call.upstream
+                    )),
+                )
             }
         }
     }
 
     /// The answer to this request's lookup: it goes on (with its body), or is refused.
     fn on_lookup(&mut self, host: &mut dyn Host, answer: &CalloutAnswer) {
-        let Some(pending) = self.pending.take() else { return };
-        let Phase::Admitted(Admitted { tenant: Some(tenant), .. }) = &self.phase else { return };
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let Phase::Admitted(Admitted {
+            tenant: Some(tenant),
+            ..
+        }) = &self.phase
+        else {
+            return;
+        };
         let max = self.cfg().limits.max_response_bytes;
         match lookup::judge(&pending.lookup, tenant, answer, max) {
             Ok(lookup::Found::Allowed) => {}
             Ok(lookup::Found::Names(list)) => {
-                let names = self.shared.names.borrow_mut().insert(tenant.key(), list, host.now_s());
+                let names = self
+                    .shared
+                    .names
+                    .borrow_mut()
+                    .insert(tenant.key(), list, host.now_s());
                 self.set_names(names);
             }
             Err(e) => {
@@ -810,7 +1008,12 @@ impl Flow {
         }) else {
             return Action::Continue;
         };
-        let Phase::Admitted(Admitted { tenant: Some(_), answer, .. }) = &mut self.phase else {
+        let Phase::Admitted(Admitted {
+            tenant: Some(_),
+            answer,
+            ..
+        }) = &mut self.phase
+        else {
             return Action::Continue;
         };
         // Prometheus errors carry no tenant data; an answer without a status (a host that
@@ -818,40 +1021,68 @@ impl Flow {
         if host.response_header(":status").is_some_and(|s| s != "200") {
             return Action::Continue;
         }
-        let encoding = host.response_header("content-encoding").map(|e| e.trim().to_ascii_lowercase());
+        let encoding = host
+            .response_header("content-encoding")
+            .map(|e| e.trim().to_ascii_lowercase());
         *answer = Some(match encoding.as_deref() {
             None | Some("") | Some("identity") => ResponseFilter::Plain(kind),
             Some("gzip") | Some("x-gzip") => ResponseFilter::Gzip(kind),
             Some("deflate") => ResponseFilter::Deflate(kind),
-            Some(_) => ResponseFilter::Refuse("the upstream answer has an encoding the filter cannot read"),
+            Some(_) => {
+                ResponseFilter::Refuse("the upstream answer has an encoding the filter cannot read")
+            }
         });
         host.set_response_header("content-encoding", None);
         host.set_response_header("content-length", None);
         Action::Continue
     }
 
-    pub fn on_response_body(&mut self, host: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_response_body(
+        &mut self,
+        host: &mut dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
         let max = self.shared.config.limits.max_response_bytes;
-        let Phase::Admitted(Admitted { tenant: Some(tenant), answer: Some(mode), names }) = &mut self.phase else {
+        let Phase::Admitted(Admitted {
+            tenant: Some(tenant),
+            answer: Some(mode),
+            names,
+        }) = &mut self.phase
+        else {
             return Action::Continue;
         };
-        let (_, query) = routes::split_path(self.head.known(HeaderName::Path).and_then(Result::ok).unwrap_or(""));
+        let (_, query) = routes::split_path(
+            self.head
+                .known(HeaderName::Path)
+                .and_then(Result::ok)
+                .unwrap_or(""),
+        );
         let result = match *mode {
             ResponseFilter::Drop => {
                 host.set_response_body(body_size, b"");
                 return Action::Continue;
             }
             ResponseFilter::Refuse(why) => Err(why.to_string()),
-            _ if body_size > max => Err(format!("the upstream answer is larger than {max} bytes (limits.max_response_bytes)")),
+            _ if body_size > max => Err(format!(
+                "the upstream answer is larger than {max} bytes (limits.max_response_bytes)"
+            )),
             _ if !end_of_stream => return Action::Pause,
-            ResponseFilter::Plain(kind) | ResponseFilter::Gzip(kind) | ResponseFilter::Deflate(kind) => {
+            ResponseFilter::Plain(kind)
+            | ResponseFilter::Gzip(kind)
+            | ResponseFilter::Deflate(kind) => {
                 let raw = host.response_body(body_size).unwrap_or_default();
                 let plain = match *mode {
                     ResponseFilter::Gzip(_) => answers::gunzip(&raw, max),
                     ResponseFilter::Deflate(_) => answers::inflate(&raw, max),
                     _ => Ok(raw),
                 };
-                let cx = AnswerContext { tenant, names: names.as_deref(), query, max_bytes: max };
+                let cx = AnswerContext {
+                    tenant,
+                    names: names.as_deref(),
+                    query,
+                    max_bytes: max,
+                };
                 plain.and_then(|p| answers::filter_answer(kind, &p, &cx))
             }
         };
@@ -864,7 +1095,12 @@ impl Flow {
                 let body = e.body();
                 host.set_response_body(body_size.max(body.len()), &body);
                 *mode = ResponseFilter::Drop;
-                self.log_about(host, Level::Warn, format_args!("upstream answer not filtered"), &why);
+                self.log_about(
+                    host,
+                    Level::Warn,
+                    format_args!("upstream answer not filtered"),
+                    &why,
+                );
             }
         }
         Action::Continue
@@ -874,16 +1110,28 @@ impl Flow {
     /// `on_response_body`, and the host would send what it holds unfiltered: a local
     /// answer instead, which, the headers being gone, makes the host reset the stream.
     pub fn on_response_trailers(&mut self, host: &mut dyn Host) -> Action {
-        let Phase::Admitted(Admitted { answer: Some(mode), .. }) = &mut self.phase else {
+        let Phase::Admitted(Admitted {
+            answer: Some(mode), ..
+        }) = &mut self.phase
+        else {
             return Action::Continue;
         };
         if *mode == ResponseFilter::Drop {
             return Action::Continue;
         }
-        let e = ApiError::new(502, "internal", "the upstream answer ended with trailers; nothing of it is shown");
+        let e = ApiError::new(
+            502,
+            "internal",
+            "the upstream answer ended with trailers; nothing of it is shown",
+        );
         host.send_response(e.status, &e.response_headers(), &e.body());
         *mode = ResponseFilter::Drop;
-        self.log_about(host, Level::Warn, format_args!("upstream answer not filtered"), "it ended with trailers");
+        self.log_about(
+            host,
+            Level::Warn,
+            format_args!("upstream answer not filtered"),
+            "it ended with trailers",
+        );
         Action::Pause
     }
 }

@@ -41,6 +41,10 @@ mod tests {
             s.write_u32(id);
             s.finish()
         };
-        assert_ne!(h(1) >> 57, h(2) >> 57, "the top bits (hashbrown's control bytes) differ for neighbours");
+        assert_ne!(
+            h(1) >> 57,
+            h(2) >> 57,
+            "the top bits (hashbrown's control bytes) differ for neighbours"
+        );
     }
 }

@@ -90,7 +90,10 @@ pub struct Dispatched {
 
 impl Dispatched {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -173,7 +176,10 @@ pub struct MockHost {
 
 fn find(headers: &Headers, name: &str) -> Option<String> {
     // Header maps are case-insensitive in every host.
-    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
 }
 
 fn replace(headers: &mut Headers, name: &str, value: Option<&str>) {
@@ -220,7 +226,11 @@ impl MockHost {
         let nginx = world.host() == HostKind::Nginx;
         let entries = headers
             .iter()
-            .map(|(k, v)| Entry { name: if nginx { client_case(k) } else { k.to_string() }, value: v.to_string(), live: true })
+            .map(|(k, v)| Entry {
+                name: if nginx { client_case(k) } else { k.to_string() },
+                value: v.to_string(),
+                live: true,
+            })
             .collect();
         MockHost {
             context,
@@ -244,7 +254,10 @@ impl MockHost {
             if let Some(n) = &self.proxy_content_length {
                 return vec![n.as_str()];
             }
-            let live = self.entries.iter().filter(|e| e.live && e.name.eq_ignore_ascii_case(name));
+            let live = self
+                .entries
+                .iter()
+                .filter(|e| e.live && e.name.eq_ignore_ascii_case(name));
             return live.map(|e| e.value.as_str()).collect();
         }
         self.entries
@@ -272,11 +285,18 @@ impl MockHost {
     fn set_nginx(&mut self, name: &str, value: Option<&str>) {
         let matching = |e: &Entry| e.live && e.name.eq_ignore_ascii_case(name);
         let Some(value) = value else {
-            self.entries.iter_mut().filter(|e| matching(e)).for_each(|e| e.live = false);
+            self.entries
+                .iter_mut()
+                .filter(|e| matching(e))
+                .for_each(|e| e.live = false);
             return;
         };
         match self.entries.iter().filter(|e| matching(e)).count() {
-            0 => self.entries.push(Entry { name: name.to_string(), value: value.to_string(), live: true }),
+            0 => self.entries.push(Entry {
+                name: name.to_string(),
+                value: value.to_string(),
+                live: true,
+            }),
             1 => {
                 if let Some(e) = self.entries.iter_mut().find(|e| matching(e)) {
                     e.value = value.to_string();
@@ -302,16 +322,29 @@ impl MockHost {
 impl Host for MockHost {
     fn request_headers(&self) -> Option<crate::request::headers::Headers> {
         // Both hosts serialize the live entries only.
-        let text = self.entries.iter().filter(|e| e.live).map(|e| (e.name.as_str(), e.value.as_bytes()));
-        let binary = self.binary_headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
-        Some(crate::request::headers::Headers::from_pairs(text.chain(binary)))
+        let text = self
+            .entries
+            .iter()
+            .filter(|e| e.live)
+            .map(|e| (e.name.as_str(), e.value.as_bytes()));
+        let binary = self
+            .binary_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()));
+        Some(crate::request::headers::Headers::from_pairs(
+            text.chain(binary),
+        ))
     }
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
         match self.world.host() {
             HostKind::Envoy => {
                 self.entries.retain(|e| !e.name.eq_ignore_ascii_case(name));
                 if let Some(v) = value {
-                    self.entries.push(Entry { name: name.to_string(), value: v.to_string(), live: true });
+                    self.entries.push(Entry {
+                        name: name.to_string(),
+                        value: v.to_string(),
+                        live: true,
+                    });
                 }
             }
             HostKind::Nginx => self.set_nginx(name, value),
@@ -340,10 +373,19 @@ impl Host for MockHost {
     }
     fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
         assert!(self.response.is_none(), "two responses");
-        let h = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let h = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self.response = Some((status, h, body.to_vec()));
     }
-    fn dispatch(&mut self, upstream: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout_ms: u64) -> Result<u32, String> {
+    fn dispatch(
+        &mut self,
+        upstream: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout_ms: u64,
+    ) -> Result<u32, String> {
         if self.world.dispatch_fails.get() {
             return Err("unknown cluster".into());
         }
@@ -351,7 +393,10 @@ impl Host for MockHost {
         callouts.push(Dispatched {
             context: self.context,
             upstream: upstream.to_string(),
-            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             body: body.map(<[u8]>::to_vec),
             timeout_ms,
         });
@@ -386,7 +431,10 @@ impl Host for MockHost {
         if self.world.host() == HostKind::Nginx {
             return; // set_effective_context is a no-op: the waiter never hears of it
         }
-        self.world.wakes.borrow_mut().extend(contexts.iter().map(|c| (*c, wake.clone())));
+        self.world
+            .wakes
+            .borrow_mut()
+            .extend(contexts.iter().map(|c| (*c, wake.clone())));
     }
     fn count(&mut self, metric: Metric) {
         *self.world.metrics.borrow_mut().entry(metric).or_default() += 1;

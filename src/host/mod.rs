@@ -28,7 +28,13 @@ pub trait Host {
     fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     /// Starts an HTTP callout; the answer comes back through [`Flow::on_callout`] of the
     /// flow that started it.
-    fn dispatch(&mut self, upstream: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout_ms: u64) -> Result<u32, String>;
+    fn dispatch(
+        &mut self,
+        upstream: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout_ms: u64,
+    ) -> Result<u32, String>;
     /// The value and CAS token of a shared-data key.
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     /// Stores a shared-data key; false on a CAS mismatch or error.
@@ -82,4 +88,3 @@ pub struct CalloutAnswer {
     pub subject_token: Option<String>,
     pub body: Vec<u8>,
 }
-

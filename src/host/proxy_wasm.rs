@@ -104,7 +104,6 @@ fn host_now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-
 /// How often the root runs deferred wake-ups and flushes counters.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -115,10 +114,18 @@ struct Root {
 
 impl Context for Root {
     /// Answers to callouts dispatched from the root's tick, for the flow that wanted them.
-    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         let answer = read_answer(body_size);
         if let Some(target) = CALLOUTS.with(|c| c.borrow_mut().remove(&token_id)) {
-            as_context(self.id, target, |flow, host| flow.on_callout(host, token_id, &answer));
+            as_context(self.id, target, |flow, host| {
+                flow.on_callout(host, token_id, &answer)
+            });
         }
     }
 }
@@ -151,10 +158,13 @@ impl RootContext for Root {
             .unwrap_or_default();
         match Config::from_json(&bytes) {
             Ok(config) => {
-                log(LogLevel::Info, &format!(
-                    "keystone-prom-wasm configured: keystone {} via {}, label {}",
-                    config.keystone.url, config.keystone.upstream, config.project_label
-                ));
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "keystone-prom-wasm configured: keystone {} via {}, label {}",
+                        config.keystone.url, config.keystone.upstream, config.project_label
+                    ),
+                );
                 define_metrics();
                 refresh_log_level();
                 let switches = probe_context_switching(self.id);
@@ -169,7 +179,10 @@ impl RootContext for Root {
                 true
             }
             Err(e) => {
-                log(LogLevel::Critical, &format!("keystone-prom-wasm: invalid configuration: {e}"));
+                log(
+                    LogLevel::Critical,
+                    &format!("keystone-prom-wasm: invalid configuration: {e}"),
+                );
                 false
             }
         }
@@ -181,7 +194,11 @@ impl RootContext for Root {
             return Some(Box::new(Unconfigured));
         };
         let flow = Rc::new(RefCell::new(Flow::new(shared, context_id)));
-        Some(Box::new(Http { id: context_id, flow, registered: false }))
+        Some(Box::new(Http {
+            id: context_id,
+            flow,
+            registered: false,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -214,13 +231,25 @@ fn flush_counts() {
 /// is not UTF-8; bytes that are not are replaced, so the value reads as no known one).
 fn header_value(map: MapType, name: &str) -> Option<String> {
     let bytes = hostcalls::get_map_value_bytes(map, name).ok().flatten()?;
-    Some(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Some(
+        String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
 
 #[link(wasm_import_module = "env")]
 extern "C" {
-    fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
-    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_log_level(return_level: *mut u32) -> u32;
 }
 
@@ -230,7 +259,9 @@ fn request_headers() -> Option<Headers> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: a plain host call; on success the host has written a pointer and a size.
-    let status = unsafe { proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size) };
+    let status = unsafe {
+        proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size)
+    };
     if status != 0 {
         return None;
     }
@@ -250,10 +281,14 @@ fn read_answer(body_size: usize) -> CalloutAnswer {
         status: header(":status").and_then(|s| s.parse::<u16>().ok()),
         dispatch_status: header(":dispatch_status"),
         subject_token: header("x-subject-token"),
-        body: hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_RESPONSE_BYTES + 1))
-            .ok()
-            .flatten()
-            .unwrap_or_default(),
+        body: hostcalls::get_buffer(
+            BufferType::HttpCallResponseBody,
+            0,
+            body_size.min(MAX_RESPONSE_BYTES + 1),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default(),
     }
 }
 
@@ -285,7 +320,9 @@ fn as_context(own: u32, target: u32, f: impl FnOnce(&mut Flow, &mut Adapter)) {
     let Some(flow) = FLOWS.with(|flows| flows.borrow().get(&target).and_then(Weak::upgrade)) else {
         return; // that request is gone
     };
-    let Ok(mut flow) = flow.try_borrow_mut() else { return };
+    let Ok(mut flow) = flow.try_borrow_mut() else {
+        return;
+    };
     if hostcalls::set_effective_context(target).is_ok() {
         f(&mut flow, &mut Adapter { context: target });
     }
@@ -293,15 +330,25 @@ fn as_context(own: u32, target: u32, f: impl FnOnce(&mut Flow, &mut Adapter)) {
 }
 
 impl Context for Http {
-    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         let answer = read_answer(body_size);
-        let target = CALLOUTS.with(|c| c.borrow_mut().remove(&token_id)).unwrap_or(self.id);
+        let target = CALLOUTS
+            .with(|c| c.borrow_mut().remove(&token_id))
+            .unwrap_or(self.id);
         if target == self.id {
             if let Ok(mut flow) = self.flow.try_borrow_mut() {
                 flow.on_callout(&mut Adapter { context: self.id }, token_id, &answer);
             }
         } else {
-            as_context(self.id, target, |flow, host| flow.on_callout(host, token_id, &answer));
+            as_context(self.id, target, |flow, host| {
+                flow.on_callout(host, token_id, &answer)
+            });
         }
     }
 
@@ -319,7 +366,11 @@ impl Context for Http {
 }
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> types::Action {
+    fn on_http_request_headers(
+        &mut self,
+        _num_headers: usize,
+        end_of_stream: bool,
+    ) -> types::Action {
         self.with_flow(|f, h| f.on_request_headers(h, end_of_stream))
     }
 
@@ -331,7 +382,11 @@ impl HttpContext for Http {
         self.with_flow(|f, h| f.on_request_trailers(h))
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> types::Action {
+    fn on_http_response_headers(
+        &mut self,
+        _num_headers: usize,
+        _end_of_stream: bool,
+    ) -> types::Action {
         self.with_flow(|f, h| f.on_response_headers(h))
     }
 
@@ -365,8 +420,13 @@ struct Unconfigured;
 impl Context for Unconfigured {}
 
 impl HttpContext for Unconfigured {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> types::Action {
-        let e = crate::error::ApiError::unavailable("the Keystone filter has no valid configuration");
+    fn on_http_request_headers(
+        &mut self,
+        _num_headers: usize,
+        _end_of_stream: bool,
+    ) -> types::Action {
+        let e =
+            crate::error::ApiError::unavailable("the Keystone filter has no valid configuration");
         let _ = hostcalls::send_http_response(e.status, e.response_headers(), Some(&e.body()));
         types::Action::Pause
     }
@@ -391,7 +451,9 @@ impl Host for Adapter {
     }
 
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
-        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok().flatten()
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+            .ok()
+            .flatten()
     }
 
     fn set_request_body(&mut self, size: usize, body: &[u8]) {
@@ -407,7 +469,9 @@ impl Host for Adapter {
     }
 
     fn response_body(&self, size: usize) -> Option<Vec<u8>> {
-        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok().flatten()
+        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+            .ok()
+            .flatten()
     }
 
     fn set_response_body(&mut self, size: usize, body: &[u8]) {
@@ -418,9 +482,21 @@ impl Host for Adapter {
         let _ = hostcalls::send_http_response(status, headers.to_vec(), Some(body));
     }
 
-    fn dispatch(&mut self, upstream: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout_ms: u64) -> Result<u32, String> {
-        let token = hostcalls::dispatch_http_call(upstream, headers.to_vec(), body, vec![], Duration::from_millis(timeout_ms))
-            .map_err(|s| format!("{s:?}"))?;
+    fn dispatch(
+        &mut self,
+        upstream: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout_ms: u64,
+    ) -> Result<u32, String> {
+        let token = hostcalls::dispatch_http_call(
+            upstream,
+            headers.to_vec(),
+            body,
+            vec![],
+            Duration::from_millis(timeout_ms),
+        )
+        .map_err(|s| format!("{s:?}"))?;
         CALLOUTS.with(|c| c.borrow_mut().insert(token, self.context));
         Ok(token)
     }

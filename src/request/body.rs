@@ -65,7 +65,11 @@ pub struct Body {
 impl Body {
     /// Before the headers: no body is read.
     pub fn ignored() -> Body {
-        Body { state: State::Ignored, announced: false, max_bytes: 0 }
+        Body {
+            state: State::Ignored,
+            announced: false,
+            max_bytes: 0,
+        }
     }
 
     /// What the headers say; a body announced larger than `max_bytes` is refused (413).
@@ -79,8 +83,16 @@ impl Body {
         }
         let announced = f.transfer_encoding || length.is_some_and(|n| n > 0);
         let expected = announced || (length.is_none() && !f.end_of_stream);
-        let state = if expected { State::Expected } else { State::RuledOut };
-        Ok(Body { state, announced, max_bytes })
+        let state = if expected {
+            State::Expected
+        } else {
+            State::RuledOut
+        };
+        Ok(Body {
+            state,
+            announced,
+            max_bytes,
+        })
     }
 
     /// A body may follow and will be enforced: the host must not keep the old length.
@@ -95,7 +107,10 @@ impl Body {
 
     /// The whole body has come (or none was expected): the request has passed in full.
     pub fn complete(&self) -> bool {
-        matches!(self.state, State::Ignored | State::RuledOut | State::Whole(_) | State::Taken)
+        matches!(
+            self.state,
+            State::Ignored | State::RuledOut | State::Whole(_) | State::Taken
+        )
     }
 
     /// Part of the body is held: resuming the request would send it on as it came.
@@ -105,11 +120,20 @@ impl Body {
 
     /// A piece of the body, `size` bytes so far. `check_type` runs on the first piece of a
     /// body the headers did not announce (its type was not checked with the headers).
-    pub fn on_data(&mut self, size: usize, end_of_stream: bool, check_type: impl FnOnce() -> Result<(), ApiError>) -> Result<Step, ApiError> {
+    pub fn on_data(
+        &mut self,
+        size: usize,
+        end_of_stream: bool,
+        check_type: impl FnOnce() -> Result<(), ApiError>,
+    ) -> Result<Step, ApiError> {
         match self.state {
             State::Ignored => return Ok(Step::Pass),
             // Prometheus would read it as a form: one the headers ruled out can't pass unenforced.
-            State::RuledOut if size > 0 => return Err(ApiError::bad_data("the request has a body its headers did not announce")),
+            State::RuledOut if size > 0 => {
+                return Err(ApiError::bad_data(
+                    "the request has a body its headers did not announce",
+                ))
+            }
             State::RuledOut | State::Whole(_) | State::Taken => return Ok(Step::Pass),
             State::Expected | State::Held => {}
         }
@@ -155,7 +179,9 @@ impl Body {
 }
 
 fn too_large(max_bytes: usize) -> ApiError {
-    ApiError::too_large(format!("the request body is larger than {max_bytes} bytes (limits.max_body_bytes)"))
+    ApiError::too_large(format!(
+        "the request body is larger than {max_bytes} bytes (limits.max_body_bytes)"
+    ))
 }
 
 #[cfg(test)]
@@ -168,29 +194,81 @@ mod tests {
     }
 
     fn framing(length: Option<&str>, chunked: bool, end_of_stream: bool) -> Framing<'_> {
-        Framing { enforced: true, content_length: length, transfer_encoding: chunked, end_of_stream }
+        Framing {
+            enforced: true,
+            content_length: length,
+            transfer_encoding: chunked,
+            end_of_stream,
+        }
     }
 
     /// (host and request, framing, expected, announced)
     #[test]
     fn whether_a_body_follows_by_host() {
         let cases = [
-            ("Envoy, HTTP/1.1 with a length", framing(Some("14"), false, false), true, true),
-            ("Envoy, HTTP/1.1 chunked (transfer-encoding removed)", framing(None, false, false), true, false),
-            ("Envoy, HTTP/2 without a length", framing(None, false, false), true, false),
-            ("Envoy, HTTP/2 with a length", framing(Some("14"), false, false), true, true),
-            ("Envoy, POST without a body", framing(None, false, true), false, false),
-            ("Envoy or NGINX, length 0", framing(Some("0"), false, false), false, false),
-            ("NGINX, with a length (never end_of_stream)", framing(Some("14"), false, false), true, true),
+            (
+                "Envoy, HTTP/1.1 with a length",
+                framing(Some("14"), false, false),
+                true,
+                true,
+            ),
+            (
+                "Envoy, HTTP/1.1 chunked (transfer-encoding removed)",
+                framing(None, false, false),
+                true,
+                false,
+            ),
+            (
+                "Envoy, HTTP/2 without a length",
+                framing(None, false, false),
+                true,
+                false,
+            ),
+            (
+                "Envoy, HTTP/2 with a length",
+                framing(Some("14"), false, false),
+                true,
+                true,
+            ),
+            (
+                "Envoy, POST without a body",
+                framing(None, false, true),
+                false,
+                false,
+            ),
+            (
+                "Envoy or NGINX, length 0",
+                framing(Some("0"), false, false),
+                false,
+                false,
+            ),
+            (
+                "NGINX, with a length (never end_of_stream)",
+                framing(Some("14"), false, false),
+                true,
+                true,
+            ),
             ("NGINX, chunked", framing(None, true, false), true, true),
-            ("NGINX, no length: a body is only possible", framing(None, false, false), true, false),
+            (
+                "NGINX, no length: a body is only possible",
+                framing(None, false, false),
+                true,
+                false,
+            ),
         ];
         for (name, f, expected, announced) in cases {
             let b = Body::from_headers(f, 100).unwrap();
-            assert_eq!((b.expected(), b.announced()), (expected, announced), "{name}");
+            assert_eq!(
+                (b.expected(), b.announced()),
+                (expected, announced),
+                "{name}"
+            );
             assert_eq!(b.complete(), !expected, "{name}");
         }
-        let get = Framing { enforced: false, ..framing(Some("14"), false, false) };
+        let get = Framing {
+            enforced: false,
+            ..framing(Some("14"), false, false)
+        };
         assert_eq!(Body::from_headers(get, 100).unwrap(), Body::ignored());
     }
 
@@ -209,9 +287,15 @@ mod tests {
     #[test]
     fn limits_and_refusals() {
         let too_large = |r: Result<Body, ApiError>| matches!(r, Err(e) if e.status == 413);
-        assert!(too_large(Body::from_headers(framing(Some("101"), false, false), 100)), "by length");
+        assert!(
+            too_large(Body::from_headers(framing(Some("101"), false, false), 100)),
+            "by length"
+        );
         let mut b = Body::from_headers(framing(None, false, false), 100).unwrap();
-        assert!(matches!(b.on_data(101, false, ok), Err(e) if e.status == 413), "by size");
+        assert!(
+            matches!(b.on_data(101, false, ok), Err(e) if e.status == 413),
+            "by size"
+        );
 
         // Ruled out by the headers, and a body comes all the same (an empty one may).
         let mut b = Body::from_headers(framing(None, false, true), 100).unwrap();
@@ -234,7 +318,11 @@ mod tests {
         let mut b = Body::from_headers(framing(None, false, false), 100).unwrap();
         assert!(matches!(b.on_data(4, false, refuse), Err(e) if e.status == 415));
         let mut b = Body::from_headers(framing(None, false, false), 100).unwrap();
-        assert_eq!(b.on_data(0, true, refuse).unwrap(), Step::Read, "no body after all: nothing to check");
+        assert_eq!(
+            b.on_data(0, true, refuse).unwrap(),
+            Step::Read,
+            "no body after all: nothing to check"
+        );
         // An announced body's type was checked with the headers.
         let mut b = Body::from_headers(framing(Some("4"), false, false), 100).unwrap();
         assert_eq!(b.on_data(4, true, refuse).unwrap(), Step::Read);

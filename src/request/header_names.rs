@@ -120,14 +120,29 @@ mod tests {
             assert_eq!(h.as_str(), h.as_str().to_ascii_lowercase());
         }
         assert_eq!(HeaderName::of("x-auth-tokens"), None);
-        assert_eq!(HeaderName::of("X-Auth-Token"), None, "hosts hand names over in lower case");
+        assert_eq!(
+            HeaderName::of("X-Auth-Token"),
+            None,
+            "hosts hand names over in lower case"
+        );
     }
 
     #[test]
     fn every_credential_header_is_removed() {
-        for h in ["x-auth-token", "x-application-credential-id", "x-application-credential-name", "x-application-credential-secret"] {
-            assert!(HeaderName::of(h).is_some_and(HeaderName::is_stripped), "{h}");
+        for h in [
+            "x-auth-token",
+            "x-application-credential-id",
+            "x-application-credential-name",
+            "x-application-credential-secret",
+        ] {
+            assert!(
+                HeaderName::of(h).is_some_and(HeaderName::is_stripped),
+                "{h}"
+            );
         }
-        assert!(!HeaderName::Authorization.is_stripped(), "only when used: see Flow::on_request_headers");
+        assert!(
+            !HeaderName::Authorization.is_stripped(),
+            "only when used: see Flow::on_request_headers"
+        );
     }
 }

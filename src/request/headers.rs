@@ -70,7 +70,10 @@ impl Headers {
         let mut data = start;
         for i in 0..count {
             let mut ranges = [0..0, 0..0];
-            for (range, len) in ranges.iter_mut().zip([u32_at(&raw, 4 + i * 8)?, u32_at(&raw, 8 + i * 8)?]) {
+            for (range, len) in ranges
+                .iter_mut()
+                .zip([u32_at(&raw, 4 + i * 8)?, u32_at(&raw, 8 + i * 8)?])
+            {
                 let end = data.checked_add(len)?;
                 if raw.get(end) != Some(&0) {
                     return None;
@@ -84,12 +87,18 @@ impl Headers {
             if let Some(n) = raw.get_mut(name.clone()) {
                 n.make_ascii_lowercase();
             }
-            let known = raw.get(name).and_then(|n| std::str::from_utf8(n).ok()).and_then(HeaderName::of);
+            let known = raw
+                .get(name)
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .and_then(HeaderName::of);
             match known {
                 Some(h) if headers.present & h.bit() != 0 => headers.repeated |= h.bit(),
                 Some(h) => {
                     headers.present |= h.bit();
-                    headers.known[h.index()] = (u32::try_from(value.start - start).ok()?, u32::try_from(value.len()).ok()?);
+                    headers.known[h.index()] = (
+                        u32::try_from(value.start - start).ok()?,
+                        u32::try_from(value.len()).ok()?,
+                    );
                 }
                 None => {}
             }
@@ -151,7 +160,9 @@ impl Headers {
 
     /// Where the first value of `name` (lower case) lies.
     fn find(&self, name: &str) -> Option<Range<usize>> {
-        self.ranges().find(|(k, _)| self.bytes(k.clone()) == name.as_bytes()).map(|(_, v)| v)
+        self.ranges()
+            .find(|(k, _)| self.bytes(k.clone()) == name.as_bytes())
+            .map(|(_, v)| v)
     }
 
     /// Where the first value of `name` (lower case) lies: from the index for a known name.
@@ -174,7 +185,9 @@ impl Headers {
 
     /// How many times `name` (lower case) is present.
     pub fn count_of(&self, name: &str) -> usize {
-        self.ranges().filter(|(k, _)| self.bytes(k.clone()) == name.as_bytes()).count()
+        self.ranges()
+            .filter(|(k, _)| self.bytes(k.clone()) == name.as_bytes())
+            .count()
     }
 
     fn locate_known(&self, h: HeaderName) -> Option<Range<usize>> {
@@ -200,7 +213,10 @@ impl Headers {
 
     /// The known headers present, in the order of `HeaderName::ALL`.
     pub fn known_present(&self) -> impl Iterator<Item = HeaderName> + '_ {
-        HeaderName::ALL.iter().copied().filter(|h| self.present & h.bit() != 0)
+        HeaderName::ALL
+            .iter()
+            .copied()
+            .filter(|h| self.present & h.bit() != 0)
     }
 
     fn text(&self, r: Range<usize>) -> Option<&str> {
@@ -227,7 +243,14 @@ impl Headers {
 
 impl Default for Headers {
     fn default() -> Self {
-        Headers { table: Vec::new(), buf: Buf::Text(String::new()), count: 0, known: [(0, 0); HeaderName::COUNT], present: 0, repeated: 0 }
+        Headers {
+            table: Vec::new(),
+            buf: Buf::Text(String::new()),
+            count: 0,
+            known: [(0, 0); HeaderName::COUNT],
+            present: 0,
+            repeated: 0,
+        }
     }
 }
 
@@ -251,13 +274,25 @@ mod tests {
 
     #[test]
     fn reads_what_it_wrote() {
-        let m = h(&[(":path", b"/api/v1/query?query=up"), ("x-auth-token", b"tok"), ("x-empty", b""), ("x-auth-token", b"second")]);
+        let m = h(&[
+            (":path", b"/api/v1/query?query=up"),
+            ("x-auth-token", b"tok"),
+            ("x-empty", b""),
+            ("x-auth-token", b"second"),
+        ]);
         assert_eq!(m.len(), 4);
         assert_eq!(m.get(":path"), Some(Ok("/api/v1/query?query=up")));
-        assert_eq!(m.get("x-auth-token"), Some(Ok("tok")), "the first value counts");
+        assert_eq!(
+            m.get("x-auth-token"),
+            Some(Ok("tok")),
+            "the first value counts"
+        );
         assert_eq!(m.get("x-empty"), Some(Ok("")));
         assert_eq!(m.get("x-missing"), None);
-        assert_eq!(m.names().collect::<Vec<_>>(), [":path", "x-auth-token", "x-empty", "x-auth-token"]);
+        assert_eq!(
+            m.names().collect::<Vec<_>>(),
+            [":path", "x-auth-token", "x-empty", "x-auth-token"]
+        );
         let again = Headers::from_serialized(m.serialized()).unwrap();
         assert_eq!(again, m);
         assert!(Headers::from_serialized(Vec::new()).unwrap().is_empty());
@@ -266,7 +301,10 @@ mod tests {
     #[test]
     fn lengths_above_127_do_not_make_the_block_binary() {
         let token = "t".repeat(183);
-        let m = h(&[(":path", "/q".repeat(100).as_bytes()), ("x-auth-token", token.as_bytes())]);
+        let m = h(&[
+            (":path", "/q".repeat(100).as_bytes()),
+            ("x-auth-token", token.as_bytes()),
+        ]);
         assert!(m.is_text(), "a length's bytes are not part of the text");
         assert_eq!(m.known(HeaderName::AuthToken), Some(Ok(token.as_str())));
         assert!(!h(&[("x-junk", b"caf\xe9")]).is_text());
@@ -292,23 +330,54 @@ mod tests {
             ("content-type", b"caf\xe9"),
         ]);
         assert_eq!(m.known(HeaderName::Path), Some(Ok("/q")));
-        assert_eq!(m.known(HeaderName::AuthToken), Some(Ok("first")), "the first value counts, as in get");
+        assert_eq!(
+            m.known(HeaderName::AuthToken),
+            Some(Ok("first")),
+            "the first value counts, as in get"
+        );
         assert_eq!(m.known(HeaderName::ContentType), Some(Err(NotText)));
         assert_eq!(m.known(HeaderName::Method), None);
-        assert_eq!(m.get("x-auth-token"), m.known(HeaderName::AuthToken), "get goes through the index");
+        assert_eq!(
+            m.get("x-auth-token"),
+            m.known(HeaderName::AuthToken),
+            "get goes through the index"
+        );
         assert_eq!(m.get("x-junk"), Some(Ok("1")), "and scans for other names");
         let present: Vec<_> = m.known_present().collect();
-        assert_eq!(present, [HeaderName::Path, HeaderName::ContentType, HeaderName::AuthToken, HeaderName::ProjectId]);
+        assert_eq!(
+            present,
+            [
+                HeaderName::Path,
+                HeaderName::ContentType,
+                HeaderName::AuthToken,
+                HeaderName::ProjectId
+            ]
+        );
         assert_eq!(Headers::default().known_present().count(), 0);
-        assert_eq!(m.repeated_mask(), HeaderName::AuthToken.bit(), "a second copy is noted");
-        assert_eq!((m.count_of("x-auth-token"), m.count_of("x-junk"), m.count_of("x-none")), (2, 1, 0));
+        assert_eq!(
+            m.repeated_mask(),
+            HeaderName::AuthToken.bit(),
+            "a second copy is noted"
+        );
+        assert_eq!(
+            (
+                m.count_of("x-auth-token"),
+                m.count_of("x-junk"),
+                m.count_of("x-none")
+            ),
+            (2, 1, 0)
+        );
     }
 
     #[test]
     fn broken_layouts_are_refused() {
         let good = h(&[("a", b"1"), ("bb", b"22")]).serialized();
         for cut in 1..good.len() {
-            assert_eq!(Headers::from_serialized(good[..cut].to_vec()), None, "cut at {cut}");
+            assert_eq!(
+                Headers::from_serialized(good[..cut].to_vec()),
+                None,
+                "cut at {cut}"
+            );
         }
         let mut no_nul = good.clone();
         let last = no_nul.len() - 1;

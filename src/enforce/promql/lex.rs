@@ -97,7 +97,17 @@ pub fn tokens_v3(src: &str) -> (Vec<Token>, Option<LexError>) {
 }
 
 fn lex(src: &str, v3: bool) -> (Vec<Token>, Option<LexError>) {
-    let mut l = Lexer { src, pos: 0, start: 0, out: Vec::new(), paren_depth: 0, brace: false, bracket: false, colon: false, v3 };
+    let mut l = Lexer {
+        src,
+        pos: 0,
+        start: 0,
+        out: Vec::new(),
+        paren_depth: 0,
+        brace: false,
+        bracket: false,
+        colon: false,
+        v3,
+    };
     let err = l.run().err();
     (l.out, err)
 }
@@ -107,9 +117,11 @@ pub fn keyword(word: &str) -> Option<Kind> {
     let lower = word.to_ascii_lowercase();
     Some(match lower.as_str() {
         "and" | "or" | "unless" | "atan2" => Kind::Op,
-        "sum" | "avg" | "count" | "min" | "max" | "group" | "stddev" | "stdvar" | "topk" | "bottomk"
-        | "count_values" | "quantile" => Kind::Aggregator,
-        "offset" | "by" | "without" | "on" | "ignoring" | "group_left" | "group_right" | "bool" => Kind::Keyword,
+        "sum" | "avg" | "count" | "min" | "max" | "group" | "stddev" | "stdvar" | "topk"
+        | "bottomk" | "count_values" | "quantile" => Kind::Aggregator,
+        "offset" | "by" | "without" | "on" | "ignoring" | "group_left" | "group_right" | "bool" => {
+            Kind::Keyword
+        }
         "start" | "end" => Kind::Preprocessor,
         "inf" | "nan" => Kind::Number,
         _ => return None,
@@ -167,12 +179,19 @@ impl Lexer<'_> {
     }
 
     fn emit(&mut self, kind: Kind) {
-        self.out.push(Token { kind, pos: self.start, end: self.pos });
+        self.out.push(Token {
+            kind,
+            pos: self.start,
+            end: self.pos,
+        });
         self.start = self.pos;
     }
 
     fn error(&self, msg: String) -> Result<(), LexError> {
-        Err(LexError { pos: self.start, msg })
+        Err(LexError {
+            pos: self.start,
+            msg,
+        })
     }
 
     fn run(&mut self) -> Result<(), LexError> {
@@ -208,13 +227,20 @@ impl Lexer<'_> {
                 },
                 '!' => match self.next() {
                     Some('=') => self.emit(Kind::Op),
-                    other => return self.error(format!("unexpected character after '!': {}", rune_quote(other))),
+                    other => {
+                        return self.error(format!(
+                            "unexpected character after '!': {}",
+                            rune_quote(other)
+                        ))
+                    }
                 },
                 '<' | '>' => {
                     self.accept("=");
                     self.emit(Kind::Op);
                 }
-                c if c.is_ascii_digit() || (c == '.' && self.peek().is_some_and(|d| d.is_ascii_digit())) => {
+                c if c.is_ascii_digit()
+                    || (c == '.' && self.peek().is_some_and(|d| d.is_ascii_digit())) =>
+                {
                     self.pos -= 1;
                     self.number_or_duration()?;
                 }
@@ -303,7 +329,10 @@ impl Lexer<'_> {
                 Some('~') => self.emit(Kind::NeqRegex),
                 Some('=') => self.emit(Kind::Op),
                 other => {
-                    return self.error(format!("unexpected character after '!' inside braces: {}", rune_quote(other)));
+                    return self.error(format!(
+                        "unexpected character after '!' inside braces: {}",
+                        rune_quote(other)
+                    ));
                 }
             },
             Some('{') => return self.error("unexpected left brace '{'".into()),
@@ -311,7 +340,12 @@ impl Lexer<'_> {
                 self.emit(Kind::RightBrace);
                 self.brace = false;
             }
-            Some(c) => return self.error(format!("unexpected character inside braces: {}", rune_quote(Some(c)))),
+            Some(c) => {
+                return self.error(format!(
+                    "unexpected character inside braces: {}",
+                    rune_quote(Some(c))
+                ))
+            }
         }
         Ok(())
     }
@@ -367,7 +401,10 @@ impl Lexer<'_> {
                 None => {
                     return match c {
                         None => self.error("escape sequence not terminated".into()),
-                        Some(c) => self.error(format!("illegal character {} in escape sequence", rune_u(c))),
+                        Some(c) => self.error(format!(
+                            "illegal character {} in escape sequence",
+                            rune_u(c)
+                        )),
                     };
                 }
             }
@@ -542,7 +579,9 @@ fn rune_u(c: char) -> String {
 pub fn unquote(token_text: &str) -> Vec<u8> {
     let mut chars = token_text.chars();
     let quote = chars.next();
-    let body = token_text.get(1..token_text.len().saturating_sub(1)).unwrap_or_default();
+    let body = token_text
+        .get(1..token_text.len().saturating_sub(1))
+        .unwrap_or_default();
     if quote == Some('`') {
         return body.as_bytes().to_vec();
     }
@@ -577,7 +616,11 @@ pub fn unquote(token_text: &str) -> Vec<u8> {
             'U' => (8, 16),
             _ => (0, 16),
         };
-        let mut v = if base == 8 { e.to_digit(8).unwrap_or(0) } else { 0 };
+        let mut v = if base == 8 {
+            e.to_digit(8).unwrap_or(0)
+        } else {
+            0
+        };
         for _ in 0..n {
             let d = it.next().and_then(|d| d.to_digit(base)).unwrap_or(0);
             v = v.saturating_mul(base).saturating_add(d);
@@ -611,19 +654,56 @@ mod tests {
     #[test]
     fn tokens_as_prometheus_reads_them() {
         use Kind::*;
-        assert_eq!(kinds("sum by (job) (rate(x[5m]))"), vec![
-            Aggregator, Keyword, LeftParen, Identifier, RightParen, LeftParen, Identifier, LeftParen, Identifier,
-            LeftBracket, Duration, RightBracket, RightParen, RightParen, Eof
-        ]);
+        assert_eq!(
+            kinds("sum by (job) (rate(x[5m]))"),
+            vec![
+                Aggregator,
+                Keyword,
+                LeftParen,
+                Identifier,
+                RightParen,
+                LeftParen,
+                Identifier,
+                LeftParen,
+                Identifier,
+                LeftBracket,
+                Duration,
+                RightBracket,
+                RightParen,
+                RightParen,
+                Eof
+            ]
+        );
         // Inside braces, keywords are names.
-        assert_eq!(kinds("x{by=~'a', on!~\"b\"}"), vec![
-            Identifier, LeftBrace, Identifier, EqlRegex, Str, Comma, Identifier, NeqRegex, Str, RightBrace, Eof
-        ]);
-        assert_eq!(kinds("smoothed + anchored"), vec![Identifier, Op, Identifier, Eof]);
-        assert_eq!(kinds("a:b @ -1e3 # c"), vec![MetricIdentifier, At, Op, Number, Eof]);
-        assert_eq!(kinds("x[5m:1m] offset 1h30m"), vec![
-            Identifier, LeftBracket, Duration, Colon, Duration, RightBracket, Keyword, Duration, Eof
-        ]);
+        assert_eq!(
+            kinds("x{by=~'a', on!~\"b\"}"),
+            vec![
+                Identifier, LeftBrace, Identifier, EqlRegex, Str, Comma, Identifier, NeqRegex, Str,
+                RightBrace, Eof
+            ]
+        );
+        assert_eq!(
+            kinds("smoothed + anchored"),
+            vec![Identifier, Op, Identifier, Eof]
+        );
+        assert_eq!(
+            kinds("a:b @ -1e3 # c"),
+            vec![MetricIdentifier, At, Op, Number, Eof]
+        );
+        assert_eq!(
+            kinds("x[5m:1m] offset 1h30m"),
+            vec![
+                Identifier,
+                LeftBracket,
+                Duration,
+                Colon,
+                Duration,
+                RightBracket,
+                Keyword,
+                Duration,
+                Eof
+            ]
+        );
         assert_eq!(kinds("Inf + 0x1F"), vec![Number, Op, Number, Eof]);
     }
 
@@ -634,25 +714,55 @@ mod tests {
         assert_eq!(err("up}"), (2, "unexpected character: '}'".into()));
         assert_eq!(err("up]"), (2, "unexpected right bracket ']'".into()));
         assert_eq!(err("\"abc"), (0, "unterminated quoted string".into()));
-        assert_eq!(err("\"a\\qb\""), (0, "unknown escape sequence U+0071 'q'".into()));
-        assert_eq!(err("\"\\uD800\""), (0, "escape sequence is an invalid Unicode code point".into()));
-        assert_eq!(err("\"\\400\""), (0, "escape sequence is an invalid Unicode code point".into()));
-        assert_eq!(err("\"\\x4\""), (0, "illegal character U+0022 '\"' in escape sequence".into()));
-        assert_eq!(err("up[5]"), (3, "missing unit character in duration".into()));
+        assert_eq!(
+            err("\"a\\qb\""),
+            (0, "unknown escape sequence U+0071 'q'".into())
+        );
+        assert_eq!(
+            err("\"\\uD800\""),
+            (0, "escape sequence is an invalid Unicode code point".into())
+        );
+        assert_eq!(
+            err("\"\\400\""),
+            (0, "escape sequence is an invalid Unicode code point".into())
+        );
+        assert_eq!(
+            err("\"\\x4\""),
+            (0, "illegal character U+0022 '\"' in escape sequence".into())
+        );
+        assert_eq!(
+            err("up[5]"),
+            (3, "missing unit character in duration".into())
+        );
         assert_eq!(err("up[1x]"), (3, "bad duration syntax: \"1\"".into()));
-        assert_eq!(err("x offset 5x"), (9, "bad number or duration syntax: \"5\"".into()));
+        assert_eq!(
+            err("x offset 5x"),
+            (9, "bad number or duration syntax: \"5\"".into())
+        );
         assert_eq!(err("up[5m:1m:1m]"), (8, "unexpected colon ':'".into()));
-        assert_eq!(err("up !~ \"a\""), (3, "unexpected character after '!': '~'".into()));
+        assert_eq!(
+            err("up !~ \"a\""),
+            (3, "unexpected character after '!': '~'".into())
+        );
         assert_eq!(err("$"), (0, "unexpected character: '$'".into()));
-        assert_eq!(err("up{a=\"b\""), (8, "unexpected end of input inside braces".into()));
-        assert_eq!(err("'\\\"'"), (0, "unknown escape sequence U+0022 '\"'".into()));
+        assert_eq!(
+            err("up{a=\"b\""),
+            (8, "unexpected end of input inside braces".into())
+        );
+        assert_eq!(
+            err("'\\\"'"),
+            (0, "unknown escape sequence U+0022 '\"'".into())
+        );
     }
 
     #[test]
     fn strings_unquote_as_go_does() {
         assert_eq!(unquote(r#""M\xc3\xbcnchen""#), "München".as_bytes());
         assert_eq!(unquote(r#""\377""#), vec![0xff]);
-        assert_eq!(unquote(r#""\a\b\f\n\r\t\v\\\"""#), b"\x07\x08\x0c\n\r\t\x0b\\\"".to_vec());
+        assert_eq!(
+            unquote(r#""\a\b\f\n\r\t\v\\\"""#),
+            b"\x07\x08\x0c\n\r\t\x0b\\\"".to_vec()
+        );
         assert_eq!(unquote(r"'\''"), b"'".to_vec());
         assert_eq!(unquote(r#""\u00fc\U0001F600""#), "ü😀".as_bytes());
         assert_eq!(unquote(r"`\d+`"), br"\d+".to_vec());

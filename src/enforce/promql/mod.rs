@@ -39,7 +39,12 @@ impl Tenant {
             format!("{label}=~\"{}\"", escape(&alternatives.join("|")))
         };
         let selector_key = format!("match[]\0{printed}");
-        Tenant { label: label.to_string(), values, printed, selector_key }
+        Tenant {
+            label: label.to_string(),
+            values,
+            printed,
+            selector_key,
+        }
     }
 
     /// True when `m` is exactly the matcher this tenant adds.
@@ -52,7 +57,11 @@ impl Tenant {
         match (regex_mask::op(m, masked), self.values.as_slice()) {
             ((Op::Equal, v), [only]) => v == only,
             ((Op::Re, v), values) if values.len() > 1 => {
-                v == values.iter().map(|v| regex_escape(v)).collect::<Vec<_>>().join("|")
+                v == values
+                    .iter()
+                    .map(|v| regex_escape(v))
+                    .collect::<Vec<_>>()
+                    .join("|")
             }
             _ => false,
         }
@@ -95,7 +104,9 @@ impl EnforceError {
     /// `invalid parameter "query": 1:5: parse error: …`.
     pub fn in_parameter(self, key: &str) -> EnforceError {
         match self {
-            EnforceError::BadData(m) => EnforceError::BadData(format!("invalid parameter \"{key}\": {m}")),
+            EnforceError::BadData(m) => {
+                EnforceError::BadData(format!("invalid parameter \"{key}\": {m}"))
+            }
             forbidden => forbidden,
         }
     }
@@ -139,7 +150,12 @@ pub fn enforce(query: &str, tenant: &Tenant, max_depth: usize) -> Result<String,
 
 /// [`enforce`] with the fast parse on or off; the tests check that both agree.
 #[doc(hidden)]
-pub fn enforce_with(query: &str, tenant: &Tenant, max_depth: usize, fast: bool) -> Result<String, EnforceError> {
+pub fn enforce_with(
+    query: &str,
+    tenant: &Tenant,
+    max_depth: usize,
+    fast: bool,
+) -> Result<String, EnforceError> {
     check_nesting(query, max_depth)?;
     let prepared = prepared(query)?;
     // The fast parse, when it means the same (see regex_mask).
@@ -171,12 +187,20 @@ fn invalid(query: &str, parser_error: &str) -> EnforceError {
 }
 
 /// Rewrites a series selector (`match[]`): it must be a vector selector.
-pub fn enforce_selector(selector: &str, tenant: &Tenant, max_depth: usize) -> Result<String, EnforceError> {
+pub fn enforce_selector(
+    selector: &str,
+    tenant: &Tenant,
+    max_depth: usize,
+) -> Result<String, EnforceError> {
     check_nesting(selector, max_depth)?;
     let prepared = prepared(selector)?;
     match parse_text(&prepared.text) {
-        Ok(expr @ Expr::VectorSelector(_)) => print::print(&expr, tenant, max_depth, false, &prepared),
-        Ok(_) => Err(EnforceError::BadData(format!("match[] must be a series selector, got {selector:?}"))),
+        Ok(expr @ Expr::VectorSelector(_)) => {
+            print::print(&expr, tenant, max_depth, false, &prepared)
+        }
+        Ok(_) => Err(EnforceError::BadData(format!(
+            "match[] must be a series selector, got {selector:?}"
+        ))),
         Err(e) => Err(invalid(selector, &e)),
     }
 }
@@ -231,11 +255,18 @@ fn check_nesting(query: &str, max_depth: usize) -> Result<(), EnforceError> {
                 word = i..i;
             }
             word.end = i + 1;
-            if bytes.peek().is_some_and(|(_, n)| n.is_ascii_alphanumeric() || *n == b'_') {
+            if bytes
+                .peek()
+                .is_some_and(|(_, n)| n.is_ascii_alphanumeric() || *n == b'_')
+            {
                 continue;
             }
             let w = query.as_bytes().get(word.clone()).unwrap_or_default();
-            if braces == 0 && ["and", "or", "unless", "atan2"].iter().any(|k| w.eq_ignore_ascii_case(k.as_bytes())) {
+            if braces == 0
+                && ["and", "or", "unless", "atan2"]
+                    .iter()
+                    .any(|k| w.eq_ignore_ascii_case(k.as_bytes()))
+            {
                 ops += 1;
             }
             word = 0..0;
@@ -302,7 +333,12 @@ mod tests {
 
     #[test]
     fn output_reparses_to_itself() {
-        for q in ["a + b * c", "sum by (x) (rate(y[5m] @ 5 offset 1m))", r#"x{a=~"\\d+"}"#, "-a ^ 2"] {
+        for q in [
+            "a + b * c",
+            "sum by (x) (rate(y[5m] @ 5 offset 1m))",
+            r#"x{a=~"\\d+"}"#,
+            "-a ^ 2",
+        ] {
             let once = rw(q);
             assert_eq!(rw(&once), once, "{q}");
         }
@@ -325,13 +361,20 @@ mod tests {
                 assert!(!e.contains("unknown function"), "{name}: {e}");
             }
         }
-        assert_eq!(rw("holt_winters(x[5m], 0.5, 0.5)"), r#"holt_winters(x{project_id="p1"}[5m], 0.5, 0.5)"#);
+        assert_eq!(
+            rw("holt_winters(x[5m], 0.5, 0.5)"),
+            r#"holt_winters(x{project_id="p1"}[5m], 0.5, 0.5)"#
+        );
     }
 
     #[test]
     fn a_value_that_starts_with_a_mask_marker_stays_an_equality() {
         // The plain parse (the query holds a marker) must not read the user's value as masked.
-        for q in ["up{job=\"\u{E000}.+\"}", "up{job!=\"\u{E001}x\"}", "up{job=\"\\ue000.+\"}"] {
+        for q in [
+            "up{job=\"\u{E000}.+\"}",
+            "up{job!=\"\u{E001}x\"}",
+            "up{job=\"\\ue000.+\"}",
+        ] {
             let out = rw(q);
             assert!(!out.contains("=~") && !out.contains("!~"), "{q} -> {out}");
             assert_eq!(rw(&out), out, "stable");
@@ -340,8 +383,13 @@ mod tests {
 
     #[test]
     fn info_needs_its_selector() {
-        assert!(matches!(enforce("info(up)", &t(), 64), Err(EnforceError::BadData(m)) if m.contains("info()")));
-        assert!(matches!(enforce("sum(info(rate(x[5m])))", &t(), 64), Err(EnforceError::BadData(_))));
+        assert!(
+            matches!(enforce("info(up)", &t(), 64), Err(EnforceError::BadData(m)) if m.contains("info()"))
+        );
+        assert!(matches!(
+            enforce("sum(info(rate(x[5m])))", &t(), 64),
+            Err(EnforceError::BadData(_))
+        ));
         assert_eq!(
             rw(r#"info(up, {k8s_cluster_name=~".+"})"#),
             r#"info(up{project_id="p1"}, {k8s_cluster_name=~".+",project_id="p1"})"#
@@ -351,7 +399,10 @@ mod tests {
     #[test]
     fn other_project_is_forbidden() {
         let e = enforce(r#"up{project_id="p2"}"#, &t(), 64).unwrap_err();
-        assert!(matches!(e, EnforceError::Forbidden(ref m) if m.contains("p2")), "{e:?}");
+        assert!(
+            matches!(e, EnforceError::Forbidden(ref m) if m.contains("p2")),
+            "{e:?}"
+        );
         let e = enforce(r#"sum(rate(x[5m])) / sum(up{project_id="p2"})"#, &t(), 64).unwrap_err();
         assert!(matches!(e, EnforceError::Forbidden(_)));
     }
@@ -367,24 +418,44 @@ mod tests {
     /// Both parses, the same answer, and the answer is stable.
     fn both(q: &str) -> String {
         let out = enforce_with(q, &t(), 64, true).unwrap_or_else(|e| panic!("{q}: {e:?}"));
-        assert_eq!(enforce_with(q, &t(), 64, false).as_ref(), Ok(&out), "fast and plain differ: {q}");
-        assert_eq!(enforce(&out, &t(), 64).as_ref(), Ok(&out), "not idempotent: {q}");
+        assert_eq!(
+            enforce_with(q, &t(), 64, false).as_ref(),
+            Ok(&out),
+            "fast and plain differ: {q}"
+        );
+        assert_eq!(
+            enforce(&out, &t(), 64).as_ref(),
+            Ok(&out),
+            "not idempotent: {q}"
+        );
         out
     }
 
     #[test]
     fn negative_at_is_answered() {
         assert_eq!(both("x @ -100.5"), r#"x{project_id="p1"} @ -100.500"#);
-        assert_eq!(both("rate(x[5m] @ -1) + y @ 2"), r#"rate(x{project_id="p1"}[5m] @ -1.000) + y{project_id="p1"} @ 2.000"#);
-        assert_eq!(both("(x @ 3)[5m:] @ - 5"), r#"(x{project_id="p1"} @ 3.000)[5m:] @ -5.000"#);
+        assert_eq!(
+            both("rate(x[5m] @ -1) + y @ 2"),
+            r#"rate(x{project_id="p1"}[5m] @ -1.000) + y{project_id="p1"} @ 2.000"#
+        );
+        assert_eq!(
+            both("(x @ 3)[5m:] @ - 5"),
+            r#"(x{project_id="p1"} @ 3.000)[5m:] @ -5.000"#
+        );
         assert_eq!(both("x @ +7"), r#"x{project_id="p1"} @ 7.000"#);
     }
 
     #[test]
     fn go_byte_escapes_are_bytes() {
         // `\xc3\xbc` is ü, as Go reads it; printed as the character.
-        assert_eq!(both(r#"city_temp{city="M\xc3\xbcnchen"}"#), r#"city_temp{city="München",project_id="p1"}"#);
-        assert_eq!(both(r#"count(x{city!="M\303\274nchen"})"#), r#"count (x{city!="München",project_id="p1"})"#);
+        assert_eq!(
+            both(r#"city_temp{city="M\xc3\xbcnchen"}"#),
+            r#"city_temp{city="München",project_id="p1"}"#
+        );
+        assert_eq!(
+            both(r#"count(x{city!="M\303\274nchen"})"#),
+            r#"count (x{city!="München",project_id="p1"})"#
+        );
         assert_eq!(
             both(r#"label_replace(x, "c2", "\xc3\xbc", "", "")"#),
             r#"label_replace(x{project_id="p1"}, "c2", "ü", "", "")"#
@@ -394,26 +465,51 @@ mod tests {
         // Go refuses a regex that is not UTF-8, and so does the filter, in Go's words.
         assert_eq!(
             enforce(r#"x{a=~"\377|b"}"#, &t(), 64),
-            Err(EnforceError::BadData("1:3: parse error: error parsing regexp: invalid UTF-8: `\u{fffd}|b)$`".into()))
+            Err(EnforceError::BadData(
+                "1:3: parse error: error parsing regexp: invalid UTF-8: `\u{fffd}|b)$`".into()
+            ))
         );
         assert_eq!(both(r#"x{a="\xc3ü"}"#), r#"x{a="\xc3ü",project_id="p1"}"#);
         // Every escape Go knows.
-        assert_eq!(both(r#"x{a="\a\b\f\n\r\t\v\\\"", b='\''}"#), "x{a=\"\\u0007\\u0008\\u000c\\n\\r\\t\\u000b\\\\\\\"\",b=\"'\",project_id=\"p1\"}");
-        assert_eq!(both(r#"x{a="\u00fc\U0001F600"}"#), r#"x{a="ü😀",project_id="p1"}"#);
+        assert_eq!(
+            both(r#"x{a="\a\b\f\n\r\t\v\\\"", b='\''}"#),
+            "x{a=\"\\u0007\\u0008\\u000c\\n\\r\\t\\u000b\\\\\\\"\",b=\"'\",project_id=\"p1\"}"
+        );
+        assert_eq!(
+            both(r#"x{a="\u00fc\U0001F600"}"#),
+            r#"x{a="ü😀",project_id="p1"}"#
+        );
         // The tenant label itself: a byte value is no grant.
-        assert!(matches!(enforce(r#"x{project_id="\xff"}"#, &t(), 64), Err(EnforceError::Forbidden(m)) if m.contains("\\xff")));
+        assert!(
+            matches!(enforce(r#"x{project_id="\xff"}"#, &t(), 64), Err(EnforceError::Forbidden(m)) if m.contains("\\xff"))
+        );
     }
 
     #[test]
     fn reserved_words_are_names() {
         assert_eq!(both("smoothed"), r#"smoothed{project_id="p1"}"#);
-        assert_eq!(both("sum by (anchored) (up)"), r#"sum by (anchored) (up{project_id="p1"})"#);
-        assert_eq!(both(r#"anchored{job="x"}"#), r#"anchored{job="x",project_id="p1"}"#);
-        assert_eq!(both(r#"Smoothed * on(Anchored) x{anchored=~"a.*"}"#), r#"Smoothed{project_id="p1"} * on (Anchored) x{anchored=~"a.*",project_id="p1"}"#);
+        assert_eq!(
+            both("sum by (anchored) (up)"),
+            r#"sum by (anchored) (up{project_id="p1"})"#
+        );
+        assert_eq!(
+            both(r#"anchored{job="x"}"#),
+            r#"anchored{job="x",project_id="p1"}"#
+        );
+        assert_eq!(
+            both(r#"Smoothed * on(Anchored) x{anchored=~"a.*"}"#),
+            r#"Smoothed{project_id="p1"} * on (Anchored) x{anchored=~"a.*",project_id="p1"}"#
+        );
         // A reserved word as the tenant label is still the tenant label.
         let t = Tenant::new("anchored", vec!["p1".into()]);
-        assert_eq!(enforce(r#"x{anchored="p1"}"#, &t, 64).unwrap(), r#"x{anchored="p1"}"#);
-        assert!(matches!(enforce(r#"x{anchored="p2"}"#, &t, 64), Err(EnforceError::Forbidden(_))));
+        assert_eq!(
+            enforce(r#"x{anchored="p1"}"#, &t, 64).unwrap(),
+            r#"x{anchored="p1"}"#
+        );
+        assert!(matches!(
+            enforce(r#"x{anchored="p2"}"#, &t, 64),
+            Err(EnforceError::Forbidden(_))
+        ));
     }
 
     #[test]
@@ -422,29 +518,54 @@ mod tests {
             Err(EnforceError::BadData(m)) => m,
             other => panic!("{q}: {other:?}"),
         };
-        assert_eq!(bad("rate(x[5m]"), "1:11: parse error: unclosed left parenthesis");
-        assert_eq!(bad("sum(up) by (job"), "1:16: parse error: unclosed left parenthesis");
+        assert_eq!(
+            bad("rate(x[5m]"),
+            "1:11: parse error: unclosed left parenthesis"
+        );
+        assert_eq!(
+            bad("sum(up) by (job"),
+            "1:16: parse error: unclosed left parenthesis"
+        );
         assert_eq!(
             bad("sum(rate(cloud_instance[5m])) cloud_instances"),
             "1:31: parse error: unexpected identifier \"cloud_instances\""
         );
-        assert_eq!(bad("x{a=\"\\q\"}"), "1:5: parse error: unknown escape sequence U+0071 'q'");
-        assert_eq!(bad("match[] x"), "1:7: parse error: missing unit character in duration");
+        assert_eq!(
+            bad("x{a=\"\\q\"}"),
+            "1:5: parse error: unknown escape sequence U+0071 'q'"
+        );
+        assert_eq!(
+            bad("match[] x"),
+            "1:7: parse error: missing unit character in duration"
+        );
     }
 
     #[test]
     fn raw_strings_are_read_without_escapes() {
         let t = Tenant::new("project_id", vec!["p1".into()]);
         let cases = [
-            (r"up{job=~`\d+|api`}", r#"up{job=~"\\d+|api",project_id="p1"}"#),
-            (r#"label_replace(up, "x", "$1", "job", `(\w+)`)"#, r#"label_replace(up{project_id="p1"}, "x", "$1", "job", "(\\w+)")"#),
+            (
+                r"up{job=~`\d+|api`}",
+                r#"up{job=~"\\d+|api",project_id="p1"}"#,
+            ),
+            (
+                r#"label_replace(up, "x", "$1", "job", `(\w+)`)"#,
+                r#"label_replace(up{project_id="p1"}, "x", "$1", "job", "(\\w+)")"#,
+            ),
             (r#"up{a=`x"y`}"#, r#"up{a="x\"y",project_id="p1"}"#),
             ("up{a=`tab\there`}", r#"up{a="tab\there",project_id="p1"}"#),
-            ("up{a=`two\nlines`}", r#"up{a="two\nlines",project_id="p1"}"#),
+            (
+                "up{a=`two\nlines`}",
+                r#"up{a="two\nlines",project_id="p1"}"#,
+            ),
         ];
         for (q, want) in cases {
             for fast in [true, false] {
-                assert_eq!(enforce_with(q, &t, 64, fast).unwrap(), want, "{q} (fast {fast})");
+                assert_eq!(
+                    enforce_with(q, &t, 64, fast).unwrap(),
+                    want,
+                    "{q} (fast {fast})"
+                );
             }
             let out = enforce(q, &t, 64).unwrap();
             assert_eq!(enforce(&out, &t, 64).unwrap(), out, "idempotent: {q}");
@@ -452,22 +573,37 @@ mod tests {
         // A backtick inside a quoted string or a comment starts nothing.
         let text = |q: &str| prepare::prepare(q).map(|p| p.text.into_owned());
         assert_eq!(text(r#"up{a="`x`"}"#).unwrap(), r#"up{a="`x`"}"#);
-        assert_eq!(text("up{a='`\\''} # it's `x`\n+ up").unwrap(), "up{a=\"`'\"} # it's `x`\n+ up");
-        assert_eq!(text("a{b=`c`} + d{e=`f`}").unwrap(), r#"a{b="c"} + d{e="f"}"#);
-        assert!(enforce("up{a=`open}", &t, 64).is_err(), "an unclosed raw string stays an error");
+        assert_eq!(
+            text("up{a='`\\''} # it's `x`\n+ up").unwrap(),
+            "up{a=\"`'\"} # it's `x`\n+ up"
+        );
+        assert_eq!(
+            text("a{b=`c`} + d{e=`f`}").unwrap(),
+            r#"a{b="c"} + d{e="f"}"#
+        );
+        assert!(
+            enforce("up{a=`open}", &t, 64).is_err(),
+            "an unclosed raw string stays an error"
+        );
     }
 
     #[test]
     fn parse_errors_are_bad_data() {
         for q in ["sum(", "", "up{", "foo bar", "x:[ 0]", "x[0s]", "x[5m:0s]"] {
-            assert!(matches!(enforce(q, &t(), 64), Err(EnforceError::BadData(_))), "{q}");
+            assert!(
+                matches!(enforce(q, &t(), 64), Err(EnforceError::BadData(_))),
+                "{q}"
+            );
         }
     }
 
     #[test]
     fn nesting_is_bounded() {
         let deep = format!("{}1{}", "(".repeat(100), ")".repeat(100));
-        assert!(matches!(enforce(&deep, &t(), 64), Err(EnforceError::BadData(_))));
+        assert!(matches!(
+            enforce(&deep, &t(), 64),
+            Err(EnforceError::BadData(_))
+        ));
         // Brackets inside strings do not count.
         let q = format!("x{{a=\"{}\"}}", "(".repeat(100));
         assert!(enforce(&q, &t(), 64).is_ok());
@@ -487,11 +623,17 @@ mod tests {
 
     #[test]
     fn operators_are_bounded_but_matchers_do_not_count() {
-        let many = (0..100).map(|i| format!("l{i}=\"v\"")).collect::<Vec<_>>().join(",");
+        let many = (0..100)
+            .map(|i| format!("l{i}=\"v\""))
+            .collect::<Vec<_>>()
+            .join(",");
         assert!(enforce(&format!("up{{{many}}}"), &t(), 64).is_ok());
         for op in ["+", "==", "!=", "and", "or", ">="] {
             let chain = vec!["up"; 300].join(&format!(" {op} "));
-            assert!(matches!(enforce(&chain, &t(), 64), Err(EnforceError::BadData(_))), "{op}");
+            assert!(
+                matches!(enforce(&chain, &t(), 64), Err(EnforceError::BadData(_))),
+                "{op}"
+            );
         }
         assert!(enforce(&vec!["up"; 100].join(" + "), &t(), 64).is_ok());
     }
@@ -499,12 +641,18 @@ mod tests {
     #[test]
     fn several_values_use_an_anchored_escaped_regex() {
         let t = Tenant::new("project_id", vec!["a.b".into(), "c".into()]);
-        assert_eq!(enforce("up", &t, 64).unwrap(), r#"up{project_id=~"a\\.b|c"}"#);
+        assert_eq!(
+            enforce("up", &t, 64).unwrap(),
+            r#"up{project_id=~"a\\.b|c"}"#
+        );
     }
 
     #[test]
     fn lookalike_labels_do_not_count_as_the_tenant_matcher() {
-        assert_eq!(rw(r#"up{xproject_id="p1"}"#), r#"up{xproject_id="p1",project_id="p1"}"#);
+        assert_eq!(
+            rw(r#"up{xproject_id="p1"}"#),
+            r#"up{xproject_id="p1",project_id="p1"}"#
+        );
         let t2 = Tenant::new("project_id", vec!["a".into(), "b".into()]);
         assert_eq!(
             enforce(r#"up{project_id=~"a|b"}"#, &t2, 64).unwrap(),
@@ -518,7 +666,10 @@ mod tests {
 
     #[test]
     fn selectors() {
-        assert_eq!(enforce_selector(r#"{job="x"}"#, &t(), 64).unwrap(), r#"{job="x",project_id="p1"}"#);
+        assert_eq!(
+            enforce_selector(r#"{job="x"}"#, &t(), 64).unwrap(),
+            r#"{job="x",project_id="p1"}"#
+        );
         assert!(enforce_selector("rate(x[5m])", &t(), 64).is_err());
     }
 }

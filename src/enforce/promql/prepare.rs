@@ -56,7 +56,10 @@ pub struct Prepared<'a> {
 impl Prepared<'_> {
     /// The user's name for a name the parser returned.
     pub fn name<'a>(&'a self, parsed: &'a str) -> &'a str {
-        self.names.iter().find(|(p, _)| p == parsed).map_or(parsed, |(_, original)| original)
+        self.names
+            .iter()
+            .find(|(p, _)| p == parsed)
+            .map_or(parsed, |(_, original)| original)
     }
 }
 
@@ -73,7 +76,10 @@ pub fn prepare(query: &str) -> Result<Prepared<'_>, Unprepared> {
     if !needs_preparing(query) {
         // Nothing here reads differently: promql-parser decides alone (a query that does not
         // lex is explained by the syntax checker all the same).
-        return Ok(Prepared { text: Cow::Borrowed(query), ..Prepared::default() });
+        return Ok(Prepared {
+            text: Cow::Borrowed(query),
+            ..Prepared::default()
+        });
     }
     let (tokens, err) = lex::tokens_v3(query);
     if err.is_some() {
@@ -90,7 +96,9 @@ pub fn prepare(query: &str) -> Result<Prepared<'_>, Unprepared> {
         let replacement = match t.kind {
             Kind::Str if text.starts_with('`') || text.contains('\\') => {
                 let bytes = lex::unquote(text);
-                if matches!(previous, Kind::EqlRegex | Kind::NeqRegex) && std::str::from_utf8(&bytes).is_err() {
+                if matches!(previous, Kind::EqlRegex | Kind::NeqRegex)
+                    && std::str::from_utf8(&bytes).is_err()
+                {
                     // Go refuses a regex that is not UTF-8; the checker says so as it does.
                     return Err(Unprepared::Invalid);
                 }
@@ -113,8 +121,12 @@ pub fn prepare(query: &str) -> Result<Prepared<'_>, Unprepared> {
                 Some(placeholder(query, &mut p.names, text))
             }
             Kind::At => {
-                let sign = tokens.get(i + 1).filter(|n| n.kind == Kind::Op && matches!(n.text(query), "-" | "+"));
-                let number = tokens.get(i + 1 + usize::from(sign.is_some())).filter(|n| n.kind == Kind::Number);
+                let sign = tokens
+                    .get(i + 1)
+                    .filter(|n| n.kind == Kind::Op && matches!(n.text(query), "-" | "+"));
+                let number = tokens
+                    .get(i + 1 + usize::from(sign.is_some()))
+                    .filter(|n| n.kind == Kind::Number);
                 let minus = sign.filter(|s| s.text(query) == "-");
                 if let (Some(minus), Some(_)) = (minus, number) {
                     // Keep the `@`, drop the minus.
@@ -160,7 +172,10 @@ fn needs_preparing(query: &str) -> bool {
     let b = query.as_bytes();
     b.iter().enumerate().any(|(i, c)| match c {
         b'\\' | b'`' | b'@' => true,
-        b's' | b'S' | b'a' | b'A' => RESERVED.iter().any(|w| b.get(i..i + w.len()).is_some_and(|s| s.eq_ignore_ascii_case(w.as_bytes()))),
+        b's' | b'S' | b'a' | b'A' => RESERVED.iter().any(|w| {
+            b.get(i..i + w.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(w.as_bytes()))
+        }),
         _ => false,
     })
 }
@@ -196,7 +211,10 @@ mod tests {
     use super::*;
 
     fn text(q: &str) -> String {
-        prepare(q).unwrap_or_else(|e| panic!("{q}: {e:?}")).text.into_owned()
+        prepare(q)
+            .unwrap_or_else(|e| panic!("{q}: {e:?}"))
+            .text
+            .into_owned()
     }
 
     #[test]
@@ -215,7 +233,10 @@ mod tests {
     #[test]
     fn reserved_words_become_placeholders() {
         let p = prepare("sum by (anchored) (smoothed{Anchored=\"x\"}) + smoothed").unwrap();
-        assert_eq!(p.text, "sum by (kpw_reserved_0) (kpw_reserved_1{kpw_reserved_2=\"x\"}) + kpw_reserved_1");
+        assert_eq!(
+            p.text,
+            "sum by (kpw_reserved_0) (kpw_reserved_1{kpw_reserved_2=\"x\"}) + kpw_reserved_1"
+        );
         assert_eq!(p.name("kpw_reserved_2"), "Anchored");
         assert_eq!(p.name("up"), "up");
         // A placeholder never collides with the user's own names.

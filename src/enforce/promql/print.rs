@@ -8,12 +8,20 @@ use super::{EnforceError, Tenant};
 use crate::config::is_label_name;
 use crate::enforce::regex_mask::{self, Op};
 use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::{AtModifier, BinModifier, Expr, LabelModifier, Offset, VectorMatchCardinality, VectorSelector};
+use promql_parser::parser::{
+    AtModifier, BinModifier, Expr, LabelModifier, Offset, VectorMatchCardinality, VectorSelector,
+};
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Prints `e` for `tenant`; `masked`: the tree comes from the masked parse (see regex_mask).
-pub fn print(e: &Expr, tenant: &Tenant, max_depth: usize, masked: bool, prepared: &Prepared) -> Result<String, EnforceError> {
+pub fn print(
+    e: &Expr,
+    tenant: &Tenant,
+    max_depth: usize,
+    masked: bool,
+    prepared: &Prepared,
+) -> Result<String, EnforceError> {
     let mut p = Printer {
         tenant,
         out: String::with_capacity(prepared.text.len() + 32),
@@ -73,7 +81,9 @@ impl Printer<'_> {
                 self.out.push('-');
                 match &*u.expr {
                     // `-a ^ b` already means `-(a ^ b)`; other operators bind looser.
-                    Expr::Binary(b) if precedence(&b.op.to_string()) == POW => self.expr(&u.expr, d)?,
+                    Expr::Binary(b) if precedence(&b.op.to_string()) == POW => {
+                        self.expr(&u.expr, d)?
+                    }
                     Expr::Binary(_) => self.parenthesized(&u.expr, d)?,
                     Expr::Unary(_) => {
                         self.out.push(' ');
@@ -86,7 +96,11 @@ impl Printer<'_> {
                 let op = b.op.to_string();
                 let prec = precedence(&op);
                 // Left-associative, but `^` is right-associative.
-                let (lhs_min, rhs_min) = if prec == POW { (prec + 1, prec) } else { (prec, prec + 1) };
+                let (lhs_min, rhs_min) = if prec == POW {
+                    (prec + 1, prec)
+                } else {
+                    (prec, prec + 1)
+                };
                 self.operand(&b.lhs, lhs_min, prec == POW, d)?;
                 self.out.push(' ');
                 self.out.push_str(&op);
@@ -161,7 +175,13 @@ impl Printer<'_> {
     /// An operand of a binary operator, bracketed only where precedence needs it (the
     /// parser keeps the user's own brackets as nodes, so this adds none to parsed input
     /// and the output nests no deeper than the input).
-    fn operand(&mut self, e: &Expr, min_prec: u8, lhs_of_pow: bool, depth: usize) -> Result<(), EnforceError> {
+    fn operand(
+        &mut self,
+        e: &Expr,
+        min_prec: u8,
+        lhs_of_pow: bool,
+        depth: usize,
+    ) -> Result<(), EnforceError> {
         let needs = match e {
             Expr::Binary(b) => precedence(&b.op.to_string()) < min_prec,
             // `-a ^ b` would read as `-(a ^ b)`.
@@ -270,7 +290,8 @@ impl Printer<'_> {
             vec![&vs.matchers.matchers]
         } else {
             // The parser moves plain matchers into the first group when it sees `or`.
-            let mut g: Vec<&[Matcher]> = vs.matchers.or_matchers.iter().map(Vec::as_slice).collect();
+            let mut g: Vec<&[Matcher]> =
+                vs.matchers.or_matchers.iter().map(Vec::as_slice).collect();
             if !vs.matchers.matchers.is_empty() {
                 g.push(&vs.matchers.matchers);
             }
@@ -319,17 +340,33 @@ impl Printer<'_> {
             Op::Re => "=~",
             Op::NotRe => "!~",
         };
-        let _ = write!(self.out, "{op}\"{}\"", escape_str(value, self.prepared.bytes));
+        let _ = write!(
+            self.out,
+            "{op}\"{}\"",
+            escape_str(value, self.prepared.bytes)
+        );
     }
 
-    fn at_offset(&mut self, at: &Option<AtModifier>, offset: &Option<Offset>) -> Result<(), EnforceError> {
+    fn at_offset(
+        &mut self,
+        at: &Option<AtModifier>,
+        offset: &Option<Offset>,
+    ) -> Result<(), EnforceError> {
         match at {
             Some(AtModifier::Start) => self.out.push_str(" @ start()"),
             Some(AtModifier::End) => self.out.push_str(" @ end()"),
             Some(AtModifier::At(t)) => {
-                let negative = self.prepared.negative_at.get(self.next_at).copied().ok_or_else(|| {
-                    EnforceError::BadData("the query's @ modifiers could not be matched up; please report it".into())
-                })?;
+                let negative = self
+                    .prepared
+                    .negative_at
+                    .get(self.next_at)
+                    .copied()
+                    .ok_or_else(|| {
+                        EnforceError::BadData(
+                            "the query's @ modifiers could not be matched up; please report it"
+                                .into(),
+                        )
+                    })?;
                 self.next_at += 1;
                 let ts = timestamp(*t)?;
                 let sign = if negative { "-" } else { "" };
@@ -369,7 +406,9 @@ fn precedence(op: &str) -> u8 {
 /// The parser lets `[0]` through; Prometheus refuses an empty range, and so must the printer.
 fn nonzero(range: &Duration) -> Result<(), EnforceError> {
     if range.is_zero() {
-        Err(EnforceError::BadData("a range must be greater than 0".into()))
+        Err(EnforceError::BadData(
+            "a range must be greater than 0".into(),
+        ))
     } else {
         Ok(())
     }
@@ -386,7 +425,11 @@ fn is_metric_name(s: &str) -> bool {
 fn timestamp(t: SystemTime) -> Result<String, EnforceError> {
     let ms = t
         .duration_since(UNIX_EPOCH)
-        .map_err(|_| EnforceError::BadData("an @ timestamp before 1970 reached the printer; please report it".into()))?
+        .map_err(|_| {
+            EnforceError::BadData(
+                "an @ timestamp before 1970 reached the printer; please report it".into(),
+            )
+        })?
         .as_millis();
     Ok(format!("{}.{:03}", ms / 1000, ms % 1000))
 }
@@ -398,7 +441,13 @@ fn duration(d: &Duration) -> String {
         return "0s".into();
     }
     let mut s = String::new();
-    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
         if ms >= size {
             let _ = write!(s, "{}{unit}", ms / size);
             ms %= size;
@@ -411,7 +460,11 @@ fn number(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         // `{:?}` is the shortest text that reads back to the same f64 (`1e300`, `0.1`).
         format!("{v:?}")
@@ -457,4 +510,3 @@ pub fn regex_escape(s: &str) -> String {
     }
     out
 }
-

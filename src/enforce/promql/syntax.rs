@@ -22,7 +22,14 @@ use super::lex::{self, go_quote, Kind, LexError, Token};
 /// none is found.
 pub fn check(query: &str) -> Result<(), String> {
     let (tokens, lex_error) = lex::tokens(query);
-    let mut p = Parser { src: query, tokens, lex_error, i: 0, error: None, aggregations: 0 };
+    let mut p = Parser {
+        src: query,
+        tokens,
+        lex_error,
+        i: 0,
+        error: None,
+        aggregations: 0,
+    };
     let outcome = p.start();
     if let (Ok(node), None) = (&outcome, &p.error) {
         let _ = p.check_types(node);
@@ -93,14 +100,40 @@ enum Shape {
     Number,
     Str,
     /// `name`: the metric name outside braces, `inner_name`: the first `__name__` matcher's value.
-    Selector { name: Option<String>, inner_name: Option<String>, matchers_match_empty: bool, offset: bool, at: bool },
+    Selector {
+        name: Option<String>,
+        inner_name: Option<String>,
+        matchers_match_empty: bool,
+        offset: bool,
+        at: bool,
+    },
     Matrix(Box<Node>),
-    Subquery { inner: Box<Node>, offset: bool, at: bool },
+    Subquery {
+        inner: Box<Node>,
+        offset: bool,
+        at: bool,
+    },
     Paren(Box<Node>),
     Unary(Box<Node>),
-    Binary { op: String, bool_: bool, lhs: Box<Node>, rhs: Box<Node>, on: Vec<String>, include: Vec<String>, matching: bool, card: Card },
-    Call { name: String, args: Vec<Node> },
-    Aggregate { op: String, param: Option<Box<Node>>, expr: Box<Node> },
+    Binary {
+        op: String,
+        bool_: bool,
+        lhs: Box<Node>,
+        rhs: Box<Node>,
+        on: Vec<String>,
+        include: Vec<String>,
+        matching: bool,
+        card: Card,
+    },
+    Call {
+        name: String,
+        args: Vec<Node>,
+    },
+    Aggregate {
+        op: String,
+        param: Option<Box<Node>>,
+        expr: Box<Node>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +241,10 @@ const FUNCTIONS: &[(&str, &str, i32, u8)] = &[
 ];
 
 fn function(name: &str) -> Option<(&'static str, i32, Type)> {
-    FUNCTIONS.iter().find(|f| f.0 == name).map(|f| (f.1, f.2, Type::of(f.3)))
+    FUNCTIONS
+        .iter()
+        .find(|f| f.0 == name)
+        .map(|f| (f.1, f.2, Type::of(f.3)))
 }
 
 /// The first error is recorded; everything after it is moot.
@@ -297,7 +333,11 @@ impl Parser<'_> {
 
     /// An unexpected token that no closer construct explains.
     fn unexpected_here<T>(&mut self, t: Token) -> Step<T> {
-        let context = if self.aggregations > 0 { "aggregation" } else { "" };
+        let context = if self.aggregations > 0 {
+            "aggregation"
+        } else {
+            ""
+        };
         self.unexpected(t, context, "")
     }
 
@@ -330,7 +370,16 @@ impl Parser<'_> {
             let rhs = self.expr(if prec == 6 { prec - 1 } else { prec })?;
             let (pos, end) = (lhs.pos, rhs.end);
             lhs = Node {
-                shape: Shape::Binary { op: text, bool_, lhs: Box::new(lhs), rhs: Box::new(rhs), on, include, matching, card },
+                shape: Shape::Binary {
+                    op: text,
+                    bool_,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                    on,
+                    include,
+                    matching,
+                    card,
+                },
                 pos,
                 end,
             };
@@ -340,7 +389,8 @@ impl Parser<'_> {
     #[allow(clippy::type_complexity)]
     fn bin_modifier(&mut self) -> Step<(bool, Vec<String>, Vec<String>, bool, Card)> {
         let mut bool_ = false;
-        let (mut on, mut include, mut matching, mut card) = (Vec::new(), Vec::new(), false, Card::OneToOne);
+        let (mut on, mut include, mut matching, mut card) =
+            (Vec::new(), Vec::new(), false, Card::OneToOne);
         let t = self.peek()?;
         if t.kind == Kind::Keyword && lower(self.text(t)) == "bool" {
             self.bump()?;
@@ -356,7 +406,11 @@ impl Parser<'_> {
             let word = lower(self.text(t));
             if t.kind == Kind::Keyword && (word == "group_left" || word == "group_right") {
                 self.bump()?;
-                card = if word == "group_left" { Card::ManyToOne } else { Card::OneToMany };
+                card = if word == "group_left" {
+                    Card::ManyToOne
+                } else {
+                    Card::OneToMany
+                };
                 if self.peek()?.kind == Kind::LeftParen {
                     include = self.grouping()?;
                 }
@@ -404,9 +458,14 @@ impl Parser<'_> {
     /// A token that may name a label in a grouping (keywords included).
     fn maybe_label(&self, t: Token) -> bool {
         match t.kind {
-            Kind::Identifier | Kind::MetricIdentifier | Kind::Aggregator | Kind::Preprocessor => true,
+            Kind::Identifier | Kind::MetricIdentifier | Kind::Aggregator | Kind::Preprocessor => {
+                true
+            }
             Kind::Keyword => lower(self.text(t)) != "without",
-            Kind::Op => matches!(lower(self.text(t)).as_str(), "and" | "or" | "unless" | "atan2"),
+            Kind::Op => matches!(
+                lower(self.text(t)).as_str(),
+                "and" | "or" | "unless" | "atan2"
+            ),
             _ => false,
         }
     }
@@ -414,7 +473,9 @@ impl Parser<'_> {
     /// A token that may name a metric (keywords included).
     fn metric_identifier(&self, t: Token) -> bool {
         match t.kind {
-            Kind::Identifier | Kind::MetricIdentifier | Kind::Aggregator | Kind::Preprocessor => true,
+            Kind::Identifier | Kind::MetricIdentifier | Kind::Aggregator | Kind::Preprocessor => {
+                true
+            }
             Kind::Keyword => matches!(lower(self.text(t)).as_str(), "by" | "offset" | "without"),
             Kind::Op => matches!(lower(self.text(t)).as_str(), "and" | "or" | "unless"),
             _ => false,
@@ -422,8 +483,10 @@ impl Parser<'_> {
     }
 
     fn starts_expression(&self, t: Token) -> bool {
-        matches!(t.kind, Kind::Number | Kind::Str | Kind::LeftParen | Kind::LeftBrace)
-            || (t.kind == Kind::Op && matches!(self.text(t), "+" | "-"))
+        matches!(
+            t.kind,
+            Kind::Number | Kind::Str | Kind::LeftParen | Kind::LeftBrace
+        ) || (t.kind == Kind::Op && matches!(self.text(t), "+" | "-"))
             || self.metric_identifier(t)
     }
 
@@ -435,9 +498,17 @@ impl Parser<'_> {
             let inner = self.expr(5)?;
             let end = inner.end;
             if matches!(inner.shape, Shape::Number) {
-                return Ok(Node { shape: Shape::Number, pos: t.pos, end });
+                return Ok(Node {
+                    shape: Shape::Number,
+                    pos: t.pos,
+                    end,
+                });
             }
-            return Ok(Node { shape: Shape::Unary(Box::new(inner)), pos: t.pos, end });
+            return Ok(Node {
+                shape: Shape::Unary(Box::new(inner)),
+                pos: t.pos,
+                end,
+            });
         }
         let primary = self.primary()?;
         self.postfix(primary)
@@ -448,26 +519,47 @@ impl Parser<'_> {
         match t.kind {
             Kind::Number => {
                 self.number(t)?;
-                Ok(Node { shape: Shape::Number, pos: t.pos, end: t.end })
+                Ok(Node {
+                    shape: Shape::Number,
+                    pos: t.pos,
+                    end: t.end,
+                })
             }
-            Kind::Str => Ok(Node { shape: Shape::Str, pos: t.pos, end: t.end }),
+            Kind::Str => Ok(Node {
+                shape: Shape::Str,
+                pos: t.pos,
+                end: t.end,
+            }),
             Kind::LeftParen => {
                 let inner = self.expr(0)?;
                 let close = self.bump()?;
                 if close.kind != Kind::RightParen {
                     return self.unexpected_here(close);
                 }
-                Ok(Node { shape: Shape::Paren(Box::new(inner)), pos: t.pos, end: close.end })
+                Ok(Node {
+                    shape: Shape::Paren(Box::new(inner)),
+                    pos: t.pos,
+                    end: close.end,
+                })
             }
             Kind::LeftBrace => {
                 let (empty, inner_name, end) = self.matchers()?;
                 Ok(Node {
-                    shape: Shape::Selector { name: None, inner_name, matchers_match_empty: empty, offset: false, at: false },
+                    shape: Shape::Selector {
+                        name: None,
+                        inner_name,
+                        matchers_match_empty: empty,
+                        offset: false,
+                        at: false,
+                    },
                     pos: t.pos,
                     end,
                 })
             }
-            Kind::Aggregator if matches!(self.peek()?.kind, Kind::LeftParen) || self.is_grouping_keyword()? => {
+            Kind::Aggregator
+                if matches!(self.peek()?.kind, Kind::LeftParen)
+                    || self.is_grouping_keyword()? =>
+            {
                 self.aggregation(t)
             }
             Kind::Identifier if self.peek()?.kind == Kind::LeftParen => self.call(t),
@@ -479,7 +571,13 @@ impl Parser<'_> {
                 }
                 let name = Some(self.text(t).to_string());
                 Ok(Node {
-                    shape: Shape::Selector { name, inner_name, matchers_match_empty: false, offset: false, at: false },
+                    shape: Shape::Selector {
+                        name,
+                        inner_name,
+                        matchers_match_empty: false,
+                        offset: false,
+                        at: false,
+                    },
                     pos: t.pos,
                     end,
                 })
@@ -497,11 +595,17 @@ impl Parser<'_> {
         let text = lower(self.text(t));
         let ok = text == "inf"
             || text == "nan"
-            || text.strip_prefix("0x").map_or_else(|| text.parse::<f64>().is_ok(), |h| i64::from_str_radix(h, 16).is_ok());
+            || text.strip_prefix("0x").map_or_else(
+                || text.parse::<f64>().is_ok(),
+                |h| i64::from_str_radix(h, 16).is_ok(),
+            );
         if ok {
             Ok(())
         } else {
-            let msg = format!("error parsing number: strconv.ParseFloat: parsing {}: invalid syntax", go_quote(self.text(t)));
+            let msg = format!(
+                "error parsing number: strconv.ParseFloat: parsing {}: invalid syntax",
+                go_quote(self.text(t))
+            );
             self.fail(t.pos, msg)
         }
     }
@@ -531,7 +635,8 @@ impl Parser<'_> {
             }
             all_empty &= self.matcher(t, op, value)?;
             if inner_name.is_none() && self.text(t) == "__name__" {
-                inner_name = Some(String::from_utf8_lossy(&lex::unquote(self.text(value))).into_owned());
+                inner_name =
+                    Some(String::from_utf8_lossy(&lex::unquote(self.text(value))).into_owned());
             }
             let t = self.bump()?;
             match t.kind {
@@ -560,9 +665,14 @@ impl Parser<'_> {
                     let mut anchored = b"^(?:".to_vec();
                     anchored.extend_from_slice(&bytes);
                     anchored.extend_from_slice(b")$");
-                    let bad = 4 + std::str::from_utf8(&bytes).map_or_else(|e| e.valid_up_to(), |s| s.len());
-                    let rest = String::from_utf8_lossy(anchored.get(bad..).unwrap_or_default()).into_owned();
-                    return self.fail(name.pos, format!("error parsing regexp: invalid UTF-8: `{rest}`"));
+                    let bad = 4 + std::str::from_utf8(&bytes)
+                        .map_or_else(|e| e.valid_up_to(), |s| s.len());
+                    let rest = String::from_utf8_lossy(anchored.get(bad..).unwrap_or_default())
+                        .into_owned();
+                    return self.fail(
+                        name.pos,
+                        format!("error parsing regexp: invalid UTF-8: `{rest}`"),
+                    );
                 }
                 return Ok(op.kind != Kind::Eql);
             }
@@ -585,10 +695,20 @@ impl Parser<'_> {
         let args = self.call_body()?;
         let fname = self.text(name).to_string();
         if function(&fname).is_none() {
-            return self.fail(name.pos, format!("unknown function with name {}", go_quote(&fname)));
+            return self.fail(
+                name.pos,
+                format!("unknown function with name {}", go_quote(&fname)),
+            );
         }
-        let end = self.tokens.get(self.i.saturating_sub(1)).map_or(name.end, |t| t.end);
-        Ok(Node { shape: Shape::Call { name: fname, args }, pos: name.pos, end })
+        let end = self
+            .tokens
+            .get(self.i.saturating_sub(1))
+            .map_or(name.end, |t| t.end);
+        Ok(Node {
+            shape: Shape::Call { name: fname, args },
+            pos: name.pos,
+            end,
+        })
     }
 
     /// `( args )` of a call or an aggregation.
@@ -611,7 +731,10 @@ impl Parser<'_> {
                     // Whatever cannot start an argument makes the comma a trailing one.
                     let next = self.peek()?;
                     if !self.starts_expression(next) {
-                        return self.fail(t.pos, "trailing commas not allowed in function call args".into());
+                        return self.fail(
+                            t.pos,
+                            "trailing commas not allowed in function call args".into(),
+                        );
                     }
                 }
                 _ => return self.unexpected_here(t),
@@ -642,11 +765,24 @@ impl Parser<'_> {
             self.grouping()?;
         }
         let name = lower(self.text(op));
-        let end = self.tokens.get(self.i.saturating_sub(1)).map_or(op.end, |t| t.end);
+        let end = self
+            .tokens
+            .get(self.i.saturating_sub(1))
+            .map_or(op.end, |t| t.end);
         if args.is_empty() {
-            return self.fail(op.pos, "no arguments for aggregate expression provided".into());
+            return self.fail(
+                op.pos,
+                "no arguments for aggregate expression provided".into(),
+            );
         }
-        let wanted = if matches!(name.as_str(), "topk" | "bottomk" | "count_values" | "quantile") { 2 } else { 1 };
+        let wanted = if matches!(
+            name.as_str(),
+            "topk" | "bottomk" | "count_values" | "quantile"
+        ) {
+            2
+        } else {
+            1
+        };
         if args.len() != wanted {
             let msg = format!(
                 "wrong number of arguments for aggregate expression provided, expected {wanted}, got {}",
@@ -656,7 +792,15 @@ impl Parser<'_> {
         }
         let expr = args.pop().ok_or(())?;
         let param = args.pop().map(Box::new);
-        Ok(Node { shape: Shape::Aggregate { op: name, param, expr: Box::new(expr) }, pos: op.pos, end })
+        Ok(Node {
+            shape: Shape::Aggregate {
+                op: name,
+                param,
+                expr: Box::new(expr),
+            },
+            pos: op.pos,
+            end,
+        })
     }
 
     /// `offset`, `@` and `[…]` after an expression.
@@ -692,14 +836,21 @@ impl Parser<'_> {
                             self.number(v)?;
                             let text = lower(self.text(v));
                             let value = text.parse::<f64>().unwrap_or(f64::NAN);
-                            if text == "inf" || text == "nan" || !value.is_finite() || value.abs() >= 9.223372036854776e18 {
+                            if text == "inf"
+                                || text == "nan"
+                                || !value.is_finite()
+                                || value.abs() >= 9.223372036854776e18
+                            {
                                 let shown = match (text.as_str(), negative) {
                                     ("nan", _) => "NaN".to_string(),
                                     ("inf", false) => "+Inf".to_string(),
                                     ("inf", true) => "-Inf".to_string(),
                                     _ => format!("{}{value:.6}", if negative { "-" } else { "" }),
                                 };
-                                return self.fail(node.pos, format!("timestamp out of bounds for @ modifier: {shown}"));
+                                return self.fail(
+                                    node.pos,
+                                    format!("timestamp out of bounds for @ modifier: {shown}"),
+                                );
                             }
                             node = self.modify(node, v.end, false)?;
                         }
@@ -737,7 +888,9 @@ impl Parser<'_> {
         match t.kind {
             Kind::RightBracket => {
                 let why = match &node.shape {
-                    Shape::Selector { offset: true, .. } => Some("no offset modifiers allowed before range"),
+                    Shape::Selector { offset: true, .. } => {
+                        Some("no offset modifiers allowed before range")
+                    }
                     Shape::Selector { at: true, .. } => Some("no @ modifiers allowed before range"),
                     Shape::Selector { .. } => None,
                     _ => Some("ranges only allowed for vector selectors"),
@@ -746,7 +899,11 @@ impl Parser<'_> {
                     return self.fail(open.pos, why.into());
                 }
                 let pos = node.pos;
-                Ok(Node { shape: Shape::Matrix(Box::new(node)), pos, end: t.end })
+                Ok(Node {
+                    shape: Shape::Matrix(Box::new(node)),
+                    pos,
+                    end: t.end,
+                })
             }
             Kind::Colon => {
                 let mut t = self.bump()?;
@@ -760,7 +917,15 @@ impl Parser<'_> {
                     return self.unexpected(t, "subquery selector", "duration or \"]\"");
                 }
                 let pos = node.pos;
-                Ok(Node { shape: Shape::Subquery { inner: Box::new(node), offset: false, at: false }, pos, end: t.end })
+                Ok(Node {
+                    shape: Shape::Subquery {
+                        inner: Box::new(node),
+                        offset: false,
+                        at: false,
+                    },
+                    pos,
+                    end: t.end,
+                })
             }
             _ => self.unexpected(t, "subquery or range", "\":\" or \"]\""),
         }
@@ -770,21 +935,36 @@ impl Parser<'_> {
     fn modify(&mut self, mut node: Node, end: usize, offset: bool) -> Step<Node> {
         let pos = node.pos;
         let flags = match &mut node.shape {
-            Shape::Selector { offset: o, at: a, .. } | Shape::Subquery { offset: o, at: a, .. } => Some((o, a)),
+            Shape::Selector {
+                offset: o, at: a, ..
+            }
+            | Shape::Subquery {
+                offset: o, at: a, ..
+            } => Some((o, a)),
             Shape::Matrix(inner) => match &mut inner.shape {
-                Shape::Selector { offset: o, at: a, .. } => Some((o, a)),
+                Shape::Selector {
+                    offset: o, at: a, ..
+                } => Some((o, a)),
                 _ => None,
             },
             _ => None,
         };
         let Some((o, a)) = flags else {
-            let what = if offset { "offset modifier" } else { "@ modifier" };
+            let what = if offset {
+                "offset modifier"
+            } else {
+                "@ modifier"
+            };
             let msg = format!("{what} must be preceded by an instant vector selector or range vector selector or a subquery");
             return self.fail(pos, msg);
         };
         let flag = if offset { o } else { a };
         if *flag {
-            let msg = if offset { "offset may not be set multiple times" } else { "@ <timestamp> may not be set multiple times" };
+            let msg = if offset {
+                "offset may not be set multiple times"
+            } else {
+                "@ <timestamp> may not be set multiple times"
+            };
             return self.fail(pos, msg.into());
         }
         *flag = true;
@@ -804,7 +984,11 @@ impl Parser<'_> {
         while valid && !rest.is_empty() {
             let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
             let (num, tail) = rest.split_at(digits);
-            let unit_len = if tail.starts_with("ms") { 2 } else { 1.min(tail.len()) };
+            let unit_len = if tail.starts_with("ms") {
+                2
+            } else {
+                1.min(tail.len())
+            };
             let (unit, tail) = tail.split_at(unit_len);
             match units.iter().skip(next_unit).position(|u| *u == unit) {
                 Some(k) if !num.is_empty() => {
@@ -817,7 +1001,10 @@ impl Parser<'_> {
             rest = tail;
         }
         if !valid {
-            return self.fail(t.pos, format!("not a valid duration string: {}", go_quote(&text)));
+            return self.fail(
+                t.pos,
+                format!("not a valid duration string: {}", go_quote(&text)),
+            );
         }
         if total == 0 {
             return self.fail(t.pos, "duration must be greater than 0".into());
@@ -830,13 +1017,25 @@ impl Parser<'_> {
         match &n.shape {
             Shape::Number => Ok(Type::Scalar),
             Shape::Str => Ok(Type::String),
-            Shape::Selector { name, inner_name, matchers_match_empty, .. } => {
+            Shape::Selector {
+                name,
+                inner_name,
+                matchers_match_empty,
+                ..
+            } => {
                 if let (Some(name), Some(inner)) = (name, inner_name) {
-                    let msg = format!("metric name must not be set twice: {} or {}", go_quote(name), go_quote(inner));
+                    let msg = format!(
+                        "metric name must not be set twice: {} or {}",
+                        go_quote(name),
+                        go_quote(inner)
+                    );
                     return self.fail(n.pos, msg);
                 }
                 if name.is_none() && *matchers_match_empty {
-                    return self.fail(n.pos, "vector selector must contain at least one non-empty matcher".into());
+                    return self.fail(
+                        n.pos,
+                        "vector selector must contain at least one non-empty matcher".into(),
+                    );
                 }
                 Ok(Type::Vector)
             }
@@ -847,7 +1046,10 @@ impl Parser<'_> {
             Shape::Subquery { inner, .. } => {
                 let t = self.check_types(inner)?;
                 if t != Type::Vector {
-                    let msg = format!("subquery is only allowed on instant vector, got {} instead", t.name());
+                    let msg = format!(
+                        "subquery is only allowed on instant vector, got {} instead",
+                        t.name()
+                    );
                     return self.fail(n.pos, msg);
                 }
                 Ok(Type::Matrix)
@@ -864,58 +1066,118 @@ impl Parser<'_> {
                 }
                 Ok(t)
             }
-            Shape::Binary { op, bool_, lhs, rhs, on, include, matching, card } => {
+            Shape::Binary {
+                op,
+                bool_,
+                lhs,
+                rhs,
+                on,
+                include,
+                matching,
+                card,
+            } => {
                 let lt = self.check_types(lhs)?;
                 let rt = self.check_types(rhs)?;
-                let op_pos = self.src.get(lhs.end..).map_or(lhs.end, |s| lhs.end + (s.len() - s.trim_start().len()));
+                let op_pos = self
+                    .src
+                    .get(lhs.end..)
+                    .map_or(lhs.end, |s| lhs.end + (s.len() - s.trim_start().len()));
                 if *bool_ && !is_comparison(op) {
-                    return self.fail(op_pos, "bool modifier can only be used on comparison operators".into());
+                    return self.fail(
+                        op_pos,
+                        "bool modifier can only be used on comparison operators".into(),
+                    );
                 }
                 if is_comparison(op) && !bool_ && lt == Type::Scalar && rt == Type::Scalar {
-                    return self.fail(op_pos, "comparisons between scalars must use BOOL modifier".into());
+                    return self.fail(
+                        op_pos,
+                        "comparisons between scalars must use BOOL modifier".into(),
+                    );
                 }
                 if *matching {
                     if let Some(l) = on.iter().find(|l| include.contains(l)) {
-                        return self.fail(op_pos, format!("label {} must not occur in ON and GROUP clause at once", go_quote(l)));
+                        return self.fail(
+                            op_pos,
+                            format!(
+                                "label {} must not occur in ON and GROUP clause at once",
+                                go_quote(l)
+                            ),
+                        );
                     }
                 }
                 if lt != Type::Scalar && lt != Type::Vector {
-                    return self.fail(lhs.pos, "binary expression must contain only scalar and instant vector types".into());
+                    return self.fail(
+                        lhs.pos,
+                        "binary expression must contain only scalar and instant vector types"
+                            .into(),
+                    );
                 }
                 if rt != Type::Scalar && rt != Type::Vector {
-                    return self.fail(rhs.pos, "binary expression must contain only scalar and instant vector types".into());
+                    return self.fail(
+                        rhs.pos,
+                        "binary expression must contain only scalar and instant vector types"
+                            .into(),
+                    );
                 }
                 if lt != Type::Vector || rt != Type::Vector {
                     if !on.is_empty() {
-                        return self.fail(n.pos, "vector matching only allowed between instant vectors".into());
+                        return self.fail(
+                            n.pos,
+                            "vector matching only allowed between instant vectors".into(),
+                        );
                     }
                 } else if is_set_operator(op) && *card != Card::OneToOne {
-                    return self.fail(n.pos, format!("no grouping allowed for {} operation", go_quote(op)));
+                    return self.fail(
+                        n.pos,
+                        format!("no grouping allowed for {} operation", go_quote(op)),
+                    );
                 }
                 if (lt == Type::Scalar || rt == Type::Scalar) && is_set_operator(op) {
-                    return self.fail(n.pos, format!("set operator {} not allowed in binary scalar expression", go_quote(op)));
+                    return self.fail(
+                        n.pos,
+                        format!(
+                            "set operator {} not allowed in binary scalar expression",
+                            go_quote(op)
+                        ),
+                    );
                 }
-                Ok(if lt == Type::Scalar && rt == Type::Scalar { Type::Scalar } else { Type::Vector })
+                Ok(if lt == Type::Scalar && rt == Type::Scalar {
+                    Type::Scalar
+                } else {
+                    Type::Vector
+                })
             }
             Shape::Call { name, args } => {
-                let Some((types, variadic, returns)) = function(name) else { return Ok(Type::Vector) };
+                let Some((types, variadic, returns)) = function(name) else {
+                    return Ok(Type::Vector);
+                };
                 let nargs = types.len();
                 if variadic == 0 {
                     if nargs != args.len() {
-                        let msg = format!("expected {nargs} argument(s) in call to {}, got {}", go_quote(name), args.len());
+                        let msg = format!(
+                            "expected {nargs} argument(s) in call to {}, got {}",
+                            go_quote(name),
+                            args.len()
+                        );
                         return self.fail(n.pos, msg);
                     }
                 } else {
                     let least = nargs - 1;
                     if least > args.len() {
-                        let msg =
-                            format!("expected at least {least} argument(s) in call to {}, got {}", go_quote(name), args.len());
+                        let msg = format!(
+                            "expected at least {least} argument(s) in call to {}, got {}",
+                            go_quote(name),
+                            args.len()
+                        );
                         return self.fail(n.pos, msg);
                     }
                     let most = least as i64 + i64::from(variadic);
                     if variadic > 0 && most < args.len() as i64 {
-                        let msg =
-                            format!("expected at most {most} argument(s) in call to {}, got {}", go_quote(name), args.len());
+                        let msg = format!(
+                            "expected at most {most} argument(s) in call to {}, got {}",
+                            go_quote(name),
+                            args.len()
+                        );
                         return self.fail(n.pos, msg);
                     }
                 }
@@ -937,8 +1199,12 @@ impl Parser<'_> {
                 self.expect(expr, Type::Vector, "aggregation expression")?;
                 if let Some(param) = param {
                     match op.as_str() {
-                        "topk" | "bottomk" | "quantile" => self.expect(param, Type::Scalar, "aggregation parameter")?,
-                        "count_values" => self.expect(param, Type::String, "aggregation parameter")?,
+                        "topk" | "bottomk" | "quantile" => {
+                            self.expect(param, Type::Scalar, "aggregation parameter")?
+                        }
+                        "count_values" => {
+                            self.expect(param, Type::String, "aggregation parameter")?
+                        }
                         _ => {}
                     }
                 }
@@ -950,7 +1216,11 @@ impl Parser<'_> {
     fn expect(&mut self, n: &Node, want: Type, context: &str) -> Step<()> {
         let t = self.check_types(n)?;
         if t != want {
-            let msg = format!("expected type {} in {context}, got {}", want.documented(), t.documented());
+            let msg = format!(
+                "expected type {} in {context}, got {}",
+                want.documented(),
+                t.documented()
+            );
             return self.fail(n.pos, msg);
         }
         Ok(())
@@ -972,14 +1242,18 @@ fn go_regex_error(anchored: &str) -> Option<String> {
                 A::GroupUnopened => ("unexpected )", Part::All),
                 A::ClassUnclosed => ("missing closing ]", Part::Rest),
                 A::RepetitionMissing => ("missing argument to repetition operator", Part::Span),
-                A::RepetitionCountInvalid | A::RepetitionCountDecimalEmpty => ("invalid repeat count", Part::Span),
+                A::RepetitionCountInvalid | A::RepetitionCountDecimalEmpty => {
+                    ("invalid repeat count", Part::Span)
+                }
                 A::EscapeUnexpectedEof => ("trailing backslash at end of expression", Part::None),
                 A::UnsupportedBackreference
                 | A::EscapeUnrecognized
-                | A::EscapeHexInvalid | A::EscapeHexInvalidDigit | A::EscapeHexEmpty => {
-                    ("invalid escape sequence", Part::Span)
+                | A::EscapeHexInvalid
+                | A::EscapeHexInvalidDigit
+                | A::EscapeHexEmpty => ("invalid escape sequence", Part::Span),
+                A::ClassRangeInvalid | A::ClassRangeLiteral => {
+                    ("invalid character class range", Part::Span)
                 }
-                A::ClassRangeInvalid | A::ClassRangeLiteral => ("invalid character class range", Part::Span),
                 A::NestLimitExceeded(_) => ("expression nests too deeply", Part::All),
                 _ => ("invalid or unsupported Perl syntax", Part::Three),
             };
@@ -987,7 +1261,9 @@ fn go_regex_error(anchored: &str) -> Option<String> {
         }
         Err(regex_syntax::Error::Translate(e)) => {
             let what = match e.kind() {
-                H::UnicodePropertyNotFound | H::UnicodePropertyValueNotFound => "invalid character class range",
+                H::UnicodePropertyNotFound | H::UnicodePropertyValueNotFound => {
+                    "invalid character class range"
+                }
                 _ => "invalid or unsupported Perl syntax",
             };
             (*e.span(), what, Part::Span)
@@ -999,9 +1275,13 @@ fn go_regex_error(anchored: &str) -> Option<String> {
         Part::All => anchored,
         Part::Rest => anchored.get(start..).unwrap_or_default(),
         // An empty span is the one character at it.
-        Part::Span if start == end => anchored.get(start..).map_or("", |r| r.get(..1).unwrap_or(r)),
+        Part::Span if start == end => anchored
+            .get(start..)
+            .map_or("", |r| r.get(..1).unwrap_or(r)),
         Part::Span => anchored.get(start..end).unwrap_or_default(),
-        Part::Three => anchored.get(start..).map_or("", |r| r.get(..3).unwrap_or(r)),
+        Part::Three => anchored
+            .get(start..)
+            .map_or("", |r| r.get(..3).unwrap_or(r)),
         Part::None => "",
     };
     Some(format!("error parsing regexp: {what}: `{at}`"))

@@ -9,6 +9,7 @@
 //! series and metadata). A known field with another wire type than its own is refused too.
 
 use super::ReadError;
+use crate::enforce::protowire::{packed_varints, Malformed, Reader, Wire};
 
 /// What one request may hold (413 above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +24,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_decoded_bytes: 16 << 20, max_queries: 64, max_matchers: 64 }
+        Limits {
+            max_decoded_bytes: 16 << 20,
+            max_queries: 64,
+            max_matchers: 64,
+        }
     }
 }
 
@@ -33,83 +38,12 @@ pub const MAX_GROUPING: usize = 1024;
 /// Most accepted response types (there are two).
 pub const MAX_RESPONSE_TYPES: usize = 16;
 
-/// A wire format prost would refuse too: no detail is needed.
-struct Malformed;
-
-/// A protobuf wire-format reader over a slice; never panics.
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-/// One field: its number, wire type and (length-delimited) bytes.
-type Field<'a> = (u64, Wire, &'a [u8]);
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Wire {
-    Varint,
-    Fixed64,
-    Bytes,
-    Fixed32,
-}
-
-impl<'a> Reader<'a> {
-    /// A varint of at most 10 bytes whose 10th byte is 0 or 1, as prost and Go read them.
-    fn varint(&mut self) -> Result<u64, Malformed> {
-        let mut value = 0u64;
-        for (i, &b) in self.buf.iter().enumerate().take(10) {
-            if i == 9 && b > 1 {
-                return Err(Malformed);
-            }
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                self.buf = self.buf.get(i + 1..).ok_or(Malformed)?;
-                return Ok(value);
-            }
-        }
-        Err(Malformed)
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
-        if n > self.buf.len() {
-            return Err(Malformed);
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-
-    /// The next field: its number, wire type and (for length-delimited fields) its bytes.
-    fn field(&mut self) -> Result<Option<Field<'a>>, Malformed> {
-        if self.buf.is_empty() {
-            return Ok(None);
-        }
-        let key = self.varint()?;
-        let number = key >> 3;
-        if number == 0 || key > u64::from(u32::MAX) {
-            return Err(Malformed);
-        }
-        let field = match key & 7 {
-            0 => {
-                self.varint()?;
-                (number, Wire::Varint, &[][..])
-            }
-            1 => (number, Wire::Fixed64, self.take(8)?),
-            2 => {
-                let len = usize::try_from(self.varint()?).map_err(|_| Malformed)?;
-                (number, Wire::Bytes, self.take(len)?)
-            }
-            5 => (number, Wire::Fixed32, self.take(4)?),
-            // Groups (3, 4) are not in proto3, and 6, 7 are not wire types.
-            _ => return Err(Malformed),
-        };
-        Ok(Some(field))
-    }
-}
-
 const READ_REQUEST: &str = "prometheus.ReadRequest";
 
 fn not_protobuf() -> ReadError {
-    ReadError::malformed(format!("the body is not a valid {READ_REQUEST} protobuf message"))
+    ReadError::malformed(format!(
+        "the body is not a valid {READ_REQUEST} protobuf message"
+    ))
 }
 
 fn wrong_wire(at: &str, message: &str, number: u64, name: &str) -> ReadError {
@@ -128,7 +62,7 @@ fn foreign(at: &str, message: &str, number: u64) -> ReadError {
 
 /// Checks `raw` (a decompressed body) against `limits` and the schema, without decoding it.
 pub(super) fn prescan(raw: &[u8], limits: &Limits) -> Result<(), ReadError> {
-    let mut r = Reader { buf: raw };
+    let mut r = Reader::new(raw);
     let mut queries = 0usize;
     let mut types = 0usize;
     while let Some((number, wire, bytes)) = r.field().map_err(|Malformed| not_protobuf())? {
@@ -146,9 +80,15 @@ pub(super) fn prescan(raw: &[u8], limits: &Limits) -> Result<(), ReadError> {
             }
             (1, _) => return Err(wrong_wire("the request", READ_REQUEST, 1, "queries")),
             (2, Wire::Varint) => types += 1,
-            // Packed: one varint ends with each byte under 0x80 (prost checks the rest).
-            (2, Wire::Bytes) => types = types.saturating_add(bytes.iter().filter(|&&b| b < 0x80).count()),
-            (2, _) => return Err(wrong_wire("the request", READ_REQUEST, 2, "accepted_response_types")),
+            (2, Wire::Bytes) => types = types.saturating_add(packed_varints(bytes)),
+            (2, _) => {
+                return Err(wrong_wire(
+                    "the request",
+                    READ_REQUEST,
+                    2,
+                    "accepted_response_types",
+                ))
+            }
             (number, _) => {
                 let hint = match number {
                     3 => " (a remote write request's metadata?)",
@@ -173,7 +113,7 @@ pub(super) fn prescan(raw: &[u8], limits: &Limits) -> Result<(), ReadError> {
 fn query(bytes: &[u8], i: usize, limits: &Limits) -> Result<(), ReadError> {
     const QUERY: &str = "prometheus.Query";
     let at = format!("queries[{i}]");
-    let mut r = Reader { buf: bytes };
+    let mut r = Reader::new(bytes);
     let mut matchers = 0usize;
     let mut grouping = 0usize;
     while let Some((number, wire, bytes)) = r.field().map_err(|Malformed| not_protobuf())? {
@@ -210,7 +150,7 @@ fn query(bytes: &[u8], i: usize, limits: &Limits) -> Result<(), ReadError> {
 
 fn matcher(bytes: &[u8], at: &str) -> Result<(), ReadError> {
     const MATCHER: &str = "prometheus.LabelMatcher";
-    let mut r = Reader { buf: bytes };
+    let mut r = Reader::new(bytes);
     while let Some((number, wire, _)) = r.field().map_err(|Malformed| not_protobuf())? {
         match (number, wire) {
             (1, Wire::Varint) | (2 | 3, Wire::Bytes) => {}
@@ -227,15 +167,21 @@ fn matcher(bytes: &[u8], at: &str) -> Result<(), ReadError> {
 fn hints(bytes: &[u8], query: &str) -> Result<usize, ReadError> {
     const HINTS: &str = "prometheus.ReadHints";
     let at = format!("{query}.hints");
-    let mut r = Reader { buf: bytes };
+    let mut r = Reader::new(bytes);
     let mut grouping = 0usize;
     while let Some((number, wire, _)) = r.field().map_err(|Malformed| not_protobuf())? {
         match (number, wire) {
             (1 | 3 | 4 | 6 | 7, Wire::Varint) | (2, Wire::Bytes) => {}
             (5, Wire::Bytes) => grouping += 1,
             (1..=7, _) => {
-                let names = ["", "step_ms", "func", "start_ms", "end_ms", "grouping", "by", "range_ms"];
-                let name = usize::try_from(number).ok().and_then(|n| names.get(n)).copied().unwrap_or_default();
+                let names = [
+                    "", "step_ms", "func", "start_ms", "end_ms", "grouping", "by", "range_ms",
+                ];
+                let name = usize::try_from(number)
+                    .ok()
+                    .and_then(|n| names.get(n))
+                    .copied()
+                    .unwrap_or_default();
                 return Err(wrong_wire(&at, HINTS, number, name));
             }
             (number, _) => return Err(foreign(&at, HINTS, number)),
@@ -249,25 +195,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn varints_like_prost() {
-        let read = |b: &[u8]| Reader { buf: b }.varint().ok();
-        assert_eq!(read(&[0x00]), Some(0));
-        assert_eq!(read(&[0xac, 0x02]), Some(300));
-        assert_eq!(read(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), Some(u64::MAX));
-        // An 11-byte varint, a 10th byte over 1, and a truncated one.
-        assert_eq!(read(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]), None);
-        assert_eq!(read(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), None);
-        assert_eq!(read(&[0x80]), None);
-        assert_eq!(read(&[]), None);
-    }
-
-    #[test]
     fn malformed_wire_refused() {
         for raw in [
             &[0x0a, 0x05, 0x00][..],
             &[0x0b],
             &[0x00, 0x00],
-            &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            &[
+                0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ],
             &[0x0e],
         ] {
             let e = prescan(raw, &Limits::default()).unwrap_err();

@@ -61,8 +61,16 @@ pub struct LabelMatcher {
 }
 
 impl LabelMatcher {
-    pub fn new(kind: label_matcher::Type, name: impl Into<String>, value: impl Into<String>) -> LabelMatcher {
-        LabelMatcher { r#type: kind as i32, name: name.into(), value: value.into() }
+    pub fn new(
+        kind: label_matcher::Type,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> LabelMatcher {
+        LabelMatcher {
+            r#type: kind as i32,
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 

@@ -67,7 +67,10 @@ const PROTO: &str = "prometheus.ReadRequest";
 /// Checks a read request's `Content-Type` (`application/x-protobuf`, case-insensitive, other
 /// parameters ignored, a `proto` parameter must name `prometheus.ReadRequest`) and
 /// `Content-Encoding` (`snappy`). Missing or other: 415.
-pub fn check_headers(content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(), ReadError> {
+pub fn check_headers(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+) -> Result<(), ReadError> {
     let Some(header) = content_type else {
         return Err(ReadError::unsupported_media_type(format!(
             "remote read needs a Content-Type header: {MEDIA_TYPE}"
@@ -91,7 +94,10 @@ pub fn check_headers(content_type: Option<&str>, content_encoding: Option<&str>)
             )));
         };
         let value = value.trim();
-        let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
         if name.trim().eq_ignore_ascii_case("proto") && !value.eq_ignore_ascii_case(PROTO) {
             return Err(ReadError::unsupported_media_type(format!(
                 "unsupported message proto=\"{}\": remote read takes proto={PROTO}",
@@ -117,8 +123,11 @@ pub fn check_headers(content_type: Option<&str>, content_encoding: Option<&str>)
 pub fn decode(body: &[u8], limits: &Limits) -> Result<ReadRequest, ReadError> {
     let raw = decompress(body, limits.max_decoded_bytes)?;
     limits::prescan(&raw, limits)?;
-    let req = ReadRequest::decode(raw.as_slice())
-        .map_err(|e| ReadError::malformed(format!("the body is not a valid {PROTO} protobuf message: {e}")))?;
+    let req = ReadRequest::decode(raw.as_slice()).map_err(|e| {
+        ReadError::malformed(format!(
+            "the body is not a valid {PROTO} protobuf message: {e}"
+        ))
+    })?;
     for (i, query) in req.queries.iter().enumerate() {
         for (j, m) in query.matchers.iter().enumerate() {
             if Type::try_from(m.r#type).is_err() {
@@ -164,9 +173,16 @@ fn decompress(body: &[u8], max_decoded_bytes: usize) -> Result<Vec<u8>, ReadErro
 /// escaped with [`quote_meta`]) for several. Empty values grant nothing and are left out;
 /// with none left, two matchers that no series can match both (`label=""`, `label!=""`).
 pub fn tenant_matchers(label: &str, values: &[String]) -> Vec<LabelMatcher> {
-    let values: Vec<&str> = values.iter().map(String::as_str).filter(|v| !v.is_empty()).collect();
+    let values: Vec<&str> = values
+        .iter()
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .collect();
     match values.as_slice() {
-        [] => vec![LabelMatcher::new(Type::Eq, label, ""), LabelMatcher::new(Type::Neq, label, "")],
+        [] => vec![
+            LabelMatcher::new(Type::Eq, label, ""),
+            LabelMatcher::new(Type::Neq, label, ""),
+        ],
         [one] => vec![LabelMatcher::new(Type::Eq, label, *one)],
         several => {
             let alternatives: Vec<String> = several.iter().map(|v| quote_meta(v)).collect();
@@ -236,7 +252,10 @@ pub struct ReadError {
 
 impl ReadError {
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ReadError { kind, message: message.into() }
+        ReadError {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub(crate) fn malformed(message: impl Into<String>) -> Self {

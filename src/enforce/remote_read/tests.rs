@@ -70,11 +70,24 @@ fn full_request() -> ReadRequest {
                 }),
             },
             // Negative timestamps (before 1970), no hints.
-            Query { start_timestamp_ms: -100, end_timestamp_ms: 0, matchers: vec![m(Type::Eq, "a", "é")], hints: None },
+            Query {
+                start_timestamp_ms: -100,
+                end_timestamp_ms: 0,
+                matchers: vec![m(Type::Eq, "a", "é")],
+                hints: None,
+            },
             // Hints present but empty; no matchers.
-            Query { start_timestamp_ms: 1, end_timestamp_ms: 2, matchers: vec![], hints: Some(ReadHints::default()) },
+            Query {
+                start_timestamp_ms: 1,
+                end_timestamp_ms: 2,
+                matchers: vec![],
+                hints: Some(ReadHints::default()),
+            },
         ],
-        accepted_response_types: vec![ResponseType::StreamedXorChunks as i32, ResponseType::Samples as i32],
+        accepted_response_types: vec![
+            ResponseType::StreamedXorChunks as i32,
+            ResponseType::Samples as i32,
+        ],
     }
 }
 
@@ -94,15 +107,36 @@ fn full_request_wire() -> Vec<u8> {
     let q1 = cat(&[
         f_varint(1, 1_700_000_000_000),
         f_varint(2, 1_700_000_300_000),
-        f_bytes(3, &cat(&[f_bytes(2, b"__name__"), f_bytes(3, b"http_requests_total")])),
+        f_bytes(
+            3,
+            &cat(&[f_bytes(2, b"__name__"), f_bytes(3, b"http_requests_total")]),
+        ),
         f_bytes(3, &cat(&[f_varint(1, 1), f_bytes(2, b"job")])),
-        f_bytes(3, &cat(&[f_varint(1, 2), f_bytes(2, b"instance"), f_bytes(3, b"10\\..*:9090")])),
-        f_bytes(3, &cat(&[f_varint(1, 3), f_bytes(2, b"env"), f_bytes(3, b"dev|test")])),
+        f_bytes(
+            3,
+            &cat(&[
+                f_varint(1, 2),
+                f_bytes(2, b"instance"),
+                f_bytes(3, b"10\\..*:9090"),
+            ]),
+        ),
+        f_bytes(
+            3,
+            &cat(&[f_varint(1, 3), f_bytes(2, b"env"), f_bytes(3, b"dev|test")]),
+        ),
         f_bytes(4, &hints),
     ]);
-    let q2 = cat(&[f_varint(1, -100i64 as u64), f_bytes(3, &cat(&[f_bytes(2, b"a"), f_bytes(3, "é".as_bytes())]))]);
+    let q2 = cat(&[
+        f_varint(1, -100i64 as u64),
+        f_bytes(3, &cat(&[f_bytes(2, b"a"), f_bytes(3, "é".as_bytes())])),
+    ]);
     let q3 = cat(&[f_varint(1, 1), f_varint(2, 2), f_bytes(4, &[])]);
-    cat(&[f_bytes(1, &q1), f_bytes(1, &q2), f_bytes(1, &q3), f_bytes(2, &[1, 0])])
+    cat(&[
+        f_bytes(1, &q1),
+        f_bytes(1, &q2),
+        f_bytes(1, &q3),
+        f_bytes(2, &[1, 0]),
+    ])
 }
 
 // --- Round trips ---
@@ -112,7 +146,11 @@ fn every_field_round_trips_byte_for_byte() {
     let raw = full_request_wire();
     let decoded = decode(&wire::compress(&raw).unwrap(), &Limits::default()).unwrap();
     assert_eq!(decoded, full_request());
-    assert_eq!(decoded.encode_to_vec(), raw, "re-encoding changed the bytes");
+    assert_eq!(
+        decoded.encode_to_vec(),
+        raw,
+        "re-encoding changed the bytes"
+    );
     let again = decode(&encode(&decoded).unwrap(), &Limits::default()).unwrap();
     assert_eq!(again, decoded);
     // Hints: absent and empty stay apart.
@@ -129,8 +167,15 @@ fn unpacked_response_types_and_repeated_scalars_read_as_go_reads_them() {
     assert_eq!(decoded.accepted_response_types, vec![1, 0]);
     assert_eq!(decoded.queries[0].start_timestamp_ms, 7);
     // Hints given twice are merged: their groupings add up.
-    let q = cat(&[f_bytes(4, &f_bytes(5, b"a")), f_bytes(4, &cat(&[f_bytes(5, b"b"), f_varint(6, 1)]))]);
-    let decoded = decode(&wire::compress(&f_bytes(1, &q)).unwrap(), &Limits::default()).unwrap();
+    let q = cat(&[
+        f_bytes(4, &f_bytes(5, b"a")),
+        f_bytes(4, &cat(&[f_bytes(5, b"b"), f_varint(6, 1)])),
+    ]);
+    let decoded = decode(
+        &wire::compress(&f_bytes(1, &q)).unwrap(),
+        &Limits::default(),
+    )
+    .unwrap();
     let hints = decoded.queries[0].hints.as_ref().unwrap();
     assert_eq!(hints.grouping, strings(&["a", "b"]));
     assert!(hints.by);
@@ -139,7 +184,10 @@ fn unpacked_response_types_and_repeated_scalars_read_as_go_reads_them() {
 #[test]
 fn unknown_enum_values_survive() {
     // A response type this module does not know is the upstream's to judge.
-    let req = ReadRequest { queries: vec![], accepted_response_types: vec![7, 1] };
+    let req = ReadRequest {
+        queries: vec![],
+        accepted_response_types: vec![7, 1],
+    };
     let decoded = decode(&body(&req), &Limits::default()).unwrap();
     assert_eq!(decoded, req);
 }
@@ -152,7 +200,13 @@ fn prometheus_242_client_request() {
             start_timestamp_ms: 1_700_000_000_000,
             end_timestamp_ms: 1_700_003_600_000,
             matchers: vec![m(Type::Eq, "__name__", "up")],
-            hints: Some(ReadHints { step_ms: 0, func: "series".into(), start_ms: 1, end_ms: 2, ..Default::default() }),
+            hints: Some(ReadHints {
+                step_ms: 0,
+                func: "series".into(),
+                start_ms: 1,
+                end_ms: 2,
+                ..Default::default()
+            }),
         }],
         accepted_response_types: vec![],
     };
@@ -160,7 +214,10 @@ fn prometheus_242_client_request() {
     assert_eq!(decoded, req);
     enforce(&mut decoded, "project", &strings(&["p-1"]));
     let out = decode(&encode(&decoded).unwrap(), &Limits::default()).unwrap();
-    assert_eq!(out.queries[0].matchers, vec![m(Type::Eq, "__name__", "up"), m(Type::Eq, "project", "p-1")]);
+    assert_eq!(
+        out.queries[0].matchers,
+        vec![m(Type::Eq, "__name__", "up"), m(Type::Eq, "project", "p-1")]
+    );
     assert_eq!(out.queries[0].hints, req.queries[0].hints);
     assert!(out.accepted_response_types.is_empty());
 }
@@ -174,17 +231,30 @@ fn one_value_is_an_equality_matcher_on_every_query() {
     let original = full_request();
     for (q, o) in req.queries.iter().zip(&original.queries) {
         assert_eq!(q.matchers.len(), o.matchers.len() + 1);
-        assert_eq!(&q.matchers[..o.matchers.len()], &o.matchers[..], "the user's matchers stay, in order");
+        assert_eq!(
+            &q.matchers[..o.matchers.len()],
+            &o.matchers[..],
+            "the user's matchers stay, in order"
+        );
         assert_eq!(q.matchers.last(), Some(&m(Type::Eq, "project", "4f1c")));
-        assert_eq!((q.start_timestamp_ms, q.end_timestamp_ms, &q.hints), (o.start_timestamp_ms, o.end_timestamp_ms, &o.hints));
+        assert_eq!(
+            (q.start_timestamp_ms, q.end_timestamp_ms, &q.hints),
+            (o.start_timestamp_ms, o.end_timestamp_ms, &o.hints)
+        );
     }
-    assert_eq!(req.accepted_response_types, original.accepted_response_types);
+    assert_eq!(
+        req.accepted_response_types,
+        original.accepted_response_types
+    );
 }
 
 #[test]
 fn several_values_are_one_escaped_regex() {
     let values = strings(&["a.b", "c|d", "e*(f)", "g\\h", "[i]{2}^$+?", "plain-1", "é"]);
-    let mut req = ReadRequest { queries: vec![Query::default(), Query::default()], accepted_response_types: vec![] };
+    let mut req = ReadRequest {
+        queries: vec![Query::default(), Query::default()],
+        accepted_response_types: vec![],
+    };
     enforce(&mut req, "project", &values);
     let want = r"a\.b|c\|d|e\*\(f\)|g\\h|\[i\]\{2\}\^\$\+\?|plain-1|é";
     for q in &req.queries {
@@ -195,7 +265,16 @@ fn several_values_are_one_escaped_regex() {
     for v in &values {
         assert!(re.is_match(v), "{v}");
     }
-    for other in ["axb", "c", "d", "eeee(f)", "", "a.b|c|d", "[i]{2}^$+?x", "plain-10"] {
+    for other in [
+        "axb",
+        "c",
+        "d",
+        "eeee(f)",
+        "",
+        "a.b|c|d",
+        "[i]{2}^$+?x",
+        "plain-10",
+    ] {
         assert!(!re.is_match(other), "{other}");
     }
 }
@@ -238,9 +317,18 @@ fn users_tenant_label_matchers_are_kept_and_only_narrow() {
 
 #[test]
 fn zero_queries_pass_as_they_are() {
-    let mut req = ReadRequest { queries: vec![], accepted_response_types: vec![1] };
+    let mut req = ReadRequest {
+        queries: vec![],
+        accepted_response_types: vec![1],
+    };
     enforce(&mut req, "project", &strings(&["p-1"]));
-    assert_eq!(req, ReadRequest { queries: vec![], accepted_response_types: vec![1] });
+    assert_eq!(
+        req,
+        ReadRequest {
+            queries: vec![],
+            accepted_response_types: vec![1]
+        }
+    );
     let empty = ReadRequest::default();
     let decoded = decode(&encode(&empty).unwrap(), &Limits::default()).unwrap();
     assert_eq!(decoded, empty);
@@ -249,36 +337,77 @@ fn zero_queries_pass_as_they_are() {
 #[test]
 fn no_value_selects_nothing() {
     for values in [vec![], strings(&[""]), strings(&["", ""])] {
-        let mut req = ReadRequest { queries: vec![Query::default()], accepted_response_types: vec![] };
+        let mut req = ReadRequest {
+            queries: vec![Query::default()],
+            accepted_response_types: vec![],
+        };
         enforce(&mut req, "project", &values);
-        assert_eq!(req.queries[0].matchers, vec![m(Type::Eq, "project", ""), m(Type::Neq, "project", "")], "{values:?}");
+        assert_eq!(
+            req.queries[0].matchers,
+            vec![m(Type::Eq, "project", ""), m(Type::Neq, "project", "")],
+            "{values:?}"
+        );
     }
     // An empty value among others grants nothing (it would select series without the label).
-    assert_eq!(tenant_matchers("project", &strings(&["", "p-1"])), vec![m(Type::Eq, "project", "p-1")]);
-    assert_eq!(tenant_matchers("project", &strings(&["p-1", "", "p-2"])), vec![m(Type::Re, "project", "p-1|p-2")]);
+    assert_eq!(
+        tenant_matchers("project", &strings(&["", "p-1"])),
+        vec![m(Type::Eq, "project", "p-1")]
+    );
+    assert_eq!(
+        tenant_matchers("project", &strings(&["p-1", "", "p-2"])),
+        vec![m(Type::Re, "project", "p-1|p-2")]
+    );
 }
 
 #[test]
 fn enforce_tenant_uses_its_label_and_values() {
-    let mut one = ReadRequest { queries: vec![Query::default()], accepted_response_types: vec![] };
+    let mut one = ReadRequest {
+        queries: vec![Query::default()],
+        accepted_response_types: vec![],
+    };
     enforce_tenant(&mut one, &Tenant::new("project_id", strings(&["abc"])));
-    assert_eq!(one.queries[0].matchers, vec![m(Type::Eq, "project_id", "abc")]);
-    let mut several = ReadRequest { queries: vec![Query::default()], accepted_response_types: vec![] };
-    enforce_tenant(&mut several, &Tenant::new("project_id", strings(&["abc", "d.e"])));
-    assert_eq!(several.queries[0].matchers, vec![m(Type::Re, "project_id", r"abc|d\.e")]);
+    assert_eq!(
+        one.queries[0].matchers,
+        vec![m(Type::Eq, "project_id", "abc")]
+    );
+    let mut several = ReadRequest {
+        queries: vec![Query::default()],
+        accepted_response_types: vec![],
+    };
+    enforce_tenant(
+        &mut several,
+        &Tenant::new("project_id", strings(&["abc", "d.e"])),
+    );
+    assert_eq!(
+        several.queries[0].matchers,
+        vec![m(Type::Re, "project_id", r"abc|d\.e")]
+    );
 }
 
 // --- Hostile bodies ---
 
 #[test]
 fn not_snappy_refused() {
-    for bad in [&b""[..], b"{\"queries\": []}", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", b"\x0a\x00"] {
+    for bad in [
+        &b""[..],
+        b"{\"queries\": []}",
+        b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        b"\x0a\x00",
+    ] {
         let e = decode(bad, &Limits::default()).unwrap_err();
         assert_eq!(e.status(), 400, "{bad:?}: {e}");
     }
     // Raw protobuf, not compressed: `0a 00` reads as a length prefix of 10 and a bad body.
-    assert_eq!(decode(&full_request_wire(), &Limits::default()).unwrap_err().status(), 400);
-    assert!(decode(b"", &Limits::default()).unwrap_err().message().contains("empty body"));
+    assert_eq!(
+        decode(&full_request_wire(), &Limits::default())
+            .unwrap_err()
+            .status(),
+        400
+    );
+    assert!(decode(b"", &Limits::default())
+        .unwrap_err()
+        .message()
+        .contains("empty body"));
 }
 
 #[test]
@@ -291,7 +420,10 @@ fn framed_snappy_refused() {
     }
     let e = decode(&framed, &Limits::default()).unwrap_err();
     assert_eq!(e.status(), 400);
-    assert!(e.message().contains("framed") && e.message().contains("remote read"), "{e}");
+    assert!(
+        e.message().contains("framed") && e.message().contains("remote read"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -300,17 +432,46 @@ fn lying_length_prefix_refused_before_allocating() {
     let bomb = [0x80, 0x80, 0x80, 0x80, 0x04, 0x00, b'x'];
     let e = decode(&bomb, &Limits::default()).unwrap_err();
     assert_eq!(e.status(), 413, "{e}");
-    assert!(e.message().contains("1073741824") && !e.message().contains("write"), "{e}");
+    assert!(
+        e.message().contains("1073741824") && !e.message().contains("write"),
+        "{e}"
+    );
     // Under a (silly) 2 GiB limit the claim is still more than 7 bytes can expand to.
-    let limits = Limits { max_decoded_bytes: 2 << 30, ..Limits::default() };
+    let limits = Limits {
+        max_decoded_bytes: 2 << 30,
+        ..Limits::default()
+    };
     assert_eq!(decode(&bomb, &limits).unwrap_err().status(), 400);
     // A claim the body could hold but does not: corrupt.
-    assert_eq!(decode(&[0x20, 0x00, b'x'], &Limits::default()).unwrap_err().status(), 400);
+    assert_eq!(
+        decode(&[0x20, 0x00, b'x'], &Limits::default())
+            .unwrap_err()
+            .status(),
+        400
+    );
     // The limit is the decompressed size: one byte under it is refused.
     let c = body(&full_request());
     let size = full_request().encoded_len();
-    assert!(decode(&c, &Limits { max_decoded_bytes: size, ..Limits::default() }).is_ok());
-    assert_eq!(decode(&c, &Limits { max_decoded_bytes: size - 1, ..Limits::default() }).unwrap_err().status(), 413);
+    assert!(decode(
+        &c,
+        &Limits {
+            max_decoded_bytes: size,
+            ..Limits::default()
+        }
+    )
+    .is_ok());
+    assert_eq!(
+        decode(
+            &c,
+            &Limits {
+                max_decoded_bytes: size - 1,
+                ..Limits::default()
+            }
+        )
+        .unwrap_err()
+        .status(),
+        413
+    );
 }
 
 #[test]
@@ -337,7 +498,10 @@ fn truncated_protobuf_refused() {
         match got {
             Ok(_) => assert!(boundaries.contains(&cut), "a cut at {cut} decoded"),
             Err(e) => {
-                assert!(!boundaries.contains(&cut), "a cut at {cut} was refused: {e}");
+                assert!(
+                    !boundaries.contains(&cut),
+                    "a cut at {cut} was refused: {e}"
+                );
                 assert_eq!(e.status(), 400, "{e}");
             }
         }
@@ -347,35 +511,71 @@ fn truncated_protobuf_refused() {
 #[test]
 fn too_many_queries_is_413() {
     let req = |n: usize| ReadRequest {
-        queries: (0..n).map(|_| Query { matchers: vec![m(Type::Eq, "__name__", "up")], ..Default::default() }).collect(),
+        queries: (0..n)
+            .map(|_| Query {
+                matchers: vec![m(Type::Eq, "__name__", "up")],
+                ..Default::default()
+            })
+            .collect(),
         accepted_response_types: vec![],
     };
-    assert_eq!(decode(&body(&req(64)), &Limits::default()).unwrap().queries.len(), 64);
+    assert_eq!(
+        decode(&body(&req(64)), &Limits::default())
+            .unwrap()
+            .queries
+            .len(),
+        64
+    );
     let e = decode(&body(&req(65)), &Limits::default()).unwrap_err();
     assert_eq!(e.status(), 413, "{e}");
     assert!(e.message().contains("64 queries"), "{e}");
-    let limits = Limits { max_queries: 2, ..Limits::default() };
+    let limits = Limits {
+        max_queries: 2,
+        ..Limits::default()
+    };
     assert!(decode(&body(&req(2)), &limits).is_ok());
     assert_eq!(decode(&body(&req(3)), &limits).unwrap_err().status(), 413);
     // Empty queries count too (2 wire bytes each).
     let raw = [0x0a, 0x00].repeat(100_000);
-    assert_eq!(decode(&wire::compress(&raw).unwrap(), &Limits::default()).unwrap_err().status(), 413);
+    assert_eq!(
+        decode(&wire::compress(&raw).unwrap(), &Limits::default())
+            .unwrap_err()
+            .status(),
+        413
+    );
 }
 
 #[test]
 fn too_many_matchers_is_413() {
-    let query = |n: usize| Query { matchers: (0..n).map(|i| m(Type::Eq, "l", &i.to_string())).collect(), ..Default::default() };
-    let req = |n: usize| ReadRequest { queries: vec![query(1), query(n)], accepted_response_types: vec![] };
+    let query = |n: usize| Query {
+        matchers: (0..n).map(|i| m(Type::Eq, "l", &i.to_string())).collect(),
+        ..Default::default()
+    };
+    let req = |n: usize| ReadRequest {
+        queries: vec![query(1), query(n)],
+        accepted_response_types: vec![],
+    };
     assert!(decode(&body(&req(64)), &Limits::default()).is_ok());
     let e = decode(&body(&req(65)), &Limits::default()).unwrap_err();
     assert_eq!(e.status(), 413, "{e}");
-    assert!(e.message().contains("queries[1]") && e.message().contains("64 matchers"), "{e}");
+    assert!(
+        e.message().contains("queries[1]") && e.message().contains("64 matchers"),
+        "{e}"
+    );
     // The limit is per query: 64 queries of 64 matchers pass.
-    let many = ReadRequest { queries: (0..64).map(|_| query(64)).collect(), accepted_response_types: vec![] };
+    let many = ReadRequest {
+        queries: (0..64).map(|_| query(64)).collect(),
+        accepted_response_types: vec![],
+    };
     assert!(decode(&body(&many), &Limits::default()).is_ok());
     // Empty matchers count too.
     let raw = f_bytes(1, &[0x1a, 0x00].repeat(65));
-    assert_eq!(decode(&wire::compress(&raw).unwrap(), &Limits::default()).unwrap_err().status(), 413);
+    assert_eq!(
+        decode(&wire::compress(&raw).unwrap(), &Limits::default())
+            .unwrap_err()
+            .status(),
+        413
+    );
 }
 
 #[test]
@@ -384,11 +584,26 @@ fn floods_of_grouping_labels_and_response_types_are_413() {
     let ok = f_bytes(1, &f_bytes(4, &hints));
     assert!(decode(&wire::compress(&ok).unwrap(), &Limits::default()).is_ok());
     let over = f_bytes(1, &cat(&[f_bytes(4, &hints), f_bytes(4, &f_bytes(5, b""))]));
-    assert_eq!(decode(&wire::compress(&over).unwrap(), &Limits::default()).unwrap_err().status(), 413);
+    assert_eq!(
+        decode(&wire::compress(&over).unwrap(), &Limits::default())
+            .unwrap_err()
+            .status(),
+        413
+    );
     let types = f_bytes(2, &[0; 17]);
-    assert_eq!(decode(&wire::compress(&types).unwrap(), &Limits::default()).unwrap_err().status(), 413);
+    assert_eq!(
+        decode(&wire::compress(&types).unwrap(), &Limits::default())
+            .unwrap_err()
+            .status(),
+        413
+    );
     let types = f_varint(2, 1).repeat(17);
-    assert_eq!(decode(&wire::compress(&types).unwrap(), &Limits::default()).unwrap_err().status(), 413);
+    assert_eq!(
+        decode(&wire::compress(&types).unwrap(), &Limits::default())
+            .unwrap_err()
+            .status(),
+        413
+    );
     let types = f_bytes(2, &[0; 16]);
     assert!(decode(&wire::compress(&types).unwrap(), &Limits::default()).is_ok());
 }
@@ -397,24 +612,50 @@ fn floods_of_grouping_labels_and_response_types_are_413() {
 fn write_requests_sent_here_are_refused_not_emptied() {
     let write = v1::WriteRequest {
         timeseries: vec![v1::TimeSeries {
-            labels: vec![v1::Label::new("__name__", "up"), v1::Label::new("job", "api")],
-            samples: vec![v1::Sample { value: 1.0, timestamp: 1_700_000_000_000 }],
+            labels: vec![
+                v1::Label::new("__name__", "up"),
+                v1::Label::new("job", "api"),
+            ],
+            samples: vec![v1::Sample {
+                value: 1.0,
+                timestamp: 1_700_000_000_000,
+            }],
             ..Default::default()
         }],
         metadata: vec![],
     };
-    let e = decode(&wire::compress(&write.encode_to_vec()).unwrap(), &Limits::default()).unwrap_err();
+    let e = decode(
+        &wire::compress(&write.encode_to_vec()).unwrap(),
+        &Limits::default(),
+    )
+    .unwrap_err();
     assert_eq!(e.status(), 400, "{e}");
     // Metadata only: field 3 at the top level.
     let meta = v1::WriteRequest {
         timeseries: vec![],
-        metadata: vec![v1::MetricMetadata { r#type: 1, metric_family_name: "up".into(), help: "h".into(), unit: String::new() }],
+        metadata: vec![v1::MetricMetadata {
+            r#type: 1,
+            metric_family_name: "up".into(),
+            help: "h".into(),
+            unit: String::new(),
+        }],
     };
-    let e = decode(&wire::compress(&meta.encode_to_vec()).unwrap(), &Limits::default()).unwrap_err();
+    let e = decode(
+        &wire::compress(&meta.encode_to_vec()).unwrap(),
+        &Limits::default(),
+    )
+    .unwrap_err();
     assert_eq!(e.status(), 400, "{e}");
-    assert!(e.message().contains("field 3") && e.message().contains("metadata"), "{e}");
+    assert!(
+        e.message().contains("field 3") && e.message().contains("metadata"),
+        "{e}"
+    );
     // Remote-Write 2.0: symbols (4) and series (5).
-    let v2 = cat(&[f_bytes(4, b""), f_bytes(4, b"up"), f_bytes(5, &f_bytes(1, &[0, 1]))]);
+    let v2 = cat(&[
+        f_bytes(4, b""),
+        f_bytes(4, b"up"),
+        f_bytes(5, &f_bytes(1, &[0, 1])),
+    ]);
     let e = decode(&wire::compress(&v2).unwrap(), &Limits::default()).unwrap_err();
     assert_eq!(e.status(), 400, "{e}");
     assert!(e.message().contains("Remote-Write 2.0"), "{e}");
@@ -426,9 +667,18 @@ fn fields_the_messages_do_not_have_are_refused_at_every_level() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (cat(&[f_bytes(1, &[]), f_varint(9, 1)]), "top level"),
         (f_bytes(1, &f_varint(5, 1)), "queries[0]"),
-        (f_bytes(1, &f_bytes(3, &f_bytes(4, b"x"))), "queries[0].matchers[0]"),
+        (
+            f_bytes(1, &f_bytes(3, &f_bytes(4, b"x"))),
+            "queries[0].matchers[0]",
+        ),
         (f_bytes(1, &f_bytes(4, &f_varint(8, 1))), "queries[0].hints"),
-        (cat(&[f_bytes(1, &[]), f_bytes(1, &f_bytes(3, &cat(&[f_bytes(2, b"a"), f_varint(100, 1)])))]), "queries[1].matchers[0]"),
+        (
+            cat(&[
+                f_bytes(1, &[]),
+                f_bytes(1, &f_bytes(3, &cat(&[f_bytes(2, b"a"), f_varint(100, 1)]))),
+            ]),
+            "queries[1].matchers[0]",
+        ),
     ];
     for (raw, place) in cases {
         let e = at(raw).unwrap_err();
@@ -459,8 +709,16 @@ fn unknown_matcher_types_and_bad_utf8_refused() {
         let e = decode(&wire::compress(&raw).unwrap(), &Limits::default()).unwrap_err();
         assert_eq!(e.status(), 400, "{t}: {e}");
     }
-    let raw = f_bytes(1, &f_bytes(3, &cat(&[f_bytes(2, b"a"), f_bytes(3, b"\xff")])));
-    assert_eq!(decode(&wire::compress(&raw).unwrap(), &Limits::default()).unwrap_err().status(), 400);
+    let raw = f_bytes(
+        1,
+        &f_bytes(3, &cat(&[f_bytes(2, b"a"), f_bytes(3, b"\xff")])),
+    );
+    assert_eq!(
+        decode(&wire::compress(&raw).unwrap(), &Limits::default())
+            .unwrap_err()
+            .status(),
+        400
+    );
 }
 
 // --- Headers and errors ---
@@ -470,9 +728,18 @@ fn headers() {
     let ok = [
         (Some("application/x-protobuf"), Some("snappy")),
         (Some("Application/X-Protobuf"), Some(" Snappy ")),
-        (Some("application/x-protobuf; proto=prometheus.ReadRequest"), Some("snappy")),
-        (Some("application/x-protobuf;proto=\"prometheus.ReadRequest\""), Some("snappy")),
-        (Some("application/x-protobuf; charset=utf-8;"), Some("snappy")),
+        (
+            Some("application/x-protobuf; proto=prometheus.ReadRequest"),
+            Some("snappy"),
+        ),
+        (
+            Some("application/x-protobuf;proto=\"prometheus.ReadRequest\""),
+            Some("snappy"),
+        ),
+        (
+            Some("application/x-protobuf; charset=utf-8;"),
+            Some("snappy"),
+        ),
     ];
     for (t, e) in ok {
         assert!(check_headers(t, e).is_ok(), "{t:?} {e:?}");
@@ -485,7 +752,10 @@ fn headers() {
         (Some("application/x-protobuf-foo"), Some("snappy")),
         // Thanos sidecar's spelling.
         (Some("application/x-stream-protobuf"), Some("snappy")),
-        (Some("application/x-protobuf;proto=prometheus.WriteRequest"), Some("snappy")),
+        (
+            Some("application/x-protobuf;proto=prometheus.WriteRequest"),
+            Some("snappy"),
+        ),
         (Some("application/x-protobuf;proto"), Some("snappy")),
         (Some("application/x-protobuf"), None),
         (Some("application/x-protobuf"), Some("")),
@@ -498,7 +768,11 @@ fn headers() {
         assert_eq!(err.status(), 415, "{t:?} {e:?}");
         assert_eq!(err.kind(), ErrorKind::UnsupportedMediaType);
     }
-    let e = check_headers(Some("application/x-protobuf;proto=prometheus.WriteRequest"), Some("snappy")).unwrap_err();
+    let e = check_headers(
+        Some("application/x-protobuf;proto=prometheus.WriteRequest"),
+        Some("snappy"),
+    )
+    .unwrap_err();
     assert!(e.message().contains("prometheus.ReadRequest"), "{e}");
 }
 
@@ -515,7 +789,10 @@ fn errors_map_to_api_errors() {
         let message = e.message().to_string();
         assert_eq!(e.to_string(), format!("{status} {message}"));
         let api: ApiError = e.into();
-        assert_eq!((api.status, api.error_type, api.message.as_str()), (status, error_type, message.as_str()));
+        assert_eq!(
+            (api.status, api.error_type, api.message.as_str()),
+            (status, error_type, message.as_str())
+        );
     }
 }
 
@@ -532,52 +809,87 @@ mod properties {
     const VALUES: &[&str] = &["p-1", "p.2", "p|3", "(p4)*", "p-10", "é"];
 
     fn name() -> impl Strategy<Value = String> {
-        prop::sample::select(vec!["__name__", "job", "instance", TENANT, "le", "a"]).prop_map(str::to_string)
+        prop::sample::select(vec!["__name__", "job", "instance", TENANT, "le", "a"])
+            .prop_map(str::to_string)
     }
 
     fn matcher() -> impl Strategy<Value = LabelMatcher> {
-        let value = prop::sample::select(vec!["", "p-1", "p.2", "up", "api", "p-1|p-10", ".*", ".+", "p.*", "é", "x\\|y"]);
-        (0..4i32, name(), value).prop_map(|(t, n, v)| LabelMatcher { r#type: t, name: n, value: v.to_string() })
+        let value = prop::sample::select(vec![
+            "", "p-1", "p.2", "up", "api", "p-1|p-10", ".*", ".+", "p.*", "é", "x\\|y",
+        ]);
+        (0..4i32, name(), value).prop_map(|(t, n, v)| LabelMatcher {
+            r#type: t,
+            name: n,
+            value: v.to_string(),
+        })
     }
 
     fn hints() -> impl Strategy<Value = Option<ReadHints>> {
         prop::option::of(
-            (any::<i64>(), "\\PC{0,6}", any::<i64>(), any::<i64>(), prop::collection::vec("[a-z_]{0,5}", 0..4), any::<bool>(), any::<i64>())
-                .prop_map(|(step_ms, func, start_ms, end_ms, grouping, by, range_ms)| ReadHints {
-                    step_ms,
-                    func,
-                    start_ms,
-                    end_ms,
-                    grouping,
-                    by,
-                    range_ms,
-                }),
+            (
+                any::<i64>(),
+                "\\PC{0,6}",
+                any::<i64>(),
+                any::<i64>(),
+                prop::collection::vec("[a-z_]{0,5}", 0..4),
+                any::<bool>(),
+                any::<i64>(),
+            )
+                .prop_map(
+                    |(step_ms, func, start_ms, end_ms, grouping, by, range_ms)| ReadHints {
+                        step_ms,
+                        func,
+                        start_ms,
+                        end_ms,
+                        grouping,
+                        by,
+                        range_ms,
+                    },
+                ),
         )
     }
 
     fn query() -> impl Strategy<Value = Query> {
-        (any::<i64>(), any::<i64>(), prop::collection::vec(matcher(), 0..5), hints()).prop_map(|(s, e, matchers, hints)| Query {
-            start_timestamp_ms: s,
-            end_timestamp_ms: e,
-            matchers,
-            hints,
-        })
+        (
+            any::<i64>(),
+            any::<i64>(),
+            prop::collection::vec(matcher(), 0..5),
+            hints(),
+        )
+            .prop_map(|(s, e, matchers, hints)| Query {
+                start_timestamp_ms: s,
+                end_timestamp_ms: e,
+                matchers,
+                hints,
+            })
     }
 
     fn request() -> impl Strategy<Value = ReadRequest> {
-        (prop::collection::vec(query(), 0..4), prop::collection::vec(0..3i32, 0..3))
-            .prop_map(|(queries, accepted_response_types)| ReadRequest { queries, accepted_response_types })
+        (
+            prop::collection::vec(query(), 0..4),
+            prop::collection::vec(0..3i32, 0..3),
+        )
+            .prop_map(|(queries, accepted_response_types)| ReadRequest {
+                queries,
+                accepted_response_types,
+            })
     }
 
     fn series() -> impl Strategy<Value = BTreeMap<String, String>> {
-        let value = prop::sample::select(vec!["p-1", "p.2", "p|3", "(p4)*", "p-10", "é", "pX2", "up", "api", "x|y", "", "p-1|p-10"]);
+        let value = prop::sample::select(vec![
+            "p-1", "p.2", "p|3", "(p4)*", "p-10", "é", "pX2", "up", "api", "x|y", "", "p-1|p-10",
+        ]);
         prop::collection::btree_map(name(), value.prop_map(str::to_string), 0..5)
     }
 
     /// A matcher as Prometheus evaluates it: an absent label is "", regexes anchored.
     fn matches(m: &LabelMatcher, series: &BTreeMap<String, String>) -> bool {
         let v = series.get(&m.name).map_or("", String::as_str);
-        let re = || regex::Regex::new(&format!("^(?:{})$", m.value)).unwrap().is_match(v);
+        let re = || {
+            regex::Regex::new(&format!("^(?:{})$", m.value))
+                .unwrap()
+                .is_match(v)
+        };
         match Type::try_from(m.r#type).unwrap() {
             Type::Eq => v == m.value,
             Type::Neq => v != m.value,

@@ -38,7 +38,10 @@ fn agree(body: &[u8], schema: Schema, limits: &Limits, policy: &Policy) -> bool 
             assert_eq!(w, g, "different refusal; body {:02x?}", short(body));
             false
         }
-        _ => panic!("reference {want:?}\nrewrite {got:?}\npolicy {policy:?}\nbody {:02x?}", short(body)),
+        _ => panic!(
+            "reference {want:?}\nrewrite {got:?}\npolicy {policy:?}\nbody {:02x?}",
+            short(body)
+        ),
     }
 }
 
@@ -57,14 +60,28 @@ fn agree_at_the_limits(raw: &[u8], schema: Schema, policy: &Policy) {
     let Ok(e) = limits::prescan(
         raw,
         schema,
-        &Limits { max_series: usize::MAX, max_memory_bytes: usize::MAX, ..Limits::default() },
+        &Limits {
+            max_series: usize::MAX,
+            max_memory_bytes: usize::MAX,
+            ..Limits::default()
+        },
     ) else {
         return;
     };
     for limits in [
-        Limits { max_series: e.series, max_memory_bytes: e.memory(), ..Limits::default() },
-        Limits { max_series: e.series.saturating_sub(1), ..Limits::default() },
-        Limits { max_memory_bytes: e.memory().saturating_sub(1), ..Limits::default() },
+        Limits {
+            max_series: e.series,
+            max_memory_bytes: e.memory(),
+            ..Limits::default()
+        },
+        Limits {
+            max_series: e.series.saturating_sub(1),
+            ..Limits::default()
+        },
+        Limits {
+            max_memory_bytes: e.memory().saturating_sub(1),
+            ..Limits::default()
+        },
     ] {
         raw_agree(raw, schema, &limits, policy);
     }
@@ -73,12 +90,27 @@ fn agree_at_the_limits(raw: &[u8], schema: Schema, policy: &Policy) {
 fn policies() -> Vec<Policy> {
     let mut out = Vec::new();
     for metadata in [MetadataPolicy::Forward, MetadataPolicy::Drop] {
-        out.push(Policy { tenancy: Tenancy::Unrestricted, metadata });
+        out.push(Policy {
+            tenancy: Tenancy::Unrestricted,
+            metadata,
+        });
         for on_conflict in [OnConflict::Overwrite, OnConflict::Reject] {
-            for (label, value) in [("project", "p-1"), ("job", "api"), ("zz", "a"), ("project", "")] {
+            for (label, value) in [
+                ("project", "p-1"),
+                ("job", "api"),
+                ("zz", "a"),
+                ("project", ""),
+            ] {
                 for strip in [vec![], vec!["domain".to_string(), "job".to_string()]] {
-                    let stamp = Stamp { on_conflict, extra_labels_to_strip: strip, ..Stamp::new(label, value) };
-                    out.push(Policy { tenancy: Tenancy::Stamp(stamp), metadata });
+                    let stamp = Stamp {
+                        on_conflict,
+                        extra_labels_to_strip: strip,
+                        ..Stamp::new(label, value)
+                    };
+                    out.push(Policy {
+                        tenancy: Tenancy::Stamp(stamp),
+                        metadata,
+                    });
                 }
             }
         }
@@ -90,14 +122,25 @@ fn policies() -> Vec<Policy> {
 fn fixtures_agree_under_every_policy() {
     let v1 = super::tests::v1_request().encode_to_vec();
     let v2 = super::tests::v2_request().encode_to_vec();
-    let meta_only = v1::WriteRequest { timeseries: vec![], metadata: super::tests::v1_request().metadata };
+    let meta_only = v1::WriteRequest {
+        timeseries: vec![],
+        metadata: super::tests::v1_request().metadata,
+    };
     let mut accepted = 0;
     for policy in policies() {
-        for (schema, raw) in [(Schema::V1, &v1), (Schema::V2, &v2), (Schema::V1, &meta_only.encode_to_vec())] {
+        for (schema, raw) in [
+            (Schema::V1, &v1),
+            (Schema::V2, &v2),
+            (Schema::V1, &meta_only.encode_to_vec()),
+        ] {
             accepted += usize::from(raw_agree(raw, schema, &Limits::default(), &policy));
             agree_at_the_limits(raw, schema, &policy);
             // The other message, empty bodies.
-            let other = if schema == Schema::V1 { Schema::V2 } else { Schema::V1 };
+            let other = if schema == Schema::V1 {
+                Schema::V2
+            } else {
+                Schema::V1
+            };
             raw_agree(raw, other, &Limits::default(), &policy);
         }
         raw_agree(b"", Schema::V1, &Limits::default(), &policy);
@@ -111,14 +154,35 @@ fn fixtures_agree_under_every_policy() {
 fn limits_agree() {
     let v1 = super::tests::v1_request().encode_to_vec();
     let v2 = super::tests::v2_request().encode_to_vec();
-    let policy = Policy { tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")), metadata: MetadataPolicy::Forward };
+    let policy = Policy {
+        tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")),
+        metadata: MetadataPolicy::Forward,
+    };
     for limits in [
-        Limits { max_series: 1, ..Limits::default() },
-        Limits { max_decoded_bytes: 100, ..Limits::default() },
-        Limits { max_memory_bytes: 500, ..Limits::default() },
-        Limits { max_labels_per_series: 3, ..Limits::default() },
-        Limits { max_label_bytes: 20, ..Limits::default() },
-        Limits { max_label_bytes: 27, ..Limits::default() },
+        Limits {
+            max_series: 1,
+            ..Limits::default()
+        },
+        Limits {
+            max_decoded_bytes: 100,
+            ..Limits::default()
+        },
+        Limits {
+            max_memory_bytes: 500,
+            ..Limits::default()
+        },
+        Limits {
+            max_labels_per_series: 3,
+            ..Limits::default()
+        },
+        Limits {
+            max_label_bytes: 20,
+            ..Limits::default()
+        },
+        Limits {
+            max_label_bytes: 27,
+            ..Limits::default()
+        },
     ] {
         for (schema, raw) in [(Schema::V1, &v1), (Schema::V2, &v2)] {
             raw_agree(raw, schema, &limits, &policy);
@@ -137,7 +201,10 @@ fn one_huge_series_is_too_large() {
         out.extend_from_slice(body);
         out
     }
-    let policy = Policy { tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")), metadata: MetadataPolicy::Forward };
+    let policy = Policy {
+        tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")),
+        metadata: MetadataPolicy::Forward,
+    };
     let limits = Limits {
         max_labels_per_series: usize::MAX,
         max_series: usize::MAX,
@@ -148,9 +215,22 @@ fn one_huge_series_is_too_large() {
     let cases = [
         (Schema::V1, message(0x0a, &[0x0a, 0x00].repeat(n))),
         (Schema::V1, message(0x0a, &[0x12, 0x00].repeat(n))),
-        (Schema::V1, message(0x0a, &message(0x22, &[0x42, 0x00].repeat(n)))),
-        (Schema::V1, message(0x0a, &message(0x1a, &[0x0a, 0x00].repeat(n)))),
-        (Schema::V2, [&[0x22, 0x00][..], &message(0x2a, &message(0x0a, &vec![0x00; 4 * n]))].concat()),
+        (
+            Schema::V1,
+            message(0x0a, &message(0x22, &[0x42, 0x00].repeat(n))),
+        ),
+        (
+            Schema::V1,
+            message(0x0a, &message(0x1a, &[0x0a, 0x00].repeat(n))),
+        ),
+        (
+            Schema::V2,
+            [
+                &[0x22, 0x00][..],
+                &message(0x2a, &message(0x0a, &vec![0x00; 4 * n])),
+            ]
+            .concat(),
+        ),
         (Schema::V2, [0x22, 0x00].repeat(n)),
     ];
     for (schema, raw) in cases {
@@ -186,33 +266,79 @@ fn nested_groups_agree_around_the_recursion_limit() {
         out.extend_from_slice(body);
         out
     }
-    let policy = Policy { tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")), metadata: MetadataPolicy::Forward };
-    let label = |extra: &[u8]| message(0x0a, &[&[0x0a, 0x01, b'a', 0x12, 0x01, b'b'][..], extra].concat());
+    let policy = Policy {
+        tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")),
+        metadata: MetadataPolicy::Forward,
+    };
+    let label = |extra: &[u8]| {
+        message(
+            0x0a,
+            &[&[0x0a, 0x01, b'a', 0x12, 0x01, b'b'][..], extra].concat(),
+        )
+    };
     let mut accepted = 0;
     for depth in [0, 1, 2, 50, 94, 95, 96, 97, 98, 99, 100, 101] {
         let g = groups(depth);
         let cases: Vec<(Schema, Vec<u8>)> = vec![
             // a series' label, sample; an exemplar's label; a histogram's span; 1.0 metadata
             (Schema::V1, message(0x0a, &label(&g))),
-            (Schema::V1, message(0x0a, &message(0x12, &[&[0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f][..], &g].concat()))),
+            (
+                Schema::V1,
+                message(
+                    0x0a,
+                    &message(
+                        0x12,
+                        &[&[0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f][..], &g].concat(),
+                    ),
+                ),
+            ),
             (Schema::V1, message(0x0a, &message(0x1a, &label(&g)))),
-            (Schema::V1, message(0x0a, &message(0x22, &message(0x42, &[&[0x08, 0x03][..], &g].concat())))),
-            (Schema::V1, message(0x1a, &[&[0x12, 0x01, b'm'][..], &g].concat())),
+            (
+                Schema::V1,
+                message(
+                    0x0a,
+                    &message(0x22, &message(0x42, &[&[0x08, 0x03][..], &g].concat())),
+                ),
+            ),
+            (
+                Schema::V1,
+                message(0x1a, &[&[0x12, 0x01, b'm'][..], &g].concat()),
+            ),
             // walked by the pre-scan: groups refused
             (Schema::V1, message(0x0a, &g)),
             (Schema::V1, g.clone()),
             (Schema::V1, message(0x0a, &message(0x1a, &g))),
             (Schema::V1, message(0x0a, &message(0x22, &g))),
             // 2.0: a sample, metadata, span; series, exemplar, histogram
-            (Schema::V2, [&[0x22, 0x00][..], &message(0x2a, &message(0x12, &g))].concat()),
             (
                 Schema::V2,
-                [&[0x22, 0x00][..], &message(0x2a, &message(0x2a, &[&[0x08, 0x01][..], &g].concat()))].concat(),
+                [&[0x22, 0x00][..], &message(0x2a, &message(0x12, &g))].concat(),
             ),
-            (Schema::V2, [&[0x22, 0x00][..], &message(0x2a, &message(0x1a, &message(0x5a, &g)))].concat()),
+            (
+                Schema::V2,
+                [
+                    &[0x22, 0x00][..],
+                    &message(0x2a, &message(0x2a, &[&[0x08, 0x01][..], &g].concat())),
+                ]
+                .concat(),
+            ),
+            (
+                Schema::V2,
+                [
+                    &[0x22, 0x00][..],
+                    &message(0x2a, &message(0x1a, &message(0x5a, &g))),
+                ]
+                .concat(),
+            ),
             (Schema::V2, [&[0x22, 0x00][..], &message(0x2a, &g)].concat()),
-            (Schema::V2, [&[0x22, 0x00][..], &message(0x2a, &message(0x22, &g))].concat()),
-            (Schema::V2, [&[0x22, 0x00][..], &message(0x2a, &message(0x1a, &g))].concat()),
+            (
+                Schema::V2,
+                [&[0x22, 0x00][..], &message(0x2a, &message(0x22, &g))].concat(),
+            ),
+            (
+                Schema::V2,
+                [&[0x22, 0x00][..], &message(0x2a, &message(0x1a, &g))].concat(),
+            ),
         ];
         for (schema, raw) in cases {
             accepted += usize::from(raw_agree(&raw, schema, &Limits::default(), &policy));
@@ -223,35 +349,106 @@ fn nested_groups_agree_around_the_recursion_limit() {
 
 #[test]
 fn scalar_edge_cases_agree() {
-    let policy = Policy { tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")), metadata: MetadataPolicy::Forward };
+    let policy = Policy {
+        tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")),
+        metadata: MetadataPolicy::Forward,
+    };
     let cases: Vec<(Schema, Vec<u8>)> = vec![
         // -0.0, NaN and a 10-byte timestamp in a sample; explicit zero fields
-        (Schema::V1, vec![0x0a, 0x0f, 0x12, 0x0d, 0x09, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x10, 0x80, 0x00, 0x10, 0x00]),
-        (Schema::V1, vec![0x0a, 0x0b, 0x12, 0x09, 0x09, 1, 0, 0, 0, 0, 0, 0xf8, 0x7f]),
+        (
+            Schema::V1,
+            vec![
+                0x0a, 0x0f, 0x12, 0x0d, 0x09, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x10, 0x80, 0x00, 0x10,
+                0x00,
+            ],
+        ),
+        (
+            Schema::V1,
+            vec![0x0a, 0x0b, 0x12, 0x09, 0x09, 1, 0, 0, 0, 0, 0, 0xf8, 0x7f],
+        ),
         // a sample's timestamp in more bytes than it needs; its field's length too; a label's
-        (Schema::V1, vec![0x0a, 0x0f, 0x12, 0x0d, 0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x10, 0x85, 0x80, 0x00]),
-        (Schema::V1, vec![0x0a, 0x0e, 0x12, 0x8c, 0x00, 0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x10, 0x85]),
-        (Schema::V1, vec![0x0a, 0x09, 0x0a, 0x86, 0x00, 0x0a, 0x01, b'a', 0x12, 0x01, b'b']),
-        (Schema::V1, vec![0x0a, 0x09, 0x8a, 0x00, 0x06, 0x0a, 0x01, b'a', 0x12, 0x01, b'b']),
-        (Schema::V1, vec![0x0a, 0x0d, 0x12, 0x0b, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
-        (Schema::V1, vec![0x0a, 0x0d, 0x12, 0x0b, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+        (
+            Schema::V1,
+            vec![
+                0x0a, 0x0f, 0x12, 0x0d, 0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x10, 0x85, 0x80, 0x00,
+            ],
+        ),
+        (
+            Schema::V1,
+            vec![
+                0x0a, 0x0e, 0x12, 0x8c, 0x00, 0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x10, 0x85,
+            ],
+        ),
+        (
+            Schema::V1,
+            vec![
+                0x0a, 0x09, 0x0a, 0x86, 0x00, 0x0a, 0x01, b'a', 0x12, 0x01, b'b',
+            ],
+        ),
+        (
+            Schema::V1,
+            vec![
+                0x0a, 0x09, 0x8a, 0x00, 0x06, 0x0a, 0x01, b'a', 0x12, 0x01, b'b',
+            ],
+        ),
+        (
+            Schema::V1,
+            vec![
+                0x0a, 0x0d, 0x12, 0x0b, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0x01,
+            ],
+        ),
+        (
+            Schema::V1,
+            vec![
+                0x0a, 0x0d, 0x12, 0x0b, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0x02,
+            ],
+        ),
         // a negative enum (sign-extended to 10 bytes), twice
-        (Schema::V1, vec![0x1a, 0x0a, 0x08, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x08, 0xfe, 0xff, 0x03]),
+        (
+            Schema::V1,
+            vec![
+                0x1a, 0x0a, 0x08, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x08, 0xfe, 0xff, 0x03,
+            ],
+        ),
         // a histogram's negative reset_hint; 2.0 metadata's negative type
         (
             Schema::V1,
-            vec![0x0a, 0x0e, 0x22, 0x0c, 0x70, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x70, 0x80, 0x80, 0x80, 0x80, 0x08],
+            vec![
+                0x0a, 0x0e, 0x22, 0x0c, 0x70, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x70, 0x80, 0x80, 0x80,
+                0x80, 0x08,
+            ],
         ),
-        (Schema::V2, vec![0x22, 0x00, 0x2a, 0x08, 0x2a, 0x06, 0x08, 0xfd, 0xff, 0xff, 0xff, 0x0f]),
+        (
+            Schema::V2,
+            vec![
+                0x22, 0x00, 0x2a, 0x08, 0x2a, 0x06, 0x08, 0xfd, 0xff, 0xff, 0xff, 0x0f,
+            ],
+        ),
         // labels: empty name, empty value, repeated name field, non-minimal lengths
-        (Schema::V1, vec![0x0a, 0x06, 0x0a, 0x04, 0x0a, 0x00, 0x12, 0x00]),
-        (Schema::V1, vec![0x0a, 0x0c, 0x0a, 0x0a, 0x0a, 0x01, b'a', 0x0a, 0x01, b'b', 0x12, 0x81, 0x00, b'c']),
-        (Schema::V1, vec![0x0a, 0x07, 0x0a, 0x05, 0x0a, 0x81, 0x00, b'a', 0x12]),
+        (
+            Schema::V1,
+            vec![0x0a, 0x06, 0x0a, 0x04, 0x0a, 0x00, 0x12, 0x00],
+        ),
+        (
+            Schema::V1,
+            vec![
+                0x0a, 0x0c, 0x0a, 0x0a, 0x0a, 0x01, b'a', 0x0a, 0x01, b'b', 0x12, 0x81, 0x00, b'c',
+            ],
+        ),
+        (
+            Schema::V1,
+            vec![0x0a, 0x07, 0x0a, 0x05, 0x0a, 0x81, 0x00, b'a', 0x12],
+        ),
         // an empty series; a series key given as a non-minimal varint
         (Schema::V1, vec![0x0a, 0x00]),
         (Schema::V1, vec![0x8a, 0x00, 0x00]),
         // a key over u32::MAX; field 0; wire types 6 and 7; an end group
-        (Schema::V1, vec![0x0a, 0x06, 0x80, 0x80, 0x80, 0x80, 0x10, 0x00]),
+        (
+            Schema::V1,
+            vec![0x0a, 0x06, 0x80, 0x80, 0x80, 0x80, 0x10, 0x00],
+        ),
         (Schema::V1, vec![0x0a, 0x02, 0x00, 0x00]),
         (Schema::V1, vec![0x0a, 0x02, 0x2e, 0x00]),
         (Schema::V1, vec![0x0a, 0x02, 0x2f, 0x00]),
@@ -264,22 +461,52 @@ fn scalar_edge_cases_agree() {
         (Schema::V1, vec![0x13, 0x14]),
         (Schema::V1, vec![0x14]),
         // 2.0: refs over u32 (truncated), unpacked and packed mixed, an empty table
-        (Schema::V2, vec![0x22, 0x00, 0x22, 0x01, b'a', 0x2a, 0x08, 0x08, 0x81, 0x80, 0x80, 0x80, 0x10, 0x08, 0x01]),
-        (Schema::V2, vec![0x22, 0x00, 0x22, 0x01, b'a', 0x2a, 0x06, 0x0a, 0x01, 0x01, 0x0a, 0x01, 0x01]),
+        (
+            Schema::V2,
+            vec![
+                0x22, 0x00, 0x22, 0x01, b'a', 0x2a, 0x08, 0x08, 0x81, 0x80, 0x80, 0x80, 0x10, 0x08,
+                0x01,
+            ],
+        ),
+        (
+            Schema::V2,
+            vec![
+                0x22, 0x00, 0x22, 0x01, b'a', 0x2a, 0x06, 0x0a, 0x01, 0x01, 0x0a, 0x01, 0x01,
+            ],
+        ),
         (Schema::V2, vec![0x2a, 0x00]),
         (Schema::V2, vec![0x2a, 0x02, 0x0a, 0x00]),
         (Schema::V2, vec![0x22, 0x00]),
         (Schema::V2, vec![0x22, 0x01, b'x']),
         (Schema::V2, vec![0x22, 0x01, b'x', 0x2a, 0x00]),
         // metadata twice (merged), empty metadata, created_timestamp
-        (Schema::V2, vec![0x22, 0x00, 0x2a, 0x0a, 0x2a, 0x02, 0x08, 0x01, 0x2a, 0x02, 0x18, 0x00, 0x30, 0x05]),
+        (
+            Schema::V2,
+            vec![
+                0x22, 0x00, 0x2a, 0x0a, 0x2a, 0x02, 0x08, 0x01, 0x2a, 0x02, 0x18, 0x00, 0x30, 0x05,
+            ],
+        ),
         (Schema::V2, vec![0x22, 0x00, 0x2a, 0x02, 0x2a, 0x00]),
         // a packed double of 7 bytes; a histogram with both counts
-        (Schema::V1, vec![0x0a, 0x0b, 0x22, 0x09, 0x52, 0x07, 0, 0, 0, 0, 0, 0, 0]),
-        (Schema::V1, vec![0x0a, 0x0f, 0x22, 0x0d, 0x08, 0x05, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00]),
+        (
+            Schema::V1,
+            vec![0x0a, 0x0b, 0x22, 0x09, 0x52, 0x07, 0, 0, 0, 0, 0, 0, 0],
+        ),
+        (
+            Schema::V1,
+            vec![
+                0x0a, 0x0f, 0x22, 0x0d, 0x08, 0x05, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00,
+            ],
+        ),
     ];
     let mut accepted = 0;
-    for policy in [policy, Policy { tenancy: Tenancy::Unrestricted, metadata: MetadataPolicy::Forward }] {
+    for policy in [
+        policy,
+        Policy {
+            tenancy: Tenancy::Unrestricted,
+            metadata: MetadataPolicy::Forward,
+        },
+    ] {
         for (schema, raw) in &cases {
             accepted += usize::from(raw_agree(raw, *schema, &Limits::default(), &policy));
         }
@@ -372,8 +599,17 @@ mod properties {
 
     fn double() -> impl Strategy<Value = u64> {
         prop_oneof![
-            prop::sample::select(vec![0.0f64, -0.0, 1.0, 0.5, -4.25, f64::NAN, f64::INFINITY, 1e-128])
-                .prop_map(f64::to_bits),
+            prop::sample::select(vec![
+                0.0f64,
+                -0.0,
+                1.0,
+                0.5,
+                -4.25,
+                f64::NAN,
+                f64::INFINITY,
+                1e-128
+            ])
+            .prop_map(f64::to_bits),
             Just(0x7ff0_0000_0000_0002u64),
             any::<u64>(),
         ]
@@ -386,8 +622,20 @@ mod properties {
     /// An unknown field (numbers the messages do not use, or do at other levels), groups
     /// included.
     fn unknown() -> impl Strategy<Value = F> {
-        let tag = prop_oneof![Just(20u32), Just(9u32), Just(18u32), Just(100u32), Just(536_870_911u32)];
-        let leaf = (tag.clone(), varint_value(), pad(), prop::collection::vec(any::<u8>(), 0..4), 0u8..4)
+        let tag = prop_oneof![
+            Just(20u32),
+            Just(9u32),
+            Just(18u32),
+            Just(100u32),
+            Just(536_870_911u32)
+        ];
+        let leaf = (
+            tag.clone(),
+            varint_value(),
+            pad(),
+            prop::collection::vec(any::<u8>(), 0..4),
+            0u8..4,
+        )
             .prop_map(|(t, v, p, b, w)| match w {
                 0 => F::Varint(t, v, p),
                 1 => F::I64(t, v),
@@ -396,8 +644,9 @@ mod properties {
             })
             .boxed();
         let groups = leaf.clone().prop_recursive(3, 8, 3, move |inner| {
-            (tag.clone(), prop::collection::vec(inner, 0..3), 0u8..6)
-                .prop_map(|(t, fields, wrong)| F::Group(t, fields, if wrong == 0 { t + 1 } else { t }))
+            (tag.clone(), prop::collection::vec(inner, 0..3), 0u8..6).prop_map(
+                |(t, fields, wrong)| F::Group(t, fields, if wrong == 0 { t + 1 } else { t }),
+            )
         });
         prop_oneof![4 => leaf, 1 => groups]
     }
@@ -423,8 +672,8 @@ mod properties {
     }
 
     const NAMES: &[&str] = &[
-        "__name__", "job", "instance", "project", "project", "domain", "a", "zone", "", "le", "b", "code", "method",
-        "path", "pod", "node", "region", "c", "d", "e",
+        "__name__", "job", "instance", "project", "project", "domain", "a", "zone", "", "le", "b",
+        "code", "method", "path", "pod", "node", "region", "c", "d", "e",
     ];
     const VALUES: &[&str] = &["", "p-1", "p-2", "api", "x", "up", "job"];
 
@@ -440,9 +689,14 @@ mod properties {
     }
 
     fn label() -> BoxedStrategy<Vec<u8>> {
-        let canonical = (string(NAMES), string(VALUES)).prop_map(|(n, v)| enc(&[F::Len(1, n), F::Len(2, v)]));
+        let canonical =
+            (string(NAMES), string(VALUES)).prop_map(|(n, v)| enc(&[F::Len(1, n), F::Len(2, v)]));
         let odd = message(
-            prop_oneof![string(NAMES).prop_map(|s| F::Len(1, s)), string(VALUES).prop_map(|s| F::Len(2, s))].boxed(),
+            prop_oneof![
+                string(NAMES).prop_map(|s| F::Len(1, s)),
+                string(VALUES).prop_map(|s| F::Len(2, s))
+            ]
+            .boxed(),
             &[1, 2],
             4,
         )
@@ -451,7 +705,8 @@ mod properties {
     }
 
     fn sample(v2: bool) -> BoxedStrategy<Vec<u8>> {
-        let canonical = (double(), varint_value()).prop_map(|(v, t)| enc(&[F::I64(1, v), F::Varint(2, t, 0)]));
+        let canonical =
+            (double(), varint_value()).prop_map(|(v, t)| enc(&[F::I64(1, v), F::Varint(2, t, 0)]));
         let tags: &'static [u32] = if v2 { &[1, 2, 3] } else { &[1, 2] };
         let odd = message(
             prop_oneof![
@@ -523,7 +778,9 @@ mod properties {
             double().prop_map(|v| F::I64(16, v)),
             varint_value().prop_map(|v| F::Varint(17, v, 0)),
         ];
-        message(field.boxed(), &[1, 2, 3, 4, 8, 10, 11, 14, 16, 17], 12).prop_map(|f| enc(&f)).boxed()
+        message(field.boxed(), &[1, 2, 3, 4, 8, 10, 11, 14, 16, 17], 12)
+            .prop_map(|f| enc(&f))
+            .boxed()
     }
 
     fn exemplar_v1() -> BoxedStrategy<Vec<u8>> {
@@ -532,7 +789,9 @@ mod properties {
             double().prop_map(|v| F::I64(2, v)),
             varint_value().prop_map(|v| F::Varint(3, v, 0)),
         ];
-        message(field.boxed(), &[1, 2, 3], 5).prop_map(|f| enc(&f)).boxed()
+        message(field.boxed(), &[1, 2, 3], 5)
+            .prop_map(|f| enc(&f))
+            .boxed()
     }
 
     fn series_v1() -> BoxedStrategy<Vec<u8>> {
@@ -542,7 +801,9 @@ mod properties {
             1 => exemplar_v1().prop_map(|e| F::Len(3, e)),
             1 => histogram().prop_map(|h| F::Len(4, h)),
         ];
-        message(field.boxed(), &[1, 2, 3, 4], 10).prop_map(|f| enc(&f)).boxed()
+        message(field.boxed(), &[1, 2, 3, 4], 10)
+            .prop_map(|f| enc(&f))
+            .boxed()
     }
 
     fn metadata_v1() -> BoxedStrategy<Vec<u8>> {
@@ -552,7 +813,9 @@ mod properties {
             string(VALUES).prop_map(|s| F::Len(4, s)),
             string(VALUES).prop_map(|s| F::Len(5, s)),
         ];
-        message(field.boxed(), &[1, 2, 4, 5], 5).prop_map(|f| enc(&f)).boxed()
+        message(field.boxed(), &[1, 2, 4, 5], 5)
+            .prop_map(|f| enc(&f))
+            .boxed()
     }
 
     fn request_v1() -> BoxedStrategy<Vec<u8>> {
@@ -563,7 +826,9 @@ mod properties {
             1 => Just(F::Varint(2, 7, 0)),
             1 => prop_oneof![Just(F::Len(5, vec![])), Just(F::Len(4, vec![]))],
         ];
-        prop::collection::vec(field, 0..8).prop_map(|f| enc(&f)).boxed()
+        prop::collection::vec(field, 0..8)
+            .prop_map(|f| enc(&f))
+            .boxed()
     }
 
     /// 2.0 refs: mostly within a table of `symbols` entries.
@@ -618,7 +883,9 @@ mod properties {
             1 => metadata.prop_map(|m| F::Len(5, enc(&m))),
             1 => varint_value().prop_map(|v| F::Varint(6, v, 0)),
         ];
-        message(field.boxed(), &[1, 2, 3, 4, 5, 6], 8).prop_map(|f| enc(&f)).boxed()
+        message(field.boxed(), &[1, 2, 3, 4, 5, 6], 8)
+            .prop_map(|f| enc(&f))
+            .boxed()
     }
 
     fn request_v2() -> BoxedStrategy<Vec<u8>> {
@@ -631,13 +898,22 @@ mod properties {
         table
             .prop_flat_map(|table| {
                 let n = table.len().max(1);
-                (Just(table), prop::collection::vec(series_v2(n), 0..5), any::<prop::sample::Index>(), 0u8..30)
+                (
+                    Just(table),
+                    prop::collection::vec(series_v2(n), 0..5),
+                    any::<prop::sample::Index>(),
+                    0u8..30,
+                )
             })
             .prop_map(|(table, series, at, extra)| {
                 let mut fields: Vec<F> = table.into_iter().map(|s| F::Len(4, s)).collect();
                 let series: Vec<F> = series.into_iter().map(|s| F::Len(5, s)).collect();
                 // Series mostly after the table, sometimes among it.
-                let i = if extra == 0 { at.index(fields.len() + 1) } else { fields.len() };
+                let i = if extra == 0 {
+                    at.index(fields.len() + 1)
+                } else {
+                    fields.len()
+                };
                 fields.splice(i..i, series);
                 if extra == 1 {
                     fields.push(F::Varint(1, 1, 0));
@@ -682,18 +958,30 @@ mod properties {
 
     /// A request from prost's messages (canonical), stamped every way.
     fn prost_v1() -> impl Strategy<Value = Vec<u8>> {
-        let label = (prop::sample::select(NAMES), prop::sample::select(VALUES)).prop_map(|(n, v)| v1::Label::new(n, v));
-        let series = (prop::collection::vec(label, 0..8), prop::collection::vec((double(), any::<i64>()), 0..3))
+        let label = (prop::sample::select(NAMES), prop::sample::select(VALUES))
+            .prop_map(|(n, v)| v1::Label::new(n, v));
+        let series = (
+            prop::collection::vec(label, 0..8),
+            prop::collection::vec((double(), any::<i64>()), 0..3),
+        )
             .prop_map(|(labels, samples)| v1::TimeSeries {
                 labels,
                 samples: samples
                     .into_iter()
-                    .map(|(v, t)| v1::Sample { value: f64::from_bits(v), timestamp: t })
+                    .map(|(v, t)| v1::Sample {
+                        value: f64::from_bits(v),
+                        timestamp: t,
+                    })
                     .collect(),
                 ..Default::default()
             });
-        prop::collection::vec(series, 0..6)
-            .prop_map(|timeseries| v1::WriteRequest { timeseries, metadata: vec![] }.encode_to_vec())
+        prop::collection::vec(series, 0..6).prop_map(|timeseries| {
+            v1::WriteRequest {
+                timeseries,
+                metadata: vec![],
+            }
+            .encode_to_vec()
+        })
     }
 
     proptest! {
@@ -756,15 +1044,20 @@ mod properties {
         use proptest::strategy::ValueTree;
         use proptest::test_runner::TestRunner;
         let mut runner = TestRunner::deterministic();
-        let policy =
-            Policy { tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")), metadata: MetadataPolicy::Forward };
+        let policy = Policy {
+            tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")),
+            metadata: MetadataPolicy::Forward,
+        };
         for (schema, strategy) in [(Schema::V1, request_v1()), (Schema::V2, request_v2())] {
             let mut accepted = 0;
             for _ in 0..400 {
                 let raw = strategy.new_tree(&mut runner).unwrap().current();
                 accepted += usize::from(raw_agree(&raw, schema, &Limits::default(), &policy));
             }
-            assert!((40..=360).contains(&accepted), "{schema:?}: {accepted} of 400 accepted");
+            assert!(
+                (40..=360).contains(&accepted),
+                "{schema:?}: {accepted} of 400 accepted"
+            );
         }
     }
 }

@@ -10,6 +10,7 @@
 
 use super::stamp::{print_labels, truncate};
 use super::{v1, v2, Decoded, Schema, WriteError};
+use crate::enforce::protowire::{packed_varints, Malformed, Reader, Wire};
 use std::mem::size_of;
 
 /// What one request may hold. A request over a size limit gets 413, a series over a
@@ -43,74 +44,6 @@ impl Default for Limits {
     }
 }
 
-/// A malformed wire format; the decoder would refuse it too, so no detail is needed.
-struct Malformed;
-
-/// A protobuf wire-format reader over a slice; never panics.
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-enum Field<'a> {
-    Varint,
-    Fixed,
-    Bytes(&'a [u8]),
-}
-
-impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Result<u64, Malformed> {
-        let mut value: u64 = 0;
-        for i in 0..10 {
-            let (&b, rest) = self.buf.split_first().ok_or(Malformed)?;
-            self.buf = rest;
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Ok(value);
-            }
-        }
-        Err(Malformed)
-    }
-
-    fn skip(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
-        let (head, rest) = self.buf.split_at_checked(n).ok_or(Malformed)?;
-        self.buf = rest;
-        Ok(head)
-    }
-
-    /// The next field's number and content; `None` at the end.
-    fn field(&mut self) -> Result<Option<(u64, Field<'a>)>, Malformed> {
-        if self.buf.is_empty() {
-            return Ok(None);
-        }
-        let key = self.varint()?;
-        let number = key >> 3;
-        if number == 0 {
-            return Err(Malformed);
-        }
-        let field = match key & 7 {
-            0 => {
-                self.varint()?;
-                Field::Varint
-            }
-            1 => {
-                self.skip(8)?;
-                Field::Fixed
-            }
-            2 => {
-                let len = usize::try_from(self.varint()?).map_err(|_| Malformed)?;
-                Field::Bytes(self.skip(len)?)
-            }
-            5 => {
-                self.skip(4)?;
-                Field::Fixed
-            }
-            // Groups (3, 4) are not in proto3, and 6, 7 are not wire types.
-            _ => return Err(Malformed),
-        };
-        Ok(Some((number, field)))
-    }
-}
-
 /// What [`prescan`] found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Estimate {
@@ -130,7 +63,9 @@ impl Estimate {
 
     /// `n` elements of `T`.
     pub(super) fn add<T>(&mut self, n: usize) {
-        self.elements = self.elements.saturating_add(size_of::<T>().saturating_mul(n));
+        self.elements = self
+            .elements
+            .saturating_add(size_of::<T>().saturating_mul(n));
     }
 
     /// `n` bytes of strings.
@@ -144,34 +79,29 @@ impl Estimate {
     }
 }
 
-/// Varints in a packed field (each ends with a byte under 0x80).
-pub(super) fn packed_varints(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|&&b| b < 0x80).count()
-}
-
 /// Counts and sizes `raw` (a decompressed body) without decoding it.
 fn estimate(raw: &[u8], schema: Schema) -> Result<Estimate, Malformed> {
     let mut e = Estimate::default();
-    let mut r = Reader { buf: raw };
-    while let Some((number, field)) = r.field()? {
-        match (schema, number, field) {
-            (Schema::V1, 1, Field::Bytes(series)) => {
+    let mut r = Reader::new(raw);
+    while let Some((number, wire, bytes)) = r.field()? {
+        match (schema, number, wire) {
+            (Schema::V1, 1, Wire::Bytes) => {
                 e.series += 1;
                 e.add::<v1::TimeSeries>(1);
-                v1_series(series, &mut e)?;
+                v1_series(bytes, &mut e)?;
             }
-            (Schema::V1, 3, Field::Bytes(metadata)) => {
+            (Schema::V1, 3, Wire::Bytes) => {
                 e.add::<v1::MetricMetadata>(1);
-                e.strings = e.strings.saturating_add(metadata.len());
+                e.strings = e.strings.saturating_add(bytes.len());
             }
-            (Schema::V2, 4, Field::Bytes(symbol)) => {
+            (Schema::V2, 4, Wire::Bytes) => {
                 e.add::<String>(1);
-                e.strings = e.strings.saturating_add(symbol.len());
+                e.strings = e.strings.saturating_add(bytes.len());
             }
-            (Schema::V2, 5, Field::Bytes(series)) => {
+            (Schema::V2, 5, Wire::Bytes) => {
                 e.series += 1;
                 e.add::<v2::TimeSeries>(1);
-                v2_series(series, &mut e)?;
+                v2_series(bytes, &mut e)?;
             }
             // Cortex's `source`, reserved by the 1.0 spec: dropped.
             (Schema::V1, 2, _) => {}
@@ -186,9 +116,11 @@ fn estimate(raw: &[u8], schema: Schema) -> Result<Estimate, Malformed> {
 }
 
 fn v1_series(bytes: &[u8], e: &mut Estimate) -> Result<(), Malformed> {
-    let mut r = Reader { buf: bytes };
-    while let Some((number, field)) = r.field()? {
-        let Field::Bytes(b) = field else { continue };
+    let mut r = Reader::new(bytes);
+    while let Some((number, wire, b)) = r.field()? {
+        if wire != Wire::Bytes {
+            continue;
+        }
         match number {
             1 => {
                 e.add::<v1::Label>(1);
@@ -197,9 +129,9 @@ fn v1_series(bytes: &[u8], e: &mut Estimate) -> Result<(), Malformed> {
             2 => e.add::<v1::Sample>(1),
             3 => {
                 e.add::<v1::Exemplar>(1);
-                let mut r = Reader { buf: b };
-                while let Some((number, field)) = r.field()? {
-                    if let (1, Field::Bytes(label)) = (number, field) {
+                let mut r = Reader::new(b);
+                while let Some((number, wire, label)) = r.field()? {
+                    if (number, wire) == (1, Wire::Bytes) {
                         e.add::<v1::Label>(1);
                         e.strings = e.strings.saturating_add(label.len());
                     }
@@ -216,23 +148,23 @@ fn v1_series(bytes: &[u8], e: &mut Estimate) -> Result<(), Malformed> {
 }
 
 fn v2_series(bytes: &[u8], e: &mut Estimate) -> Result<(), Malformed> {
-    let mut r = Reader { buf: bytes };
-    while let Some((number, field)) = r.field()? {
-        match (number, field) {
-            (1, Field::Bytes(b)) => e.add::<u32>(packed_varints(b)),
-            (1, Field::Varint) => e.add::<u32>(1),
-            (2, Field::Bytes(_)) => e.add::<v2::Sample>(1),
-            (3, Field::Bytes(b)) => {
+    let mut r = Reader::new(bytes);
+    while let Some((number, wire, b)) = r.field()? {
+        match (number, wire) {
+            (1, Wire::Bytes) => e.add::<u32>(packed_varints(b)),
+            (1, Wire::Varint) => e.add::<u32>(1),
+            (2, Wire::Bytes) => e.add::<v2::Sample>(1),
+            (3, Wire::Bytes) => {
                 e.add::<v2::Histogram>(1);
                 histogram(b, e)?;
             }
-            (4, Field::Bytes(b)) => {
+            (4, Wire::Bytes) => {
                 e.add::<v2::Exemplar>(1);
-                let mut r = Reader { buf: b };
-                while let Some((number, field)) = r.field()? {
-                    match (number, field) {
-                        (1, Field::Bytes(refs)) => e.add::<u32>(packed_varints(refs)),
-                        (1, Field::Varint) => e.add::<u32>(1),
+                let mut r = Reader::new(b);
+                while let Some((number, wire, refs)) = r.field()? {
+                    match (number, wire) {
+                        (1, Wire::Bytes) => e.add::<u32>(packed_varints(refs)),
+                        (1, Wire::Varint) => e.add::<u32>(1),
                         _ => {}
                     }
                 }
@@ -246,13 +178,15 @@ fn v2_series(bytes: &[u8], e: &mut Estimate) -> Result<(), Malformed> {
 /// A histogram's spans (8 bytes from 2 wire bytes) and packed deltas and counts (8 bytes
 /// from 1 or 8 wire bytes).
 fn histogram(bytes: &[u8], e: &mut Estimate) -> Result<(), Malformed> {
-    let mut r = Reader { buf: bytes };
-    while let Some((number, field)) = r.field()? {
-        match (number, field) {
-            (8 | 11, Field::Bytes(_)) => e.add::<v1::BucketSpan>(1),
-            (9 | 12, Field::Bytes(b)) => e.add::<i64>(packed_varints(b)),
-            (10 | 13 | 16, Field::Bytes(b)) => e.add::<f64>(b.len() / 8),
-            (9 | 10 | 12 | 13 | 16, Field::Varint | Field::Fixed) => e.add::<i64>(1),
+    let mut r = Reader::new(bytes);
+    while let Some((number, wire, b)) = r.field()? {
+        match (number, wire) {
+            (8 | 11, Wire::Bytes) => e.add::<v1::BucketSpan>(1),
+            (9 | 12, Wire::Bytes) => e.add::<i64>(packed_varints(b)),
+            (10 | 13 | 16, Wire::Bytes) => e.add::<f64>(b.len() / 8),
+            (9 | 10 | 12 | 13 | 16, Wire::Varint | Wire::Fixed64 | Wire::Fixed32) => {
+                e.add::<i64>(1)
+            }
             _ => {}
         }
     }
@@ -262,7 +196,10 @@ fn histogram(bytes: &[u8], e: &mut Estimate) -> Result<(), Malformed> {
 /// Pass 1: the request's size limits, on the decompressed bytes, before decoding.
 pub fn prescan(raw: &[u8], schema: Schema, limits: &Limits) -> Result<Estimate, WriteError> {
     let e = estimate(raw, schema).map_err(|Malformed| {
-        WriteError::malformed(format!("the body is not a valid {} protobuf message", schema.proto()))
+        WriteError::malformed(format!(
+            "the body is not a valid {} protobuf message",
+            schema.proto()
+        ))
     })?;
     if let Some(number) = e.foreign_field {
         let other = match schema {
@@ -300,7 +237,12 @@ pub fn check_series(decoded: &Decoded, limits: &Limits) -> Result<(), WriteError
     match decoded {
         Decoded::V1(req) => {
             for series in &req.timeseries {
-                let labels = || series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()));
+                let labels = || {
+                    series
+                        .labels
+                        .iter()
+                        .map(|l| (l.name.as_str(), l.value.as_str()))
+                };
                 check_labels(labels, limits)?;
             }
         }
@@ -325,14 +267,26 @@ pub fn check_series(decoded: &Decoded, limits: &Limits) -> Result<(), WriteError
 
 /// The error for a series whose refs are odd in number or out of the table.
 pub(super) fn bad_refs(symbols: usize, i: usize, series: &v2::TimeSeries) -> WriteError {
-    let refs: Vec<String> = series.labels_refs.iter().take(16).map(u32::to_string).collect();
-    let more = if series.labels_refs.len() > 16 { ", …" } else { "" };
+    let refs: Vec<String> = series
+        .labels_refs
+        .iter()
+        .take(16)
+        .map(u32::to_string)
+        .collect();
+    let more = if series.labels_refs.len() > 16 {
+        ", …"
+    } else {
+        ""
+    };
     let why = if !series.labels_refs.len().is_multiple_of(2) {
         "an odd number of refs (they are name, value pairs)".to_string()
     } else {
         format!("a ref past the end of the {symbols}-entry symbols table")
     };
-    WriteError::malformed(format!("timeseries[{i}] has labels_refs [{}{more}] with {why}", refs.join(", ")))
+    WriteError::malformed(format!(
+        "timeseries[{i}] has labels_refs [{}{more}] with {why}",
+        refs.join(", ")
+    ))
 }
 
 fn check_labels<'a, I>(labels: impl Fn() -> I, limits: &Limits) -> Result<(), WriteError>
@@ -347,7 +301,9 @@ where
             limits.max_labels_per_series
         )));
     }
-    if let Some((name, value)) = labels().find(|(n, v)| n.len().saturating_add(v.len()) > limits.max_label_bytes) {
+    if let Some((name, value)) =
+        labels().find(|(n, v)| n.len().saturating_add(v.len()) > limits.max_label_bytes)
+    {
         return Err(WriteError::invalid(format!(
             "series {}: label {} is {} bytes long (name and value), more than the {} allowed",
             print_labels(&mut labels()),
@@ -367,17 +323,24 @@ mod tests {
     fn series(n: usize) -> v1::TimeSeries {
         v1::TimeSeries {
             labels: vec![v1::Label::new("__name__", "up")],
-            samples: vec![v1::Sample { value: n as f64, timestamp: 1 }],
+            samples: vec![v1::Sample {
+                value: n as f64,
+                timestamp: 1,
+            }],
             ..Default::default()
         }
     }
 
     #[test]
     fn estimate_counts_series_and_is_an_upper_bound() {
-        let req = v1::WriteRequest { timeseries: (0..10).map(series).collect(), metadata: vec![] };
+        let req = v1::WriteRequest {
+            timeseries: (0..10).map(series).collect(),
+            metadata: vec![],
+        };
         let e = estimate(&req.encode_to_vec(), Schema::V1).ok().unwrap();
         assert_eq!(e.series, 10);
-        let exact = 10 * (size_of::<v1::TimeSeries>() + size_of::<v1::Label>() + size_of::<v1::Sample>());
+        let exact =
+            10 * (size_of::<v1::TimeSeries>() + size_of::<v1::Label>() + size_of::<v1::Sample>());
         assert!(e.memory() >= exact, "{e:?}");
     }
 
@@ -385,7 +348,10 @@ mod tests {
     fn empty_series_flood_is_too_large_before_decoding() {
         // 4 MiB of empty series (2 bytes each): 2 Mi structs of 96 bytes.
         let raw: Vec<u8> = [0x0a, 0x00].repeat(2 << 20);
-        let limits = Limits { max_series: usize::MAX, ..Limits::default() };
+        let limits = Limits {
+            max_series: usize::MAX,
+            ..Limits::default()
+        };
         let e = prescan(&raw, Schema::V1, &limits).unwrap_err();
         assert_eq!(e.status(), 413, "{e}");
         assert!(e.message().contains("memory"), "{e}");
@@ -399,9 +365,17 @@ mod tests {
             &[0x0a, 0x05, 0x00][..],
             &[0x0b],
             &[0x00, 0x00],
-            &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            &[
+                0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ],
         ] {
-            assert_eq!(prescan(raw, Schema::V1, &Limits::default()).unwrap_err().status(), 400, "{raw:?}");
+            assert_eq!(
+                prescan(raw, Schema::V1, &Limits::default())
+                    .unwrap_err()
+                    .status(),
+                400,
+                "{raw:?}"
+            );
         }
     }
 }

@@ -116,14 +116,21 @@ impl Decoded {
 
 /// Decodes a request body (snappy block format, then `schema`'s message) within `limits`.
 pub fn decode(body: &[u8], schema: Schema, limits: &Limits) -> Result<Decoded, WriteError> {
-    decode_raw(&wire::decompress(body, limits.max_decoded_bytes)?, schema, limits)
+    decode_raw(
+        &wire::decompress(body, limits.max_decoded_bytes)?,
+        schema,
+        limits,
+    )
 }
 
 /// [`decode`] after the decompression: `raw` is the protobuf message.
 fn decode_raw(raw: &[u8], schema: Schema, limits: &Limits) -> Result<Decoded, WriteError> {
     limits::prescan(raw, schema, limits)?;
     let not_decoded = |e: prost::DecodeError| {
-        WriteError::malformed(format!("the body is not a valid {} protobuf message: {e}", schema.proto()))
+        WriteError::malformed(format!(
+            "the body is not a valid {} protobuf message: {e}",
+            schema.proto()
+        ))
     };
     let decoded = match schema {
         Schema::V1 => Decoded::V1(v1::WriteRequest::decode(raw).map_err(not_decoded)?),
@@ -175,7 +182,10 @@ pub struct WriteError {
 
 impl WriteError {
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        WriteError { kind, message: message.into() }
+        WriteError {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub(crate) fn malformed(message: impl Into<String>) -> Self {

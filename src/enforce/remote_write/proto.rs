@@ -17,8 +17,9 @@
 //! series' length is then known before it is written. Nothing here allocates per message but
 //! those buffers' growth.
 
-use super::limits::{packed_varints, Estimate};
+use super::limits::Estimate;
 use super::{v1, Limits};
+use crate::enforce::protowire::packed_varints;
 use std::mem::size_of;
 
 /// A body prost (or the pre-scan) refuses; [`super::rewrite`] asks the reference path why.
@@ -46,7 +47,9 @@ impl<'l> Tally<'l> {
         Tally {
             e: Estimate::default(),
             limits,
-            labels: limits.max_labels_per_series.min(per(size_of::<v1::Label>())),
+            labels: limits
+                .max_labels_per_series
+                .min(per(size_of::<v1::Label>())),
             samples: per(size_of::<v1::Sample>()),
         }
     }
@@ -268,7 +271,12 @@ impl<'a> Reader<'a> {
     /// A repeated varint field, packed (`LEN`) or not, each value handed to `each`; counted
     /// as `T`s as the pre-scan counts them.
     #[inline]
-    pub(super) fn repeated_varint<T>(&mut self, wire: u8, e: &mut Tally<'_>, mut each: impl FnMut(u64)) -> Res<()> {
+    pub(super) fn repeated_varint<T>(
+        &mut self,
+        wire: u8,
+        e: &mut Tally<'_>,
+        mut each: impl FnMut(u64),
+    ) -> Res<()> {
         match wire {
             VARINT => {
                 e.add::<T>(1)?;
@@ -289,7 +297,12 @@ impl<'a> Reader<'a> {
 
     /// A repeated `double` field, packed or not (counted as the pre-scan counts it).
     #[inline]
-    pub(super) fn repeated_double(&mut self, wire: u8, values: &mut Vec<f64>, e: &mut Tally<'_>) -> Res<()> {
+    pub(super) fn repeated_double(
+        &mut self,
+        wire: u8,
+        values: &mut Vec<f64>,
+        e: &mut Tally<'_>,
+    ) -> Res<()> {
         match wire {
             I64 => {
                 e.add::<i64>(1)?;
@@ -302,7 +315,11 @@ impl<'a> Reader<'a> {
                 if !chunks.remainder().is_empty() {
                     return Err(Bad);
                 }
-                values.extend(chunks.filter_map(|c| <[u8; 8]>::try_from(c).ok()).map(f64::from_le_bytes));
+                values.extend(
+                    chunks
+                        .filter_map(|c| <[u8; 8]>::try_from(c).ok())
+                        .map(f64::from_le_bytes),
+                );
             }
             _ => return Err(Bad),
         }
@@ -457,7 +474,12 @@ fn sample_v1_slow(raw: &[u8], key: u8, out: &mut Vec<u8>) -> Res<()> {
             (tag, w) => r.skip(w, tag, CTX_IN_SERIES)?,
         }
     }
-    let len = if value != 0.0 { 9 } else { 0 } + if timestamp != 0 { 1 + varint_len(timestamp as u64) } else { 0 };
+    let len = if value != 0.0 { 9 } else { 0 }
+        + if timestamp != 0 {
+            1 + varint_len(timestamp as u64)
+        } else {
+            0
+        };
     out.push(key);
     put_varint(out, len as u64);
     put_double(out, 0x09, value);
@@ -479,8 +501,16 @@ pub(super) fn sample_v2(raw: &[u8], key: u8, out: &mut Vec<u8>) -> Res<()> {
         }
     }
     let len = if value != 0.0 { 9 } else { 0 }
-        + if timestamp != 0 { 1 + varint_len(timestamp as u64) } else { 0 }
-        + if start != 0 { 1 + varint_len(start as u64) } else { 0 };
+        + if timestamp != 0 {
+            1 + varint_len(timestamp as u64)
+        } else {
+            0
+        }
+        + if start != 0 {
+            1 + varint_len(start as u64)
+        } else {
+            0
+        };
     out.push(key);
     put_varint(out, len as u64);
     put_double(out, 0x09, value);
@@ -495,7 +525,9 @@ pub(super) fn sample_v2(raw: &[u8], key: u8, out: &mut Vec<u8>) -> Res<()> {
 #[inline(always)]
 pub(super) fn label(raw: &[u8], ctx: u32) -> Res<(&[u8], &[u8], bool)> {
     if let [0x0a, n @ 1..=0x7f, rest @ ..] = raw {
-        if let Some((name, [0x12, m @ 1..=0x7f, value @ ..])) = rest.split_at_checked(usize::from(*n)) {
+        if let Some((name, [0x12, m @ 1..=0x7f, value @ ..])) =
+            rest.split_at_checked(usize::from(*n))
+        {
             if usize::from(*m) == value.len() {
                 if !ascii(raw) {
                     utf8(name)?;
@@ -615,7 +647,13 @@ pub(super) fn exemplar_v1<'a>(
 
 /// A 2.0 `Exemplar` (labels_refs 1, value 2, timestamp 3), written canonically. Its refs are
 /// not resolved (the reference path does not check them either).
-pub(super) fn exemplar_v2(raw: &[u8], key: u8, out: &mut Vec<u8>, s: &mut Scratch<'_>, e: &mut Tally<'_>) -> Res<()> {
+pub(super) fn exemplar_v2(
+    raw: &[u8],
+    key: u8,
+    out: &mut Vec<u8>,
+    s: &mut Scratch<'_>,
+    e: &mut Tally<'_>,
+) -> Res<()> {
     let (mut value, mut timestamp) = (0.0, 0i64);
     s.refs.clear();
     let mut r = Reader::new(raw);
@@ -668,8 +706,15 @@ fn span(raw: &[u8]) -> Res<(i32, u32)> {
 
 fn put_spans(out: &mut Vec<u8>, key: u8, spans: &[(i32, u32)]) {
     for &(offset, length) in spans {
-        let len = if offset != 0 { 1 + varint_len(zigzag32(offset)) } else { 0 }
-            + if length != 0 { 1 + varint_len(u64::from(length)) } else { 0 };
+        let len = if offset != 0 {
+            1 + varint_len(zigzag32(offset))
+        } else {
+            0
+        } + if length != 0 {
+            1 + varint_len(u64::from(length))
+        } else {
+            0
+        };
         out.push(key);
         put_varint(out, len as u64);
         put_uvarint(out, &[0x08], zigzag32(offset));
@@ -781,7 +826,12 @@ pub(super) fn histogram(
 
 /// A 1.0 `MetricMetadata` (type 1, metric_family_name 2, help 4, unit 5), checked, and
 /// written canonically as field `key` into `out` if there is one.
-pub(super) fn metadata_v1(raw: &[u8], key: u8, out: Option<&mut Vec<u8>>, body: &mut Vec<u8>) -> Res<()> {
+pub(super) fn metadata_v1(
+    raw: &[u8],
+    key: u8,
+    out: Option<&mut Vec<u8>>,
+    body: &mut Vec<u8>,
+) -> Res<()> {
     let mut kind = 0i32;
     let (mut name, mut help, mut unit): (&[u8], &[u8], &[u8]) = (b"", b"", b"");
     let mut r = Reader::new(raw);

@@ -178,7 +178,10 @@ fn problem_error<'a>(
 
 /// Applies `policy` to a decoded request (see [`super::enforce`]).
 pub(super) fn apply(decoded: &mut Decoded, policy: &Policy) -> Result<Enforced, WriteError> {
-    let mut done = Enforced { series: decoded.series_count(), ..Enforced::default() };
+    let mut done = Enforced {
+        series: decoded.series_count(),
+        ..Enforced::default()
+    };
     if let (Decoded::V1(req), MetadataPolicy::Drop) = (&mut *decoded, policy.metadata) {
         done.metadata_dropped = req.metadata.len();
         req.metadata.clear();
@@ -187,7 +190,9 @@ pub(super) fn apply(decoded: &mut Decoded, policy: &Policy) -> Result<Enforced, 
         return Ok(done);
     };
     if stamp.label.is_empty() || stamp.value.is_empty() {
-        return Err(WriteError::internal("the tenant label or its value is empty"));
+        return Err(WriteError::internal(
+            "the tenant label or its value is empty",
+        ));
     }
     match decoded {
         Decoded::V1(req) => {
@@ -196,7 +201,10 @@ pub(super) fn apply(decoded: &mut Decoded, policy: &Policy) -> Result<Enforced, 
                 match stamp_labels(&mut series.labels, &Strings, stamp, tenant) {
                     Ok(overwritten) => done.overwritten += usize::from(overwritten),
                     Err(p) => {
-                        let mut labels = series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str()));
+                        let mut labels = series
+                            .labels
+                            .iter()
+                            .map(|l| (l.name.as_str(), l.value.as_str()));
                         return Err(problem_error(p, &mut labels, stamp));
                     }
                 }
@@ -228,13 +236,20 @@ fn stamp_v2(req: &mut v2::Request, stamp: &Stamp) -> Result<usize, WriteError> {
     if req.symbols.is_empty() {
         req.symbols.push(String::new());
     }
-    let tenant = [intern(&mut req.symbols, &stamp.label)?, intern(&mut req.symbols, &stamp.value)?];
+    let tenant = [
+        intern(&mut req.symbols, &stamp.label)?,
+        intern(&mut req.symbols, &stamp.value)?,
+    ];
     let symbols = Symbols(&req.symbols);
     let mut overwritten = 0;
     let mut pairs: Vec<[u32; 2]> = Vec::new();
     for (i, series) in req.timeseries.iter_mut().enumerate() {
         let refs = &series.labels_refs;
-        if !refs.len().is_multiple_of(2) || refs.iter().any(|&r| usize::try_from(r).map_or(true, |r| r >= known)) {
+        if !refs.len().is_multiple_of(2)
+            || refs
+                .iter()
+                .any(|&r| usize::try_from(r).map_or(true, |r| r >= known))
+        {
             return Err(super::limits::bad_refs(known, i, series));
         }
         pairs.clear();
@@ -303,7 +318,9 @@ fn heapsort<T>(v: &mut [T], less: impl Fn(&T, &T) -> bool) {
 /// A label name as Prometheus prints it: bare if it is a classic name, quoted otherwise.
 fn print_name(name: &str) -> String {
     let mut chars = name.chars();
-    let classic = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let classic = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if classic {
         name.to_string()
@@ -346,7 +363,9 @@ mod tests {
 
     fn stamp_v1(input: &[(&str, &str)], stamp: &Stamp) -> Result<(Vec<v1::Label>, bool), Problem> {
         let mut l = labels(input);
-        let o = stamp_labels(&mut l, &Strings, stamp, || v1::Label::new(stamp.label.as_str(), stamp.value.as_str()))?;
+        let o = stamp_labels(&mut l, &Strings, stamp, || {
+            v1::Label::new(stamp.label.as_str(), stamp.value.as_str())
+        })?;
         Ok((l, o))
     }
 
@@ -355,17 +374,46 @@ mod tests {
         let s = Stamp::new("project", "abc");
         type Case<'a> = (&'a [(&'a str, &'a str)], &'a [(&'a str, &'a str)], bool);
         let cases: &[Case] = &[
-            (&[("__name__", "up"), ("job", "a")], &[("__name__", "up"), ("job", "a"), ("project", "abc")], false),
-            (&[("__name__", "up"), ("zone", "a")], &[("__name__", "up"), ("project", "abc"), ("zone", "a")], false),
-            (&[("zone", "a"), ("__name__", "up")], &[("__name__", "up"), ("project", "abc"), ("zone", "a")], false),
-            (&[("__name__", "up"), ("project", "other")], &[("__name__", "up"), ("project", "abc")], true),
             (
-                &[("project", "x"), ("__name__", "up"), ("project", "abc"), ("project", "")],
+                &[("__name__", "up"), ("job", "a")],
+                &[("__name__", "up"), ("job", "a"), ("project", "abc")],
+                false,
+            ),
+            (
+                &[("__name__", "up"), ("zone", "a")],
+                &[("__name__", "up"), ("project", "abc"), ("zone", "a")],
+                false,
+            ),
+            (
+                &[("zone", "a"), ("__name__", "up")],
+                &[("__name__", "up"), ("project", "abc"), ("zone", "a")],
+                false,
+            ),
+            (
+                &[("__name__", "up"), ("project", "other")],
                 &[("__name__", "up"), ("project", "abc")],
                 true,
             ),
-            (&[("__name__", "up"), ("project", "abc")], &[("__name__", "up"), ("project", "abc")], false),
-            (&[("__name__", "up"), ("project", "")], &[("__name__", "up"), ("project", "abc")], false),
+            (
+                &[
+                    ("project", "x"),
+                    ("__name__", "up"),
+                    ("project", "abc"),
+                    ("project", ""),
+                ],
+                &[("__name__", "up"), ("project", "abc")],
+                true,
+            ),
+            (
+                &[("__name__", "up"), ("project", "abc")],
+                &[("__name__", "up"), ("project", "abc")],
+                false,
+            ),
+            (
+                &[("__name__", "up"), ("project", "")],
+                &[("__name__", "up"), ("project", "abc")],
+                false,
+            ),
             (&[], &[("project", "abc")], false),
             (
                 &[("projecta", "1"), ("project_id", "2")],
@@ -384,7 +432,8 @@ mod tests {
     fn duplicates_refused() {
         let s = Stamp::new("project", "abc");
         let mut l = labels(&[("__name__", "up"), ("job", "a"), ("job", "b")]);
-        let Err(Problem::Duplicate(name)) = stamp_labels(&mut l, &Strings, &s, || v1::Label::new("project", "abc"))
+        let Err(Problem::Duplicate(name)) =
+            stamp_labels(&mut l, &Strings, &s, || v1::Label::new("project", "abc"))
         else {
             panic!("duplicate accepted");
         };
@@ -393,10 +442,15 @@ mod tests {
 
     #[test]
     fn reject_leaves_labels_alone() {
-        let s = Stamp { on_conflict: OnConflict::Reject, ..Stamp::new("project", "abc") };
+        let s = Stamp {
+            on_conflict: OnConflict::Reject,
+            ..Stamp::new("project", "abc")
+        };
         let input = [("__name__", "up"), ("project", "other")];
         let mut l = labels(&input);
-        let Err(Problem::Conflict(v)) = stamp_labels(&mut l, &Strings, &s, || v1::Label::new("project", "abc")) else {
+        let Err(Problem::Conflict(v)) =
+            stamp_labels(&mut l, &Strings, &s, || v1::Label::new("project", "abc"))
+        else {
             panic!("conflict accepted");
         };
         assert_eq!(v, "other");
@@ -408,8 +462,13 @@ mod tests {
 
     #[test]
     fn strips_extra_labels() {
-        let s = Stamp { extra_labels_to_strip: vec!["tenant_id".into()], ..Stamp::new("project", "abc") };
-        let (got, _) = stamp_v1(&[("__name__", "up"), ("tenant_id", "t")], &s).ok().unwrap();
+        let s = Stamp {
+            extra_labels_to_strip: vec!["tenant_id".into()],
+            ..Stamp::new("project", "abc")
+        };
+        let (got, _) = stamp_v1(&[("__name__", "up"), ("tenant_id", "t")], &s)
+            .ok()
+            .unwrap();
         assert_eq!(got, labels(&[("__name__", "up"), ("project", "abc")]));
     }
 
@@ -427,10 +486,15 @@ mod tests {
     #[test]
     fn printing() {
         let l = [("__name__", "up"), ("a", "b\"c\\d\ne"), ("weird.name", "x")];
-        assert_eq!(print_labels(&mut l.into_iter()), r#"{__name__="up", a="b\"c\\d\ne", "weird.name"="x"}"#);
+        assert_eq!(
+            print_labels(&mut l.into_iter()),
+            r#"{__name__="up", a="b\"c\\d\ne", "weird.name"="x"}"#
+        );
         assert_eq!(print_labels(&mut std::iter::empty()), "{}");
         assert_eq!(escape("a\u{1}\t"), "a\\u0001\\t");
-        let long: Vec<(String, String)> = (0..100).map(|i| (format!("label_{i}"), "v".repeat(50))).collect();
+        let long: Vec<(String, String)> = (0..100)
+            .map(|i| (format!("label_{i}"), "v".repeat(50)))
+            .collect();
         let printed = print_labels(&mut long.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         assert!(printed.len() < MAX_PRINTED + 200, "{}", printed.len());
         assert!(printed.ends_with(", …}"), "{printed}");

@@ -15,7 +15,10 @@ fn body(message: &impl Message) -> Vec<u8> {
 }
 
 fn stamp() -> Policy {
-    Policy { tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")), metadata: MetadataPolicy::Forward }
+    Policy {
+        tenancy: Tenancy::Stamp(Stamp::new("project", "p-1")),
+        metadata: MetadataPolicy::Forward,
+    }
 }
 
 pub(super) fn v1_request() -> v1::WriteRequest {
@@ -29,8 +32,14 @@ pub(super) fn v1_request() -> v1::WriteRequest {
                     label("method", "GET"),
                 ],
                 samples: vec![
-                    v1::Sample { value: 1027.0, timestamp: 1_700_000_000_000 },
-                    v1::Sample { value: 1031.5, timestamp: 1_700_000_015_000 },
+                    v1::Sample {
+                        value: 1027.0,
+                        timestamp: 1_700_000_000_000,
+                    },
+                    v1::Sample {
+                        value: 1031.5,
+                        timestamp: 1_700_000_015_000,
+                    },
                 ],
                 exemplars: vec![v1::Exemplar {
                     labels: vec![label("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")],
@@ -59,11 +68,20 @@ pub(super) fn v1_request() -> v1::WriteRequest {
                         schema: 3,
                         zero_threshold: 1e-128,
                         zero_count: Some(h1::ZeroCount::ZeroCountInt(2)),
-                        negative_spans: vec![v1::BucketSpan { offset: -2, length: 1 }],
+                        negative_spans: vec![v1::BucketSpan {
+                            offset: -2,
+                            length: 1,
+                        }],
                         negative_deltas: vec![1],
                         positive_spans: vec![
-                            v1::BucketSpan { offset: 0, length: 2 },
-                            v1::BucketSpan { offset: 3, length: 1 },
+                            v1::BucketSpan {
+                                offset: 0,
+                                length: 2,
+                            },
+                            v1::BucketSpan {
+                                offset: 3,
+                                length: 1,
+                            },
                         ],
                         positive_deltas: vec![10, -3, 40],
                         reset_hint: h1::ResetHint::No as i32,
@@ -75,7 +93,10 @@ pub(super) fn v1_request() -> v1::WriteRequest {
                         sum: -4.0,
                         schema: -53,
                         zero_count: Some(h1::ZeroCount::ZeroCountFloat(0.0)),
-                        positive_spans: vec![v1::BucketSpan { offset: 0, length: 3 }],
+                        positive_spans: vec![v1::BucketSpan {
+                            offset: 0,
+                            length: 3,
+                        }],
                         positive_counts: vec![2.5, 0.0, 10.0],
                         custom_values: vec![0.1, 0.5, 1.0],
                         reset_hint: h1::ResetHint::Gauge as i32,
@@ -118,10 +139,22 @@ pub(super) fn v2_request() -> v2::Request {
             v2::TimeSeries {
                 labels_refs: vec![1, 2, 3, 4],
                 samples: vec![
-                    v2::Sample { value: 1027.0, timestamp: 1_700_000_000_000, start_timestamp: 1_699_000_000_000 },
-                    v2::Sample { value: 1031.5, timestamp: 1_700_000_015_000, start_timestamp: 1_699_000_000_000 },
+                    v2::Sample {
+                        value: 1027.0,
+                        timestamp: 1_700_000_000_000,
+                        start_timestamp: 1_699_000_000_000,
+                    },
+                    v2::Sample {
+                        value: 1031.5,
+                        timestamp: 1_700_000_015_000,
+                        start_timestamp: 1_699_000_000_000,
+                    },
                 ],
-                exemplars: vec![v2::Exemplar { labels_refs: vec![7, 8], value: 1.0, timestamp: 1_700_000_014_123 }],
+                exemplars: vec![v2::Exemplar {
+                    labels_refs: vec![7, 8],
+                    value: 1.0,
+                    timestamp: 1_700_000_014_123,
+                }],
                 metadata: Some(v2::Metadata {
                     r#type: metadata::MetricType::Counter as i32,
                     help_ref: 9,
@@ -139,11 +172,20 @@ pub(super) fn v2_request() -> v2::Request {
                     schema: 3,
                     zero_threshold: 1e-128,
                     zero_count: Some(h2::ZeroCount::ZeroCountInt(2)),
-                    negative_spans: vec![v2::BucketSpan { offset: -2, length: 1 }],
+                    negative_spans: vec![v2::BucketSpan {
+                        offset: -2,
+                        length: 1,
+                    }],
                     negative_deltas: vec![1],
                     positive_spans: vec![
-                        v2::BucketSpan { offset: 0, length: 2 },
-                        v2::BucketSpan { offset: 3, length: 1 },
+                        v2::BucketSpan {
+                            offset: 0,
+                            length: 2,
+                        },
+                        v2::BucketSpan {
+                            offset: 3,
+                            length: 1,
+                        },
                     ],
                     positive_deltas: vec![10, -3, 40],
                     reset_hint: h2::ResetHint::Yes as i32,
@@ -151,7 +193,11 @@ pub(super) fn v2_request() -> v2::Request {
                     start_timestamp: 1_699_999_000_000,
                     ..Default::default()
                 }],
-                exemplars: vec![v2::Exemplar { labels_refs: vec![7, 8], value: 0.042, timestamp: 1_700_000_000_001 }],
+                exemplars: vec![v2::Exemplar {
+                    labels_refs: vec![7, 8],
+                    value: 0.042,
+                    timestamp: 1_700_000_000_001,
+                }],
                 metadata: Some(v2::Metadata {
                     r#type: metadata::MetricType::Histogram as i32,
                     help_ref: 0,
@@ -164,7 +210,10 @@ pub(super) fn v2_request() -> v2::Request {
                 histograms: vec![v2::Histogram {
                     count: Some(h2::Count::CountFloat(12.5)),
                     schema: -53,
-                    positive_spans: vec![v2::BucketSpan { offset: 0, length: 3 }],
+                    positive_spans: vec![v2::BucketSpan {
+                        offset: 0,
+                        length: 3,
+                    }],
                     positive_counts: vec![2.5, 0.0, 10.0],
                     custom_values: vec![0.1, 0.5, 1.0],
                     reset_hint: h2::ResetHint::Gauge as i32,
@@ -179,11 +228,18 @@ pub(super) fn v2_request() -> v2::Request {
 }
 
 fn strings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 fn v2_labels(req: &v2::Request, series: &v2::TimeSeries) -> Vec<(String, String)> {
-    req.labels(series).unwrap().into_iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    req.labels(series)
+        .unwrap()
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -209,8 +265,17 @@ fn v1_stamped_round_trip_keeps_everything_else() {
     let req = v1_request();
     let mut decoded = decode(&body(&req), Schema::V1, &Limits::default()).unwrap();
     let done = enforce(&mut decoded, &stamp()).unwrap();
-    assert_eq!(done, Enforced { series: 2, overwritten: 1, metadata_dropped: 0 });
-    let Decoded::V1(out) = decode(&encode(&decoded).unwrap(), Schema::V1, &Limits::default()).unwrap() else {
+    assert_eq!(
+        done,
+        Enforced {
+            series: 2,
+            overwritten: 1,
+            metadata_dropped: 0
+        }
+    );
+    let Decoded::V1(out) =
+        decode(&encode(&decoded).unwrap(), Schema::V1, &Limits::default()).unwrap()
+    else {
         panic!("schema changed");
     };
     let want0 = [
@@ -220,7 +285,11 @@ fn v1_stamped_round_trip_keeps_everything_else() {
         label("method", "GET"),
         label("project", "p-1"),
     ];
-    let want1 = [label("__name__", "http_request_duration_seconds"), label("job", "api"), label("project", "p-1")];
+    let want1 = [
+        label("__name__", "http_request_duration_seconds"),
+        label("job", "api"),
+        label("project", "p-1"),
+    ];
     assert_eq!(out.timeseries[0].labels, want0);
     assert_eq!(out.timeseries[1].labels, want1);
     // All but the labels as they came.
@@ -235,8 +304,17 @@ fn v2_symbols_rewrite() {
     let req = v2_request();
     let mut decoded = decode(&body(&req), Schema::V2, &Limits::default()).unwrap();
     let done = enforce(&mut decoded, &stamp()).unwrap();
-    assert_eq!(done, Enforced { series: 3, overwritten: 1, metadata_dropped: 0 });
-    let Decoded::V2(out) = decode(&encode(&decoded).unwrap(), Schema::V2, &Limits::default()).unwrap() else {
+    assert_eq!(
+        done,
+        Enforced {
+            series: 3,
+            overwritten: 1,
+            metadata_dropped: 0
+        }
+    );
+    let Decoded::V2(out) =
+        decode(&encode(&decoded).unwrap(), Schema::V2, &Limits::default()).unwrap()
+    else {
         panic!("schema changed");
     };
     // The table only grew: "project" was there, "p-1" was added once; old refs still hold.
@@ -245,15 +323,28 @@ fn v2_symbols_rewrite() {
     assert_eq!(out.symbols[req.symbols.len()..], ["p-1".to_string()]);
     assert_eq!(
         v2_labels(&out, &out.timeseries[0]),
-        strings(&[("__name__", "http_requests_total"), ("job", "api"), ("project", "p-1")])
+        strings(&[
+            ("__name__", "http_requests_total"),
+            ("job", "api"),
+            ("project", "p-1")
+        ])
     );
     assert_eq!(
         v2_labels(&out, &out.timeseries[1]),
-        strings(&[("__name__", "http_request_duration_seconds"), ("job", "api"), ("project", "p-1"), ("zone", "a")])
+        strings(&[
+            ("__name__", "http_request_duration_seconds"),
+            ("job", "api"),
+            ("project", "p-1"),
+            ("zone", "a")
+        ])
     );
     assert_eq!(
         v2_labels(&out, &out.timeseries[2]),
-        strings(&[("__name__", "http_request_duration_seconds"), ("job", "api"), ("project", "p-1")])
+        strings(&[
+            ("__name__", "http_request_duration_seconds"),
+            ("job", "api"),
+            ("project", "p-1")
+        ])
     );
     // All but the label refs as they came.
     let mut expected = req.clone();
@@ -263,27 +354,46 @@ fn v2_symbols_rewrite() {
     }
     assert_eq!(out, expected);
     // Exemplar and metadata refs still point at the same strings.
-    assert_eq!(out.symbol(out.timeseries[0].exemplars[0].labels_refs[1]), Some("abc123"));
-    assert_eq!(out.symbol(out.timeseries[1].metadata.unwrap().unit_ref), Some("seconds"));
+    assert_eq!(
+        out.symbol(out.timeseries[0].exemplars[0].labels_refs[1]),
+        Some("abc123")
+    );
+    assert_eq!(
+        out.symbol(out.timeseries[1].metadata.unwrap().unit_ref),
+        Some("seconds")
+    );
 }
 
 #[test]
 fn v2_tenant_symbols_added_once_and_reused() {
     let req = v2::Request {
         symbols: vec!["".into(), "__name__".into(), "up".into()],
-        timeseries: vec![v2::TimeSeries { labels_refs: vec![1, 2], ..Default::default() }; 3],
+        timeseries: vec![
+            v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                ..Default::default()
+            };
+            3
+        ],
     };
     let mut decoded = Decoded::V2(req);
     enforce(&mut decoded, &stamp()).unwrap();
-    let Decoded::V2(out) = &decoded else { unreachable!() };
+    let Decoded::V2(out) = &decoded else {
+        unreachable!()
+    };
     assert_eq!(out.symbols, ["", "__name__", "up", "project", "p-1"]);
     for s in &out.timeseries {
         assert_eq!(s.labels_refs, [1, 2, 3, 4]);
     }
     // A table without the leading "" gets it (and no refs move, since there were none).
-    let mut empty = Decoded::V2(v2::Request { symbols: vec![], timeseries: vec![v2::TimeSeries::default()] });
+    let mut empty = Decoded::V2(v2::Request {
+        symbols: vec![],
+        timeseries: vec![v2::TimeSeries::default()],
+    });
     enforce(&mut empty, &stamp()).unwrap();
-    let Decoded::V2(out) = &empty else { unreachable!() };
+    let Decoded::V2(out) = &empty else {
+        unreachable!()
+    };
     assert_eq!(out.symbols, ["", "project", "p-1"]);
     assert_eq!(out.timeseries[0].labels_refs, [1, 2]);
 }
@@ -293,14 +403,19 @@ fn stale_markers_survive_bit_for_bit() {
     let req = v1::WriteRequest {
         timeseries: vec![v1::TimeSeries {
             labels: vec![label("__name__", "up")],
-            samples: vec![v1::Sample { value: f64::from_bits(STALE_NAN), timestamp: 5 }],
+            samples: vec![v1::Sample {
+                value: f64::from_bits(STALE_NAN),
+                timestamp: 5,
+            }],
             ..Default::default()
         }],
         metadata: vec![],
     };
     let mut decoded = decode(&body(&req), Schema::V1, &Limits::default()).unwrap();
     enforce(&mut decoded, &stamp()).unwrap();
-    let Decoded::V1(out) = decode(&encode(&decoded).unwrap(), Schema::V1, &Limits::default()).unwrap() else {
+    let Decoded::V1(out) =
+        decode(&encode(&decoded).unwrap(), Schema::V1, &Limits::default()).unwrap()
+    else {
         panic!("schema changed");
     };
     assert_eq!(out.timeseries[0].samples[0].value.to_bits(), STALE_NAN);
@@ -309,20 +424,33 @@ fn stale_markers_survive_bit_for_bit() {
 #[test]
 fn reject_names_the_series() {
     let policy = Policy {
-        tenancy: Tenancy::Stamp(Stamp { on_conflict: OnConflict::Reject, ..Stamp::new("project", "p-1") }),
+        tenancy: Tenancy::Stamp(Stamp {
+            on_conflict: OnConflict::Reject,
+            ..Stamp::new("project", "p-1")
+        }),
         metadata: MetadataPolicy::Forward,
     };
-    for (schema, body) in [(Schema::V1, body(&v1_request())), (Schema::V2, body(&v2_request()))] {
+    for (schema, body) in [
+        (Schema::V1, body(&v1_request())),
+        (Schema::V2, body(&v2_request())),
+    ] {
         let mut decoded = decode(&body, schema, &Limits::default()).unwrap();
         let e = enforce(&mut decoded, &policy).unwrap_err();
         assert_eq!((e.status(), e.kind()), (400, ErrorKind::Conflict));
-        assert!(e.message().contains("__name__=\"http_request_duration_seconds\""), "{e}");
+        assert!(
+            e.message()
+                .contains("__name__=\"http_request_duration_seconds\""),
+            "{e}"
+        );
         assert!(e.message().contains("project=\"someone-else\""), "{e}");
         assert!(e.message().contains("project=\"p-1\""), "{e}");
     }
     // A series that carries the right value already is fine.
     let mut ok = Decoded::V1(v1::WriteRequest {
-        timeseries: vec![v1::TimeSeries { labels: vec![label("project", "p-1")], ..Default::default() }],
+        timeseries: vec![v1::TimeSeries {
+            labels: vec![label("project", "p-1")],
+            ..Default::default()
+        }],
         metadata: vec![],
     });
     assert_eq!(enforce(&mut ok, &policy).unwrap().overwritten, 0);
@@ -330,24 +458,39 @@ fn reject_names_the_series() {
 
 #[test]
 fn unrestricted_passes_labels_unchanged() {
-    let policy = Policy { tenancy: Tenancy::Unrestricted, metadata: MetadataPolicy::Forward };
-    for (schema, body) in [(Schema::V1, body(&v1_request())), (Schema::V2, body(&v2_request()))] {
+    let policy = Policy {
+        tenancy: Tenancy::Unrestricted,
+        metadata: MetadataPolicy::Forward,
+    };
+    for (schema, body) in [
+        (Schema::V1, body(&v1_request())),
+        (Schema::V2, body(&v2_request())),
+    ] {
         let mut decoded = decode(&body, schema, &Limits::default()).unwrap();
         let before = decoded.clone();
         enforce(&mut decoded, &policy).unwrap();
         assert_eq!(decoded, before);
-        assert_eq!(decode(&encode(&decoded).unwrap(), schema, &Limits::default()).unwrap(), before);
+        assert_eq!(
+            decode(&encode(&decoded).unwrap(), schema, &Limits::default()).unwrap(),
+            before
+        );
     }
 }
 
 #[test]
 fn metadata_only_requests() {
-    let req = v1::WriteRequest { timeseries: vec![], metadata: v1_request().metadata };
+    let req = v1::WriteRequest {
+        timeseries: vec![],
+        metadata: v1_request().metadata,
+    };
     let mut decoded = decode(&body(&req), Schema::V1, &Limits::default()).unwrap();
     assert!(decoded.is_metadata_only() && !decoded.is_empty());
     let forward = enforce(&mut decoded.clone(), &stamp()).unwrap();
     assert_eq!(forward.metadata_dropped, 0);
-    let drop = Policy { metadata: MetadataPolicy::Drop, ..stamp() };
+    let drop = Policy {
+        metadata: MetadataPolicy::Drop,
+        ..stamp()
+    };
     assert_eq!(enforce(&mut decoded, &drop).unwrap().metadata_dropped, 1);
     assert!(decoded.is_empty() && !decoded.is_metadata_only());
     // Dropping keeps the series of a mixed request.
@@ -355,7 +498,9 @@ fn metadata_only_requests() {
     assert!(!mixed.is_metadata_only());
     enforce(&mut mixed, &drop).unwrap();
     assert_eq!(mixed.series_count(), 2);
-    let Decoded::V1(m) = &mixed else { unreachable!() };
+    let Decoded::V1(m) = &mixed else {
+        unreachable!()
+    };
     assert!(m.metadata.is_empty());
     // 2.0 metadata belongs to series: kept.
     let mut v2 = decode(&body(&v2_request()), Schema::V2, &Limits::default()).unwrap();
@@ -371,33 +516,56 @@ fn decompression_bomb_refused_before_allocating() {
     let bomb = [0x80, 0x80, 0x80, 0x80, 0x04, 0x08, 0x0a, 0x00, 0x0a];
     let e = decode(&bomb, Schema::V1, &Limits::default()).unwrap_err();
     assert_eq!(e.status(), 413, "{e}");
-    assert!(e.message().contains("1073741824") && e.message().contains(&(16u32 << 20).to_string()), "{e}");
+    assert!(
+        e.message().contains("1073741824") && e.message().contains(&(16u32 << 20).to_string()),
+        "{e}"
+    );
 }
 
 #[test]
 fn framed_snappy_refused() {
     use std::io::Write;
     let mut framed = Vec::new();
-    snap::write::FrameEncoder::new(&mut framed).write_all(&v1_request().encode_to_vec()).unwrap();
+    snap::write::FrameEncoder::new(&mut framed)
+        .write_all(&v1_request().encode_to_vec())
+        .unwrap();
     let e = decode(&framed, Schema::V1, &Limits::default()).unwrap_err();
     assert_eq!(e.status(), 400);
-    assert!(e.message().contains("framed") && e.message().contains("block"), "{e}");
+    assert!(
+        e.message().contains("framed") && e.message().contains("block"),
+        "{e}"
+    );
 }
 
 #[test]
 fn truncated_protobuf_refused() {
     let raw = v1_request().encode_to_vec();
     for cut in [1, 7, raw.len() / 2, raw.len() - 1] {
-        let e = decode(&wire::compress(&raw[..cut]).unwrap(), Schema::V1, &Limits::default()).unwrap_err();
+        let e = decode(
+            &wire::compress(&raw[..cut]).unwrap(),
+            Schema::V1,
+            &Limits::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.status(), 400, "cut at {cut}: {e}");
         assert!(e.message().contains("prometheus.WriteRequest"), "{e}");
     }
     // Truncated snappy, too.
     let b = body(&v1_request());
-    assert_eq!(decode(&b[..b.len() - 3], Schema::V1, &Limits::default()).unwrap_err().status(), 400);
+    assert_eq!(
+        decode(&b[..b.len() - 3], Schema::V1, &Limits::default())
+            .unwrap_err()
+            .status(),
+        400
+    );
     // Not UTF-8 in a label name.
     let bad = [0x0a, 0x06, 0x0a, 0x04, 0x0a, 0x02, 0xff, 0xfe];
-    let e = decode(&wire::compress(&bad).unwrap(), Schema::V1, &Limits::default()).unwrap_err();
+    let e = decode(
+        &wire::compress(&bad).unwrap(),
+        Schema::V1,
+        &Limits::default(),
+    )
+    .unwrap_err();
     assert_eq!(e.status(), 400, "{e}");
 }
 
@@ -407,16 +575,25 @@ fn v2_bad_refs_refused() {
     for (refs, why) in [(vec![1, 2, 1], "odd"), (vec![1, 3], "past the end")] {
         let req = v2::Request {
             symbols: symbols.clone(),
-            timeseries: vec![v2::TimeSeries { labels_refs: refs.clone(), ..Default::default() }],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: refs.clone(),
+                ..Default::default()
+            }],
         };
         let e = decode(&body(&req), Schema::V2, &Limits::default()).unwrap_err();
         assert_eq!(e.status(), 400);
-        assert!(e.message().contains(why) && e.message().contains("timeseries[0]"), "{e}");
+        assert!(
+            e.message().contains(why) && e.message().contains("timeseries[0]"),
+            "{e}"
+        );
         // enforce checks too (a Decoded built by hand).
         let e = enforce(&mut Decoded::V2(req), &stamp()).unwrap_err();
         assert!(e.message().contains(why), "{e}");
     }
-    let req = v2::Request { symbols: vec!["x".into()], timeseries: vec![] };
+    let req = v2::Request {
+        symbols: vec!["x".into()],
+        timeseries: vec![],
+    };
     let e = decode(&body(&req), Schema::V2, &Limits::default()).unwrap_err();
     assert!(e.message().contains("symbols[0]"), "{e}");
 }
@@ -429,40 +606,98 @@ fn a_body_of_the_other_message_is_refused_not_emptied() {
     let b = body(&v2_request());
     let e = decode(&b, Schema::V1, &Limits::default()).unwrap_err();
     assert_eq!(e.status(), 400);
-    assert!(e.message().contains("io.prometheus.write.v2.Request"), "{e}");
-    assert_eq!(decode(&b, Schema::V2, &Limits::default()).unwrap().series_count(), 3);
+    assert!(
+        e.message().contains("io.prometheus.write.v2.Request"),
+        "{e}"
+    );
+    assert_eq!(
+        decode(&b, Schema::V2, &Limits::default())
+            .unwrap()
+            .series_count(),
+        3
+    );
     let b = body(&v1_request());
     let e = decode(&b, Schema::V2, &Limits::default()).unwrap_err();
-    assert!(e.status() == 400 && e.message().contains("prometheus.WriteRequest"), "{e}");
+    assert!(
+        e.status() == 400 && e.message().contains("prometheus.WriteRequest"),
+        "{e}"
+    );
     // 1.0's reserved field 2 (Cortex's `source`) is dropped, not refused.
     let mut raw = v1_request().encode_to_vec();
     raw.extend_from_slice(&[2 << 3, 1]);
-    let decoded = decode(&wire::compress(&raw).unwrap(), Schema::V1, &Limits::default()).unwrap();
+    let decoded = decode(
+        &wire::compress(&raw).unwrap(),
+        Schema::V1,
+        &Limits::default(),
+    )
+    .unwrap();
     assert_eq!(decoded, Decoded::V1(v1_request()));
 }
 
 #[test]
 fn limits() {
     let b = body(&v1_request());
-    let too_many_series = Limits { max_series: 1, ..Limits::default() };
-    assert_eq!(decode(&b, Schema::V1, &too_many_series).unwrap_err().status(), 413);
-    let too_small = Limits { max_decoded_bytes: 100, ..Limits::default() };
-    assert_eq!(decode(&b, Schema::V1, &too_small).unwrap_err().status(), 413);
-    let too_little_memory = Limits { max_memory_bytes: 500, ..Limits::default() };
-    assert_eq!(decode(&b, Schema::V1, &too_little_memory).unwrap_err().status(), 413);
-    let few_labels = Limits { max_labels_per_series: 3, ..Limits::default() };
+    let too_many_series = Limits {
+        max_series: 1,
+        ..Limits::default()
+    };
+    assert_eq!(
+        decode(&b, Schema::V1, &too_many_series)
+            .unwrap_err()
+            .status(),
+        413
+    );
+    let too_small = Limits {
+        max_decoded_bytes: 100,
+        ..Limits::default()
+    };
+    assert_eq!(
+        decode(&b, Schema::V1, &too_small).unwrap_err().status(),
+        413
+    );
+    let too_little_memory = Limits {
+        max_memory_bytes: 500,
+        ..Limits::default()
+    };
+    assert_eq!(
+        decode(&b, Schema::V1, &too_little_memory)
+            .unwrap_err()
+            .status(),
+        413
+    );
+    let few_labels = Limits {
+        max_labels_per_series: 3,
+        ..Limits::default()
+    };
     let e = decode(&b, Schema::V1, &few_labels).unwrap_err();
     assert_eq!(e.status(), 400);
-    assert!(e.message().contains("4 labels") && e.message().contains("http_requests_total"), "{e}");
-    let short_labels = Limits { max_label_bytes: 20, ..Limits::default() };
+    assert!(
+        e.message().contains("4 labels") && e.message().contains("http_requests_total"),
+        "{e}"
+    );
+    let short_labels = Limits {
+        max_label_bytes: 20,
+        ..Limits::default()
+    };
     let e = decode(&b, Schema::V1, &short_labels).unwrap_err();
     assert_eq!(e.status(), 400);
     assert!(e.message().contains("label __name__ is 27 bytes"), "{e}");
     for (schema, b) in [(Schema::V1, b.clone()), (Schema::V2, body(&v2_request()))] {
-        let exact = Limits { max_decoded_bytes: snap::raw::decompress_len(&b).unwrap(), ..Limits::default() };
+        let exact = Limits {
+            max_decoded_bytes: snap::raw::decompress_len(&b).unwrap(),
+            ..Limits::default()
+        };
         assert!(decode(&b, schema, &exact).is_ok());
     }
-    let e = decode(&body(&v2_request()), Schema::V2, &Limits { max_label_bytes: 20, ..Limits::default() }).unwrap_err();
+    let e = decode(
+        &body(&v2_request()),
+        Schema::V2,
+        &Limits {
+            max_label_bytes: 20,
+            ..Limits::default()
+        },
+    )
+    .unwrap_err();
     assert!(e.message().contains("http_requests_total"), "{e}");
 }
 
@@ -470,7 +705,11 @@ fn limits() {
 fn duplicate_label_names_refused() {
     let req = v1::WriteRequest {
         timeseries: vec![v1::TimeSeries {
-            labels: vec![label("__name__", "up"), label("job", "a"), label("job", "b")],
+            labels: vec![
+                label("__name__", "up"),
+                label("job", "a"),
+                label("job", "b"),
+            ],
             ..Default::default()
         }],
         metadata: vec![],
@@ -483,7 +722,10 @@ fn duplicate_label_names_refused() {
 
 #[test]
 fn empty_stamp_is_internal() {
-    let policy = Policy { tenancy: Tenancy::Stamp(Stamp::new("project", "")), metadata: MetadataPolicy::Forward };
+    let policy = Policy {
+        tenancy: Tenancy::Stamp(Stamp::new("project", "")),
+        metadata: MetadataPolicy::Forward,
+    };
     let mut decoded = decode(&body(&v1_request()), Schema::V1, &Limits::default()).unwrap();
     assert_eq!(enforce(&mut decoded, &policy).unwrap_err().status(), 500);
 }
@@ -497,10 +739,20 @@ fn unpacked_repeated_fields_decode() {
         0x22, 0x02, b'u', b'p', // symbols[2]
         0x2a, 0x04, 0x08, 0x01, 0x08, 0x02, // timeseries { labels_refs: 1, labels_refs: 2 }
     ];
-    let mut decoded = decode(&wire::compress(&raw).unwrap(), Schema::V2, &Limits::default()).unwrap();
+    let mut decoded = decode(
+        &wire::compress(&raw).unwrap(),
+        Schema::V2,
+        &Limits::default(),
+    )
+    .unwrap();
     enforce(&mut decoded, &stamp()).unwrap();
-    let Decoded::V2(out) = &decoded else { unreachable!() };
-    assert_eq!(v2_labels(out, &out.timeseries[0]), strings(&[("__name__", "up"), ("project", "p-1")]));
+    let Decoded::V2(out) = &decoded else {
+        unreachable!()
+    };
+    assert_eq!(
+        v2_labels(out, &out.timeseries[0]),
+        strings(&[("__name__", "up"), ("project", "p-1")])
+    );
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -533,34 +785,45 @@ mod properties {
     }
 
     fn value() -> impl Strategy<Value = String> {
-        prop_oneof![prop::sample::select(vec!["", "p-1", "p-2", "abc", "P-1"]).prop_map(str::to_string), "\\PC{0,10}",]
+        prop_oneof![
+            prop::sample::select(vec!["", "p-1", "p-2", "abc", "P-1"]).prop_map(str::to_string),
+            "\\PC{0,10}",
+        ]
     }
 
     /// Other labels (unique names), the tenant values a series claims, and their order.
     fn series() -> impl Strategy<Value = (BTreeMap<String, String>, Vec<(String, String)>)> {
-        (prop::collection::btree_map(name(), value(), 0..10), prop::collection::vec(value(), 0..3)).prop_flat_map(
-            |(others, claims)| {
+        (
+            prop::collection::btree_map(name(), value(), 0..10),
+            prop::collection::vec(value(), 0..3),
+        )
+            .prop_flat_map(|(others, claims)| {
                 let all: Vec<(String, String)> = others
                     .iter()
                     .map(|(n, v)| (n.clone(), v.clone()))
                     .chain(claims.iter().map(|v| (TENANT.to_string(), v.clone())))
                     .collect();
                 (Just(others), Just(all).prop_shuffle())
-            },
-        )
+            })
     }
 
     fn check_stamped(out: &[(String, String)], others: &BTreeMap<String, String>, value: &str) {
-        assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "not sorted and unique: {out:?}");
+        assert!(
+            out.windows(2).all(|w| w[0].0 < w[1].0),
+            "not sorted and unique: {out:?}"
+        );
         let tenant: Vec<_> = out.iter().filter(|(n, _)| n == TENANT).collect();
         assert_eq!(tenant.len(), 1, "{out:?}");
         assert_eq!(tenant[0].1, value);
-        let rest: BTreeMap<String, String> = out.iter().filter(|(n, _)| n != TENANT).cloned().collect();
+        let rest: BTreeMap<String, String> =
+            out.iter().filter(|(n, _)| n != TENANT).cloned().collect();
         assert_eq!(&rest, others);
     }
 
     fn conflicts(labels: &[(String, String)], value: &str) -> bool {
-        labels.iter().any(|(n, v)| n == TENANT && !v.is_empty() && v != value)
+        labels
+            .iter()
+            .any(|(n, v)| n == TENANT && !v.is_empty() && v != value)
     }
 
     proptest! {

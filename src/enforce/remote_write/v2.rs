@@ -124,23 +124,8 @@ pub struct Histogram {
 }
 
 pub mod histogram {
-    /// The observation count: integer histograms use `CountInt`, float ones `CountFloat`.
-    #[derive(Clone, Copy, PartialEq, prost::Oneof)]
-    pub enum Count {
-        #[prost(uint64, tag = "1")]
-        CountInt(u64),
-        #[prost(double, tag = "2")]
-        CountFloat(f64),
-    }
-
-    /// The count in the zero bucket.
-    #[derive(Clone, Copy, PartialEq, prost::Oneof)]
-    pub enum ZeroCount {
-        #[prost(uint64, tag = "6")]
-        ZeroCountInt(u64),
-        #[prost(double, tag = "7")]
-        ZeroCountFloat(f64),
-    }
+    /// The same oneofs, with the same numbers, as 1.0's histogram.
+    pub use crate::enforce::remote_write::v1::histogram::{Count, ZeroCount};
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
     #[repr(i32)]
@@ -152,14 +137,8 @@ pub mod histogram {
     }
 }
 
-/// `io.prometheus.write.v2.BucketSpan`.
-#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
-pub struct BucketSpan {
-    #[prost(sint32, tag = "1")]
-    pub offset: i32,
-    #[prost(uint32, tag = "2")]
-    pub length: u32,
-}
+/// `io.prometheus.write.v2.BucketSpan`: the same message, with the same numbers, as 1.0's.
+pub use super::v1::BucketSpan;
 
 impl Request {
     /// The string `r` refers to, if it is in the table.

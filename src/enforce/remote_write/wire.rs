@@ -176,8 +176,11 @@ fn decompressed_len(body: &[u8], max_decoded_bytes: usize) -> Result<usize, Writ
              format (snap::raw / snappy.Encode, not a stream writer)",
         ));
     }
-    let claimed = snap::raw::decompress_len(body)
-        .map_err(|_| WriteError::malformed("the body is not snappy block-compressed (its length prefix is invalid)"))?;
+    let claimed = snap::raw::decompress_len(body).map_err(|_| {
+        WriteError::malformed(
+            "the body is not snappy block-compressed (its length prefix is invalid)",
+        )
+    })?;
     if claimed > max_decoded_bytes {
         return Err(WriteError::too_large(format!(
             "the request decompresses to {claimed} bytes, more than the {max_decoded_bytes} \
@@ -202,7 +205,9 @@ fn decompress_to(body: &[u8], out: &mut [u8]) -> Result<usize, WriteError> {
 
 /// Compresses an encoded message in Snappy's block format.
 pub fn compress(message: &[u8]) -> Result<Vec<u8>, WriteError> {
-    snap::raw::Encoder::new().compress_vec(message).map_err(|_| too_large_to_compress())
+    snap::raw::Encoder::new()
+        .compress_vec(message)
+        .map_err(|_| too_large_to_compress())
 }
 
 /// [`compress`] with `encoder`'s tables and `buf` reused (`buf` grown as needed, never shrunk):
@@ -220,7 +225,9 @@ pub fn compress_with(
         buf.resize(max, 0);
     }
     let out = buf.get_mut(..max).unwrap_or_default();
-    let n = encoder.compress(message, out).map_err(|_| too_large_to_compress())?;
+    let n = encoder
+        .compress(message, out)
+        .map_err(|_| too_large_to_compress())?;
     Ok(out.get(..n).unwrap_or_default().to_vec())
 }
 
@@ -270,10 +277,21 @@ mod tests {
             let got = Schema::from_content_type(*header).map_err(|e| e.status());
             assert_eq!(&got, want, "{header:?}");
         }
-        assert_eq!(Schema::from_content_type(Some(Schema::V1.content_type())), v1);
-        assert_eq!(Schema::from_content_type(Some(Schema::V2.content_type())), v2);
-        let e = Schema::from_content_type(Some("application/x-protobuf;proto=foo.Bar")).unwrap_err();
-        assert!(e.message().contains("foo.Bar") && e.message().contains("io.prometheus.write.v2.Request"), "{e}");
+        assert_eq!(
+            Schema::from_content_type(Some(Schema::V1.content_type())),
+            v1
+        );
+        assert_eq!(
+            Schema::from_content_type(Some(Schema::V2.content_type())),
+            v2
+        );
+        let e =
+            Schema::from_content_type(Some("application/x-protobuf;proto=foo.Bar")).unwrap_err();
+        assert!(
+            e.message().contains("foo.Bar")
+                && e.message().contains("io.prometheus.write.v2.Request"),
+            "{e}"
+        );
         let e = Schema::from_content_type(None).unwrap_err();
         assert!(e.message().contains("Content-Type"), "{e}");
     }
@@ -282,14 +300,26 @@ mod tests {
     fn content_encodings() {
         assert!(check_content_encoding(Some("snappy")).is_ok());
         assert!(check_content_encoding(Some(" Snappy ")).is_ok());
-        for bad in [None, Some(""), Some("gzip"), Some("snappy, gzip"), Some("identity")] {
-            assert_eq!(check_content_encoding(bad).unwrap_err().status(), 415, "{bad:?}");
+        for bad in [
+            None,
+            Some(""),
+            Some("gzip"),
+            Some("snappy, gzip"),
+            Some("identity"),
+        ] {
+            assert_eq!(
+                check_content_encoding(bad).unwrap_err().status(),
+                415,
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn snappy_round_trip() {
-        let data: Vec<u8> = (0..10_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         let c = compress(&data).unwrap();
         assert_eq!(decompress(&c, data.len()).unwrap(), data);
         // One byte short of the limit: too large.
@@ -330,7 +360,17 @@ mod tests {
     #[test]
     fn garbage_and_empty_refused() {
         assert_eq!(decompress(b"", 1 << 20).unwrap_err().status(), 400);
-        assert_eq!(decompress(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 1 << 20).unwrap_err().status(), 400);
-        assert_eq!(decompress(b"{\"json\": true}", 1 << 20).unwrap_err().status(), 400);
+        assert_eq!(
+            decompress(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 1 << 20)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            decompress(b"{\"json\": true}", 1 << 20)
+                .unwrap_err()
+                .status(),
+            400
+        );
     }
 }

@@ -6,12 +6,18 @@ use super::*;
 fn rules_answer_is_filtered() {
     let (mut h, mut f) = validated(&World::new(), &shared(), "/api/v1/rules");
     assert!(h.resumed);
-    h.upstream_headers = vec![(":status".into(), "200".into()), ("content-length".into(), "999".into())];
+    h.upstream_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-length".into(), "999".into()),
+    ];
     h.upstream_body = RULES.as_bytes().to_vec();
     assert_eq!(f.on_response_headers(&mut h), Action::Continue);
     assert_eq!(h.response_header("content-length"), None);
     assert_eq!(f.on_response_body(&mut h, 10, false), Action::Pause);
-    assert_eq!(f.on_response_body(&mut h, RULES.len(), true), Action::Continue);
+    assert_eq!(
+        f.on_response_body(&mut h, RULES.len(), true),
+        Action::Continue
+    );
     assert_eq!(rule_names(&h.upstream_body), ["mine"]);
 }
 
@@ -21,10 +27,21 @@ fn rules_answer_ending_with_trailers_is_not_let_through() {
     h.upstream_headers = vec![(":status".into(), "200".into())];
     h.upstream_body = RULES.as_bytes().to_vec();
     f.on_response_headers(&mut h);
-    assert_eq!(f.on_response_body(&mut h, RULES.len(), false), Action::Pause);
+    assert_eq!(
+        f.on_response_body(&mut h, RULES.len(), false),
+        Action::Pause
+    );
     assert_eq!(f.on_response_trailers(&mut h), Action::Pause);
-    assert_eq!(h.status(), Some(502), "a local answer: the host resets a stream whose headers are gone");
-    assert_eq!(h.upstream_body, RULES.as_bytes(), "the held answer was not released");
+    assert_eq!(
+        h.status(),
+        Some(502),
+        "a local answer: the host resets a stream whose headers are gone"
+    );
+    assert_eq!(
+        h.upstream_body,
+        RULES.as_bytes(),
+        "the held answer was not released"
+    );
     // Trailers after an answer that is not filtered, or already dropped, change nothing.
     assert_eq!(f.on_response_trailers(&mut h), Action::Continue);
     let (mut h, mut f) = validated(&World::new(), &shared(), "/api/v1/query?query=up");
@@ -48,7 +65,10 @@ fn gzip_rules_answer_is_inflated_and_filtered() {
         g.extend_from_slice(&[0; 8]);
         g
     };
-    h.upstream_headers = vec![(":status".into(), "200".into()), ("content-encoding".into(), "gzip".into())];
+    h.upstream_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-encoding".into(), "gzip".into()),
+    ];
     h.upstream_body = gz.clone();
     f.on_response_headers(&mut h);
     assert_eq!(h.response_header("content-encoding"), None);
@@ -65,7 +85,11 @@ fn rules_are_asked_for_in_identity_and_a_deflate_answer_is_read_all_the_same() {
     let mut f = Flow::new(shared(), 1);
     f.on_request_headers(&mut h, eos(true));
     f.on_callout(&mut h, 1, &ok(KS_OK));
-    assert_eq!(h.sent("accept-encoding"), ["identity"], "overwritten in place, not removed");
+    assert_eq!(
+        h.sent("accept-encoding"),
+        ["identity"],
+        "overwritten in place, not removed"
+    );
     // An upstream that compresses all the same (a host that sent the client's header too).
     let z = {
         // A zlib stream with one stored deflate block.
@@ -75,11 +99,16 @@ fn rules_are_asked_for_in_identity_and_a_deflate_answer_is_read_all_the_same() {
         z.extend_from_slice(&n.to_le_bytes());
         z.extend_from_slice(&(!n).to_le_bytes());
         z.extend_from_slice(data);
-        let (a, b) = data.iter().fold((1u32, 0u32), |(a, b), &x| ((a + u32::from(x)) % 65521, (b + a + u32::from(x)) % 65521));
+        let (a, b) = data.iter().fold((1u32, 0u32), |(a, b), &x| {
+            ((a + u32::from(x)) % 65521, (b + a + u32::from(x)) % 65521)
+        });
         z.extend_from_slice(&(b << 16 | a).to_be_bytes());
         z
     };
-    h.upstream_headers = vec![(":status".into(), "200".into()), ("content-encoding".into(), "deflate".into())];
+    h.upstream_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-encoding".into(), "deflate".into()),
+    ];
     h.upstream_body = z.clone();
     f.on_response_headers(&mut h);
     assert_eq!(h.response_header("content-encoding"), None);
@@ -91,7 +120,10 @@ fn rules_are_asked_for_in_identity_and_a_deflate_answer_is_read_all_the_same() {
 fn unreadable_answers_are_replaced_by_an_error() {
     for (encoding, body) in [("br", RULES), ("identity", "not json")] {
         let (mut h, mut f) = validated(&World::new(), &shared(), "/api/v1/alerts");
-        h.upstream_headers = vec![(":status".into(), "200".into()), ("content-encoding".into(), encoding.into())];
+        h.upstream_headers = vec![
+            (":status".into(), "200".into()),
+            ("content-encoding".into(), encoding.into()),
+        ];
         h.upstream_body = body.as_bytes().to_vec();
         f.on_response_headers(&mut h);
         f.on_response_body(&mut h, body.len(), true);

@@ -7,13 +7,20 @@ use super::*;
 fn get_query_validates_then_rewrites_and_resumes() {
     let world = World::new();
     let sh = shared();
-    let mut h = host(&world, 1, &get("/api/v1/query?query=up&time=5", Some("tok")));
+    let mut h = host(
+        &world,
+        1,
+        &get("/api/v1/query?query=up&time=5", Some("tok")),
+    );
     let mut f = Flow::new(sh.clone(), 1);
     assert_eq!(f.on_request_headers(&mut h, eos(true)), Action::Pause);
     assert_eq!(h.header("x-auth-token"), None, "token stripped");
     {
         let c = &world.callouts.borrow()[0];
-        assert_eq!((c.upstream.as_str(), c.timeout_ms, c.context), ("keystone", 2000, 1));
+        assert_eq!(
+            (c.upstream.as_str(), c.timeout_ms, c.context),
+            ("keystone", 2000, 1)
+        );
         assert_eq!(c.header(":path"), Some("/v3/auth/tokens?nocatalog"));
         assert_eq!(c.header("x-subject-token"), Some("tok"));
     }
@@ -24,12 +31,22 @@ fn get_query_validates_then_rewrites_and_resumes() {
     assert_eq!(world.metric(Metric::RequestsAllowed), 1);
 
     // Second request, same token: served from the cache, no callout.
-    let mut h2 = host(&world, 2, &get("/api/v1/query_range?query=rate(x[5m])", Some("tok")));
+    let mut h2 = host(
+        &world,
+        2,
+        &get("/api/v1/query_range?query=rate(x[5m])", Some("tok")),
+    );
     let mut f2 = Flow::new(sh, 2);
     assert_eq!(f2.on_request_headers(&mut h2, eos(true)), Action::Continue);
     assert_eq!(world.callouts.borrow().len(), 1);
     assert_eq!(decoded_query(&h2)[0].value, r#"rate(x{project="p1"}[5m])"#);
-    assert_eq!((world.metric(Metric::CacheHits), world.metric(Metric::CacheMisses)), (1, 1));
+    assert_eq!(
+        (
+            world.metric(Metric::CacheHits),
+            world.metric(Metric::CacheMisses)
+        ),
+        (1, 1)
+    );
 }
 
 #[test]
@@ -39,7 +56,10 @@ fn cache_entry_expires() {
     validated(&world, &sh, "/api/v1/query?query=up");
     world.now_ms.set(world.now_ms.get() + 300_000);
     let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
-    assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h2, eos(true)), Action::Pause);
+    assert_eq!(
+        Flow::new(sh, 2).on_request_headers(&mut h2, eos(true)),
+        Action::Pause
+    );
     assert_eq!(world.callouts.borrow().len(), 2, "stale entry revalidated");
 }
 
@@ -51,7 +71,11 @@ fn a_clock_that_cannot_be_read_fails_closed() {
     world.now_ms.set(0);
     let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
     Flow::new(sh, 2).on_request_headers(&mut h2, eos(true));
-    assert_eq!(h2.status(), Some(503), "a cached entry must not look fresh forever");
+    assert_eq!(
+        h2.status(),
+        Some(503),
+        "a cached entry must not look fresh forever"
+    );
     assert_eq!(world.callouts.borrow().len(), 1);
 }
 
@@ -62,8 +86,15 @@ fn nginx_key_collisions_never_mix_credentials() {
     let sh = shared();
     validated(&world, &sh, "/api/v1/query?query=up");
     let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("mallory")));
-    assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h2, eos(true)), Action::Pause);
-    assert_eq!(world.callouts.borrow().len(), 2, "another token's entry was not reused");
+    assert_eq!(
+        Flow::new(sh, 2).on_request_headers(&mut h2, eos(true)),
+        Action::Pause
+    );
+    assert_eq!(
+        world.callouts.borrow().len(),
+        2,
+        "another token's entry was not reused"
+    );
 }
 
 #[test]
@@ -71,7 +102,10 @@ fn no_credential_names_keystone() {
     let mut h = host(&World::new(), 1, &get("/api/v1/query?query=up", None));
     Flow::new(shared(), 1).on_request_headers(&mut h, eos(true));
     let (_, rh, _) = h.response.unwrap();
-    assert!(rh.contains(&("www-authenticate".into(), "Keystone uri=\"http://ks:5000/v3\"".into())));
+    assert!(rh.contains(&(
+        "www-authenticate".into(),
+        "Keystone uri=\"http://ks:5000/v3\"".into()
+    )));
 }
 
 #[test]
@@ -81,8 +115,20 @@ fn keystone_failures() {
         (answer(Some(401)), 401),
         (answer(Some(500)), 503),
         (answer(None), 503),
-        (CalloutAnswer { dispatch_status: Some("timeout".into()), ..answer(None) }, 504),
-        (CalloutAnswer { dispatch_status: Some("broken connection".into()), ..answer(None) }, 503),
+        (
+            CalloutAnswer {
+                dispatch_status: Some("timeout".into()),
+                ..answer(None)
+            },
+            504,
+        ),
+        (
+            CalloutAnswer {
+                dispatch_status: Some("broken connection".into()),
+                ..answer(None)
+            },
+            503,
+        ),
     ];
     for (a, want) in cases {
         let world = World::new();
@@ -130,11 +176,19 @@ fn invalid_credentials_are_remembered_briefly() {
         Flow::new(sh.clone(), ctx).on_request_headers(&mut h, eos(true));
         assert_eq!(h.status(), Some(401));
     }
-    assert_eq!(world.callouts.borrow().len(), 1, "retries did not reach Keystone");
+    assert_eq!(
+        world.callouts.borrow().len(),
+        1,
+        "retries did not reach Keystone"
+    );
     world.now_ms.set(world.now_ms.get() + 10_000);
     let mut h = host(&world, 20, &get("/api/v1/query?query=up", Some("bad")));
     Flow::new(sh, 20).on_request_headers(&mut h, eos(true));
-    assert_eq!(world.callouts.borrow().len(), 2, "asked again after negative_ttl_seconds");
+    assert_eq!(
+        world.callouts.borrow().len(),
+        2,
+        "asked again after negative_ttl_seconds"
+    );
 }
 
 #[test]
@@ -150,7 +204,10 @@ fn concurrent_first_requests_make_one_callout() {
     owner.on_callout(&mut owner_host, 1, &ok(KS_OK));
     let wakes = std::mem::take(&mut *world.wakes.borrow_mut());
     assert_eq!(wakes.len(), 99);
-    assert!(matches!(wakes[0].1, Wake::Scope(_)), "the scope is handed over: no callout from another context");
+    assert!(
+        matches!(wakes[0].1, Wake::Scope(_)),
+        "the scope is handed over: no callout from another context"
+    );
     for (ctx, wake) in wakes {
         let (h, f) = &mut waiters[ctx as usize - 2];
         f.on_wake(h, &wake);
@@ -165,7 +222,10 @@ fn waiters_get_the_owners_failure() {
     // Envoy: a waiter is woken as its own context (set_effective_context).
     let world = World::of(HostKind::Envoy);
     let sh = shared();
-    let [(mut h1, mut f1), (mut h2, mut f2)]: [_; 2] = paused_first_requests(&world, &sh, 1..=2).try_into().ok().unwrap();
+    let [(mut h1, mut f1), (mut h2, mut f2)]: [_; 2] = paused_first_requests(&world, &sh, 1..=2)
+        .try_into()
+        .ok()
+        .unwrap();
     f1.on_callout(&mut h1, 1, &answer(Some(503)));
     let (ctx, wake) = world.wakes.borrow_mut().pop().unwrap();
     assert_eq!(ctx, 2);
@@ -182,12 +242,19 @@ fn an_abandoned_owner_hands_over() {
     // Envoy: a waiter is woken as its own context (set_effective_context).
     let world = World::of(HostKind::Envoy);
     let sh = shared();
-    let [(mut h1, mut f1), (mut h2, mut f2)]: [_; 2] = paused_first_requests(&world, &sh, 1..=2).try_into().ok().unwrap();
+    let [(mut h1, mut f1), (mut h2, mut f2)]: [_; 2] = paused_first_requests(&world, &sh, 1..=2)
+        .try_into()
+        .ok()
+        .unwrap();
     f1.on_done(&mut h1); // the client went away
     let (ctx, wake) = world.wakes.borrow_mut().pop().unwrap();
     assert_eq!((ctx, &wake), (2, &Wake::Retry));
     f2.on_wake(&mut h2, &wake);
-    assert_eq!(world.callouts.borrow().len(), 2, "the waiter asks Keystone itself");
+    assert_eq!(
+        world.callouts.borrow().len(),
+        2,
+        "the waiter asks Keystone itself"
+    );
     f2.on_callout(&mut h2, 2, &ok(KS_OK));
     assert!(h2.resumed);
 }
@@ -199,10 +266,18 @@ fn where_no_request_can_wake_another_each_asks_keystone_and_all_are_answered() {
     let world = World::of(HostKind::Nginx);
     let sh = shared();
     let mut flows = paused_first_requests(&world, &sh, 1..=100);
-    assert_eq!(world.callouts.borrow().len(), 100, "each request its own exchange");
+    assert_eq!(
+        world.callouts.borrow().len(),
+        100,
+        "each request its own exchange"
+    );
     for (i, (h, f)) in flows.iter_mut().enumerate() {
         let id = i as u32 + 1;
-        assert_eq!(world.callouts.borrow()[i].context, h.context, "answered to the request that asked");
+        assert_eq!(
+            world.callouts.borrow()[i].context,
+            h.context,
+            "answered to the request that asked"
+        );
         f.on_callout(h, id, &ok(KS_OK));
         assert!(h.resumed, "request {id} resumed");
         assert_eq!(decoded_query(h)[0].value, r#"a{project="p1"}"#);
@@ -210,12 +285,19 @@ fn where_no_request_can_wake_another_each_asks_keystone_and_all_are_answered() {
     assert!(world.wakes.borrow().is_empty());
     // Once one has stored the scope, later requests are served from the cache.
     let mut h = host(&world, 101, &get("/api/v1/query?query=a", Some("tok")));
-    assert_eq!(Flow::new(sh.clone(), 101).on_request_headers(&mut h, eos(true)), Action::Continue);
+    assert_eq!(
+        Flow::new(sh.clone(), 101).on_request_headers(&mut h, eos(true)),
+        Action::Continue
+    );
 
     // The same for a service login: each request logs in itself.
     let (world, (mut h1, mut f1), (mut h2, mut f2)) = two_with_service_credentials(HostKind::Nginx);
     assert_eq!(world.callouts.borrow().len(), 2, "two logins");
-    let login = CalloutAnswer { status: Some(201), subject_token: Some("svc-token".into()), ..ok(KS_OK) };
+    let login = CalloutAnswer {
+        status: Some(201),
+        subject_token: Some("svc-token".into()),
+        ..ok(KS_OK)
+    };
     f1.on_callout(&mut h1, 1, &login);
     f2.on_callout(&mut h2, 2, &login);
     f1.on_callout(&mut h1, 3, &ok(KS_OK));
@@ -246,12 +328,20 @@ fn a_pending_callout_is_known_until_answered_or_done() {
 #[test]
 fn configurations_that_store_different_scopes_do_not_share_the_cache() {
     let ns = |extra: &str| {
-        let cfg = format!(r#"{{"keystone":{{"url":"http://ks:5000/v3","upstream":"keystone"}}{extra}}}"#);
-        Shared::new(Config::from_json(cfg.as_bytes()).unwrap()).scopes.namespace().to_string()
+        let cfg =
+            format!(r#"{{"keystone":{{"url":"http://ks:5000/v3","upstream":"keystone"}}{extra}}}"#);
+        Shared::new(Config::from_json(cfg.as_bytes()).unwrap())
+            .scopes
+            .namespace()
+            .to_string()
     };
     let base = ns("");
     assert_eq!(ns(""), base, "the same configuration, the same cache");
-    assert_eq!(ns(r#","required_roles":["reader"]"#), base, "decided per request, not stored");
+    assert_eq!(
+        ns(r#","required_roles":["reader"]"#),
+        base,
+        "decided per request, not stored"
+    );
     for other in [
         r#","include_subprojects":true"#,
         r#","cache":{"ttl_seconds":60}"#,
@@ -261,7 +351,13 @@ fn configurations_that_store_different_scopes_do_not_share_the_cache() {
         assert_ne!(ns(other), base, "{other}");
     }
     let other_upstream = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone-b"}}"#;
-    assert_ne!(Shared::new(Config::from_json(other_upstream.as_bytes()).unwrap()).scopes.namespace().to_string(), base);
+    assert_ne!(
+        Shared::new(Config::from_json(other_upstream.as_bytes()).unwrap())
+            .scopes
+            .namespace()
+            .to_string(),
+        base
+    );
 }
 
 #[test]
@@ -274,24 +370,41 @@ fn domain_scope_uses_the_domain_label() {
     assert_eq!(decoded_query(&h)[0].value, r#"up{domain="d9"}"#);
 }
 
-
 #[test]
 fn basic_auth_asks_for_a_token_and_consumes_the_header() {
     let world = World::new();
     let auth = format!("Basic {}", b64("alice@tenants|team-a@tenants:s3cret"));
-    let headers = vec![(":method", "GET".into()), (":path", "/api/v1/query?query=up".into()), ("authorization", auth)];
+    let headers = vec![
+        (":method", "GET".into()),
+        (":path", "/api/v1/query?query=up".into()),
+        ("authorization", auth),
+    ];
     let mut h = host(&world, 1, &headers);
     let mut f = Flow::new(shared(), 1);
     assert_eq!(f.on_request_headers(&mut h, eos(true)), Action::Pause);
     assert_eq!(h.header("authorization"), None, "consumed");
     {
         let c = &world.callouts.borrow()[0];
-        assert_eq!((c.header(":method"), c.header(":path")), (Some("POST"), Some("/v3/auth/tokens?nocatalog")));
+        assert_eq!(
+            (c.header(":method"), c.header(":path")),
+            (Some("POST"), Some("/v3/auth/tokens?nocatalog"))
+        );
         let body: serde_json::Value = serde_json::from_slice(c.body.as_ref().unwrap()).unwrap();
-        assert_eq!(body["auth"]["identity"]["password"]["user"]["password"], "s3cret");
+        assert_eq!(
+            body["auth"]["identity"]["password"]["user"]["password"],
+            "s3cret"
+        );
     }
     // A token request answers 201.
-    f.on_callout(&mut h, 1, &CalloutAnswer { status: Some(201), subject_token: Some("issued".into()), ..ok(KS_OK) });
+    f.on_callout(
+        &mut h,
+        1,
+        &CalloutAnswer {
+            status: Some(201),
+            subject_token: Some("issued".into()),
+            ..ok(KS_OK)
+        },
+    );
     assert!(h.resumed);
     assert_eq!(decoded_query(&h)[0].value, r#"up{project="p1"}"#);
     // Wrong password: 401.
@@ -317,9 +430,21 @@ fn foreign_authorization_headers_go_upstream() {
 fn service_credentials_log_in_once_and_validate_with_the_service_token() {
     // Envoy: the second request waits for the first one's login and is woken.
     let (world, (mut h1, mut f1), (mut h2, mut f2)) = two_with_service_credentials(HostKind::Envoy);
-    assert_eq!(world.callouts.borrow().len(), 1, "one service login for both");
+    assert_eq!(
+        world.callouts.borrow().len(),
+        1,
+        "one service login for both"
+    );
     assert_eq!(world.callouts.borrow()[0].header(":method"), Some("POST"));
-    f1.on_callout(&mut h1, 1, &CalloutAnswer { status: Some(201), subject_token: Some("svc-token".into()), ..ok(KS_OK) });
+    f1.on_callout(
+        &mut h1,
+        1,
+        &CalloutAnswer {
+            status: Some(201),
+            subject_token: Some("svc-token".into()),
+            ..ok(KS_OK)
+        },
+    );
     let (ctx, wake) = world.wakes.borrow_mut().pop().unwrap();
     assert_eq!(ctx, 2);
     f2.on_wake(&mut h2, &wake);
@@ -349,10 +474,19 @@ fn a_service_login_that_fails_leaves_no_one_waiting() {
     f.on_request_headers(&mut h, eos(true));
     f.on_callout(&mut h, 1, &answer(Some(401)));
     assert_eq!(h.status(), Some(503));
-    assert!(String::from_utf8(h.response.clone().unwrap().2).unwrap().contains("keystone.service_token"));
+    assert!(String::from_utf8(h.response.clone().unwrap().2)
+        .unwrap()
+        .contains("keystone.service_token"));
     let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok2")));
-    assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h2, eos(true)), Action::Pause);
-    assert_eq!(world.callouts.borrow().len(), 2, "validated, not left waiting for a login");
+    assert_eq!(
+        Flow::new(sh, 2).on_request_headers(&mut h2, eos(true)),
+        Action::Pause
+    );
+    assert_eq!(
+        world.callouts.borrow().len(),
+        2,
+        "validated, not left waiting for a login"
+    );
 
     // A login that could not be sent (the cluster briefly missing): the next one is sent.
     let cfg = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone",
@@ -365,7 +499,10 @@ fn a_service_login_that_fails_leaves_no_one_waiting() {
     assert_eq!(h.status(), Some(503));
     world.dispatch_fails.set(false);
     let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok2")));
-    assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h2, eos(true)), Action::Pause);
+    assert_eq!(
+        Flow::new(sh, 2).on_request_headers(&mut h2, eos(true)),
+        Action::Pause
+    );
     assert_eq!(world.callouts.borrow().len(), 1, "a login is sent");
     assert_eq!(world.callouts.borrow()[0].header(":method"), Some("POST"));
 }
@@ -385,11 +522,18 @@ fn subprojects_are_looked_up_and_cached() {
         assert_eq!(c.header(":path"), Some("/v3/projects/p1?subtree_as_ids"));
         assert_eq!(c.header("x-auth-token"), Some("tok"));
     }
-    f.on_callout(&mut h, 2, &ok(r#"{"project":{"id":"p1","subtree":{"c1":{"g1":null}}}}"#));
+    f.on_callout(
+        &mut h,
+        2,
+        &ok(r#"{"project":{"id":"p1","subtree":{"c1":{"g1":null}}}}"#),
+    );
     assert!(h.resumed);
     assert_eq!(decoded_query(&h)[0].value, r#"up{project=~"p1|c1|g1"}"#);
     let mut h2 = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
-    assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h2, eos(true)), Action::Continue);
+    assert_eq!(
+        Flow::new(sh, 2).on_request_headers(&mut h2, eos(true)),
+        Action::Continue
+    );
     assert_eq!(decoded_query(&h2)[0].value, r#"up{project=~"p1|c1|g1"}"#);
 }
 
@@ -419,8 +563,15 @@ fn the_local_cache_expires_with_the_shared_entry() {
     validated(&world, &sh, "/api/v1/query?query=up");
     world.store.borrow_mut().clear(); // shared data gone: the local copy still answers
     let mut h = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
-    assert_eq!(Flow::new(sh.clone(), 2).on_request_headers(&mut h, eos(true)), Action::Continue);
+    assert_eq!(
+        Flow::new(sh.clone(), 2).on_request_headers(&mut h, eos(true)),
+        Action::Continue
+    );
     world.now_ms.set(world.now_ms.get() + 300_000);
     let mut h = host(&world, 3, &get("/api/v1/query?query=up", Some("tok")));
-    assert_eq!(Flow::new(sh, 3).on_request_headers(&mut h, eos(true)), Action::Pause, "revalidated at the TTL");
+    assert_eq!(
+        Flow::new(sh, 3).on_request_headers(&mut h, eos(true)),
+        Action::Pause,
+        "revalidated at the TTL"
+    );
 }

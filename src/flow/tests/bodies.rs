@@ -12,15 +12,26 @@ fn post_body_and_url_are_both_enforced_whichever_arrives_first() {
         let mut f = Flow::new(shared(), 1);
         assert_eq!(f.on_request_headers(&mut h, eos(false)), Action::Pause);
         if !is_nginx() {
-            assert_eq!(h.header("content-length"), None, "length dropped in headers phase");
+            assert_eq!(
+                h.header("content-length"),
+                None,
+                "length dropped in headers phase"
+            );
         }
         if callout_first {
             // Envoy: the body is held back until the headers go on.
             f.on_callout(&mut h, 1, &ok(KS_OK));
             assert!(h.resumed, "headers go on; the body follows");
-            assert_eq!(world.metric(Metric::RequestsAllowed), 0, "not counted before the body passed");
+            assert_eq!(
+                world.metric(Metric::RequestsAllowed),
+                0,
+                "not counted before the body passed"
+            );
             assert_eq!(f.on_request_body(&mut h, body.len(), false), Action::Pause);
-            assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
+            assert_eq!(
+                f.on_request_body(&mut h, body.len(), true),
+                Action::Continue
+            );
         } else {
             assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Pause);
             f.on_callout(&mut h, 1, &ok(KS_OK));
@@ -32,7 +43,11 @@ fn post_body_and_url_are_both_enforced_whichever_arrives_first() {
         let body = crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
         assert_eq!(body[0].value, r#"a{project="p1"}"#);
         // Envoy frames the new body itself; NGINX sends the new body's length.
-        let length = if is_nginx() { vec![h.body.len().to_string()] } else { vec![] };
+        let length = if is_nginx() {
+            vec![h.body.len().to_string()]
+        } else {
+            vec![]
+        };
         assert_eq!(h.sent("content-length"), length);
     }
 }
@@ -43,16 +58,28 @@ fn a_body_held_in_part_when_keystone_answers_goes_on_whole_and_enforced() {
     for unannounced in [false, true] {
         let world = World::new();
         let body = "query=a&time=1";
-        let headers = if unannounced { post_unannounced("/api/v1/query", "application/x-www-form-urlencoded") } else { post("/api/v1/query", body) };
+        let headers = if unannounced {
+            post_unannounced("/api/v1/query", "application/x-www-form-urlencoded")
+        } else {
+            post("/api/v1/query", body)
+        };
         let mut h = host(&world, 1, &headers);
         h.body = body.as_bytes().to_vec();
         let mut f = Flow::new(shared(), 1);
         assert_eq!(f.on_request_headers(&mut h, eos(false)), Action::Pause);
-        assert_eq!(f.on_request_body(&mut h, 8, false), Action::Pause, "query=a& is held");
+        assert_eq!(
+            f.on_request_body(&mut h, 8, false),
+            Action::Pause,
+            "query=a& is held"
+        );
         f.on_callout(&mut h, 1, &ok(KS_OK));
         assert!(!h.resumed, "not resumed while part of the body is held");
         assert_eq!(h.status(), None);
-        assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue, "the end lets it all go");
+        assert_eq!(
+            f.on_request_body(&mut h, body.len(), true),
+            Action::Continue,
+            "the end lets it all go"
+        );
         let got = crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
         assert_eq!(got[0].value, r#"a{project="p1"}"#);
         assert_eq!(world.metric(Metric::RequestsAllowed), 1);
@@ -84,14 +111,27 @@ fn cached_post_lets_headers_go_and_enforces_the_body() {
     h.body = body.as_bytes().to_vec();
     let mut f = Flow::new(sh, 2);
     assert_eq!(f.on_request_headers(&mut h, eos(false)), Action::Continue);
-    assert_eq!(h.header(":path"), Some("/api/v1/query?"), "path always carries its ?");
-    assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
-    assert_eq!(crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap()[0].value, r#"a{project="p1"}"#);
+    assert_eq!(
+        h.header(":path"),
+        Some("/api/v1/query?"),
+        "path always carries its ?"
+    );
+    assert_eq!(
+        f.on_request_body(&mut h, body.len(), true),
+        Action::Continue
+    );
+    assert_eq!(
+        crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap()[0].value,
+        r#"a{project="p1"}"#
+    );
 }
 
 #[test]
 fn post_match_default_goes_where_prometheus_reads_it() {
-    for (body, want) in [("match[]=up", vec![r#"up{project="p1"}"#]), ("start=1", vec![r#"{project="p1"}"#])] {
+    for (body, want) in [
+        ("match[]=up", vec![r#"up{project="p1"}"#]),
+        ("start=1", vec![r#"{project="p1"}"#]),
+    ] {
         let world = World::new();
         let mut h = host(&world, 1, &post("/api/v1/series", body));
         h.body = body.as_bytes().to_vec();
@@ -101,7 +141,11 @@ fn post_match_default_goes_where_prometheus_reads_it() {
         f.on_request_body(&mut h, body.len(), true);
         assert!(decoded_query(&h).is_empty(), "nothing added to the URL");
         let b = crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
-        let got: Vec<&str> = b.iter().filter(|p| p.key == "match[]").map(|p| p.value.as_str()).collect();
+        let got: Vec<&str> = b
+            .iter()
+            .filter(|p| p.key == "match[]")
+            .map(|p| p.value.as_str())
+            .collect();
         assert_eq!(got, want);
     }
 }
@@ -134,19 +178,40 @@ fn post_refusals() {
 #[test]
 fn a_body_only_end_of_stream_announces_is_enforced() {
     for (path, body, url, form) in [
-        ("/api/v1/query?query=b", "query=a", r#"b{project="p1"}"#, r#"a{project="p1"}"#),
+        (
+            "/api/v1/query?query=b",
+            "query=a",
+            r#"b{project="p1"}"#,
+            r#"a{project="p1"}"#,
+        ),
         // The URL carries the default (a body was only possible); the body's own selector is enforced.
-        ("/api/v1/series", r#"match[]={__name__=~".%2B"}"#, r#"{project="p1"}"#, r#"{__name__=~".+",project="p1"}"#),
+        (
+            "/api/v1/series",
+            r#"match[]={__name__=~".%2B"}"#,
+            r#"{project="p1"}"#,
+            r#"{__name__=~".+",project="p1"}"#,
+        ),
     ] {
         let world = World::new();
-        let mut h = host(&world, 1, &post_unannounced(path, "application/x-www-form-urlencoded"));
+        let mut h = host(
+            &world,
+            1,
+            &post_unannounced(path, "application/x-www-form-urlencoded"),
+        );
         h.body = body.as_bytes().to_vec();
         let mut f = Flow::new(shared(), 1);
         assert_eq!(f.on_request_headers(&mut h, eos(false)), Action::Pause);
         f.on_callout(&mut h, 1, &ok(KS_OK));
         assert!(h.resumed);
-        assert_eq!(f.on_request_body(&mut h, body.len(), false), Action::Pause, "held until it ends");
-        assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
+        assert_eq!(
+            f.on_request_body(&mut h, body.len(), false),
+            Action::Pause,
+            "held until it ends"
+        );
+        assert_eq!(
+            f.on_request_body(&mut h, body.len(), true),
+            Action::Continue
+        );
         assert_eq!(h.status(), None);
         assert_eq!(decoded_query(&h)[0].value, url);
         let got = crate::enforce::form::parse(std::str::from_utf8(&h.body).unwrap()).unwrap();
@@ -163,7 +228,11 @@ fn an_unannounced_body_must_be_a_form_too() {
     let mut h = host(&world, 2, &post_unannounced("/api/v1/query", "text/plain"));
     h.body = b"query=up".to_vec();
     let mut f = Flow::new(sh, 2);
-    assert_eq!(f.on_request_headers(&mut h, eos(false)), Action::Continue, "no type needed without a body");
+    assert_eq!(
+        f.on_request_headers(&mut h, eos(false)),
+        Action::Continue,
+        "no type needed without a body"
+    );
     assert_eq!(f.on_request_body(&mut h, 8, false), Action::Pause);
     assert_eq!(h.status(), Some(415));
     assert_eq!(h.body, b"query=up", "the body was not let through");
@@ -181,7 +250,10 @@ fn no_body_after_all_leaves_a_safe_query_string() {
         assert_eq!(f.on_request_headers(&mut h, eos(false)), Action::Continue);
         assert_eq!(h.status(), None, "no content type is needed without a body");
         let q = decoded_query(&h);
-        assert_eq!((q.len(), q[0].key.as_str(), q[0].value.as_str()), (1, "match[]", r#"{project="p1"}"#));
+        assert_eq!(
+            (q.len(), q[0].key.as_str(), q[0].value.as_str()),
+            (1, "match[]", r#"{project="p1"}"#)
+        );
     }
 }
 
@@ -191,7 +263,13 @@ fn a_body_the_headers_ruled_out_is_refused() {
     let world = World::of(HostKind::Envoy);
     let sh = shared();
     validated(&world, &sh, "/api/v1/query?query=up");
-    for (headers, end) in [(post_unannounced("/api/v1/query", "application/x-www-form-urlencoded"), true), (post("/api/v1/query", ""), false)] {
+    for (headers, end) in [
+        (
+            post_unannounced("/api/v1/query", "application/x-www-form-urlencoded"),
+            true,
+        ),
+        (post("/api/v1/query", ""), false),
+    ] {
         let mut h = host(&world, 2, &headers);
         h.body = b"query=up".to_vec();
         let mut f = Flow::new(sh.clone(), 2);
@@ -214,7 +292,11 @@ fn trailers_before_the_body_ended_are_refused() {
         let world = World::new();
         let sh = shared();
         validated(&world, &sh, "/api/v1/query?query=up");
-        let headers = if announced { post("/api/v1/query", "query=up") } else { post_unannounced("/api/v1/query", "application/x-www-form-urlencoded") };
+        let headers = if announced {
+            post("/api/v1/query", "query=up")
+        } else {
+            post_unannounced("/api/v1/query", "application/x-www-form-urlencoded")
+        };
         let mut h = host(&world, 2, &headers);
         h.body = b"query=up".to_vec();
         let mut f = Flow::new(sh.clone(), 2);

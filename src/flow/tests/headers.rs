@@ -6,7 +6,10 @@ use super::*;
 fn open_paths_pass_without_credential_and_strip_it() {
     for p in ["/-/healthy", "/-/ready", "/api/v1/status/buildinfo"] {
         let mut h = host(&World::new(), 1, &get(p, Some("t")));
-        assert_eq!(Flow::new(shared(), 1).on_request_headers(&mut h, eos(true)), Action::Continue);
+        assert_eq!(
+            Flow::new(shared(), 1).on_request_headers(&mut h, eos(true)),
+            Action::Continue
+        );
         assert_eq!(h.header("x-auth-token"), None);
     }
 }
@@ -17,14 +20,24 @@ fn identity_and_tenant_headers() {
         "forward_identity_headers":true}"#;
     let world = World::new();
     let mut headers = get("/api/v1/query?query=up", Some("tok"));
-    headers.extend([("x-project-id", "evil".to_string()), ("x-scope-orgid", "evil".into()), ("x-roles", "admin".into())]);
+    headers.extend([
+        ("x-project-id", "evil".to_string()),
+        ("x-scope-orgid", "evil".into()),
+        ("x-roles", "admin".into()),
+    ]);
     let mut h = host(&world, 1, &headers);
     let mut f = Flow::new(shared_with(cfg), 1);
     f.on_request_headers(&mut h, eos(true));
     f.on_callout(&mut h, 1, &ok(KS_OK));
     // The client's claims are replaced where they lie: one value, the filter's, on every
     // host (NGINX still sends a removed header, after which an added one would come second).
-    for (name, want) in [("x-scope-orgid", "p1"), ("x-project-id", "p1"), ("x-user-id", "u1"), ("x-roles", "reader"), ("x-identity-status", "Confirmed")] {
+    for (name, want) in [
+        ("x-scope-orgid", "p1"),
+        ("x-project-id", "p1"),
+        ("x-user-id", "u1"),
+        ("x-roles", "reader"),
+        ("x-identity-status", "Confirmed"),
+    ] {
         assert_eq!(h.sent(name), [want], "{name}");
     }
     assert_eq!(h.header("x-domain-id"), None);
@@ -35,21 +48,31 @@ fn identity_and_tenant_headers() {
     let cfg_admin = r#"{"keystone":{"url":"http://ks:5000/v3"},"tenant_header":"X-Scope-OrgID","unrestricted_roles":["reader"],
         "forward_identity_headers":true}"#;
     let mut headers = get("/api/v1/query?query=up", Some("tok"));
-    headers.extend([("x-domain-id", "evil".to_string()), ("x-scope-orgid", "evil".into())]);
+    headers.extend([
+        ("x-domain-id", "evil".to_string()),
+        ("x-scope-orgid", "evil".into()),
+    ]);
     let mut h = host(&World::new(), 1, &headers);
     let mut f = Flow::new(shared_with(cfg_admin), 1);
     f.on_request_headers(&mut h, eos(true));
     f.on_callout(&mut h, 1, &ok(KS_OK));
     assert!(h.resumed);
     for name in ["x-domain-id", "x-scope-orgid"] {
-        assert!(h.sent(name).iter().all(|v| v.is_empty()), "{name}: {:?}", h.sent(name));
+        assert!(
+            h.sent(name).iter().all(|v| v.is_empty()),
+            "{name}: {:?}",
+            h.sent(name)
+        );
     }
 
     let mut headers = get("/api/v1/query?query=up", Some("tok"));
     headers.push(("thanos-tenant", "evil".into()));
     let mut h = host(&world, 2, &headers);
     Flow::new(shared(), 2).on_request_headers(&mut h, eos(true));
-    assert_eq!((h.header("thanos-tenant"), h.header("x-project-id")), (None, None));
+    assert_eq!(
+        (h.header("thanos-tenant"), h.header("x-project-id")),
+        (None, None)
+    );
 
     // A tenant header of the operator's choosing, not one of the names the filter knows.
     let cfg = r#"{"keystone":{"url":"http://ks:5000/v3"},"tenant_header":"X-Org-Tenant"}"#;
@@ -64,11 +87,21 @@ fn identity_and_tenant_headers() {
 
     // On a path that needs no credential, nothing sets them: every claim is stripped.
     let mut headers = get("/-/healthy", None);
-    headers.extend([("x-org-tenant", "evil".to_string()), ("x-auth-token", "secret".into())]);
+    headers.extend([
+        ("x-org-tenant", "evil".to_string()),
+        ("x-auth-token", "secret".into()),
+    ]);
     let mut h = host(&world, 4, &headers);
-    assert_eq!(Flow::new(shared_with(cfg), 4).on_request_headers(&mut h, eos(true)), Action::Continue);
+    assert_eq!(
+        Flow::new(shared_with(cfg), 4).on_request_headers(&mut h, eos(true)),
+        Action::Continue
+    );
     for name in ["x-org-tenant", "x-auth-token"] {
-        assert!(h.sent(name).iter().all(|v| v.is_empty()), "{name}: {:?}", h.sent(name));
+        assert!(
+            h.sent(name).iter().all(|v| v.is_empty()),
+            "{name}: {:?}",
+            h.sent(name)
+        );
     }
 }
 
@@ -81,17 +114,28 @@ fn a_header_the_filter_strips_or_sets_may_come_only_once() {
         h.extend([(name, "a".to_string()), (name, "b".to_string())]);
         h
     };
-    for name in ["x-auth-token", "x-project-id", "x-scope-orgid", "x-org-tenant"] {
+    for name in [
+        "x-auth-token",
+        "x-project-id",
+        "x-scope-orgid",
+        "x-org-tenant",
+    ] {
         let world = World::new();
         let mut h = host(&world, 1, &twice(name));
-        assert_eq!(Flow::new(shared_with(cfg), 1).on_request_headers(&mut h, eos(true)), Action::Pause);
+        assert_eq!(
+            Flow::new(shared_with(cfg), 1).on_request_headers(&mut h, eos(true)),
+            Action::Pause
+        );
         assert_eq!(h.status(), Some(400), "{name}");
         assert!(world.callouts.borrow().is_empty());
     }
     // Others may repeat, as HTTP allows.
     let world = World::new();
     let mut h = host(&world, 1, &twice("x-junk"));
-    assert_eq!(Flow::new(shared_with(cfg), 1).on_request_headers(&mut h, eos(true)), Action::Pause);
+    assert_eq!(
+        Flow::new(shared_with(cfg), 1).on_request_headers(&mut h, eos(true)),
+        Action::Pause
+    );
     assert_eq!(h.status(), None);
 }
 
@@ -105,8 +149,19 @@ fn logs_carry_the_request_id_and_no_secret() {
     let mut f = Flow::new(shared(), 1);
     f.on_request_headers(&mut h, eos(true));
     f.on_callout(&mut h, 1, &answer(Some(500)));
-    let auth = format!("Basic {}", b64(&format!("alice@tenants|team-a@tenants:{}", secrets[1])));
-    let mut h = host(&world, 2, &[(":method", "GET".into()), (":path", "/api/v1/query?query=up".into()), ("authorization", auth)]);
+    let auth = format!(
+        "Basic {}",
+        b64(&format!("alice@tenants|team-a@tenants:{}", secrets[1]))
+    );
+    let mut h = host(
+        &world,
+        2,
+        &[
+            (":method", "GET".into()),
+            (":path", "/api/v1/query?query=up".into()),
+            ("authorization", auth),
+        ],
+    );
     let mut f = Flow::new(shared(), 2);
     f.on_request_headers(&mut h, eos(true));
     f.on_callout(&mut h, 2, &answer(Some(401)));
@@ -117,16 +172,29 @@ fn logs_carry_the_request_id_and_no_secret() {
         ("x-application-credential-secret", secrets[2].into()),
     ];
     let mut h = host(&world, 3, &headers);
-    assert_eq!(h.header("x-application-credential-secret"), Some(secrets[2]));
+    assert_eq!(
+        h.header("x-application-credential-secret"),
+        Some(secrets[2])
+    );
     let mut f = Flow::new(shared(), 3);
     f.on_request_headers(&mut h, eos(true));
-    assert_eq!(h.header("x-application-credential-secret"), None, "not forwarded");
+    assert_eq!(
+        h.header("x-application-credential-secret"),
+        None,
+        "not forwarded"
+    );
     f.on_callout(&mut h, 3, &answer(None));
     let logs = world.logs.borrow();
     assert!(logs.iter().any(|l| l.starts_with("[req-42] ")), "{logs:?}");
-    assert!(logs.iter().all(|l| l.starts_with('[')), "every line carries a request id: {logs:?}");
+    assert!(
+        logs.iter().all(|l| l.starts_with('[')),
+        "every line carries a request id: {logs:?}"
+    );
     for secret in secrets {
-        assert!(logs.iter().all(|l| !l.contains(secret)), "{secret} logged: {logs:?}");
+        assert!(
+            logs.iter().all(|l| !l.contains(secret)),
+            "{secret} logged: {logs:?}"
+        );
     }
 }
 
@@ -138,8 +206,12 @@ fn header_values_that_are_not_text() {
     let sh = shared();
     let (_, _) = validated(&world, &sh, "/api/v1/query?query=up");
     let mut h = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
-    h.binary_headers.push(("x-junk".into(), b"caf\xe9".to_vec()));
-    assert_eq!(Flow::new(sh.clone(), 2).on_request_headers(&mut h, eos(true)), Action::Continue);
+    h.binary_headers
+        .push(("x-junk".into(), b"caf\xe9".to_vec()));
+    assert_eq!(
+        Flow::new(sh.clone(), 2).on_request_headers(&mut h, eos(true)),
+        Action::Continue
+    );
     assert_eq!(decoded_query(&h)[0].value, r#"up{project="p1"}"#);
 
     // In a header the filter reads, they are refused before anything else happens.
@@ -147,10 +219,21 @@ fn header_values_that_are_not_text() {
         let mut h = host(&world, 3, &get("/api/v1/query?query=up", None));
         h.drop_header(name);
         h.binary_headers.push((name.into(), b"tok\xff".to_vec()));
-        assert_eq!(Flow::new(sh.clone(), 3).on_request_headers(&mut h, eos(true)), Action::Pause, "{name}");
+        assert_eq!(
+            Flow::new(sh.clone(), 3).on_request_headers(&mut h, eos(true)),
+            Action::Pause,
+            "{name}"
+        );
         assert_eq!(h.status(), Some(400), "{name}");
         let body = String::from_utf8(h.response.as_ref().unwrap().2.clone()).unwrap();
-        assert!(body.contains(&format!("the {name} header is not valid UTF-8")), "{body}");
+        assert!(
+            body.contains(&format!("the {name} header is not valid UTF-8")),
+            "{body}"
+        );
     }
-    assert_eq!(world.callouts.borrow().len(), 1, "nothing was sent to Keystone");
+    assert_eq!(
+        world.callouts.borrow().len(),
+        1,
+        "nothing was sent to Keystone"
+    );
 }

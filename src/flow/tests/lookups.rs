@@ -9,8 +9,10 @@ const CFG_ALL: &str = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keys
 const ID: &str = "0a1b2c3d-0000-4000-8000-000000000000";
 
 fn silence(project_matcher: &str) -> String {
-    format!(r#"{{"id":"{ID}","status":{{"state":"active"}},"matchers":[{project_matcher},
-        {{"name":"alertname","value":"Down","isRegex":false,"isEqual":true}}],"createdBy":"a","comment":"c"}}"#)
+    format!(
+        r#"{{"id":"{ID}","status":{{"state":"active"}},"matchers":[{project_matcher},
+        {{"name":"alertname","value":"Down","isRegex":false,"isEqual":true}}],"createdBy":"a","comment":"c"}}"#
+    )
 }
 
 fn mine() -> String {
@@ -23,7 +25,12 @@ fn theirs() -> String {
 
 /// A request through CFG_ALL with the token of p1, Keystone answered; the flow waits for
 /// what comes next.
-fn admitted(world: &Rc<World>, sh: &Rc<Shared>, headers: &[(&'static str, String)], body: &[u8]) -> (MockHost, Flow) {
+fn admitted(
+    world: &Rc<World>,
+    sh: &Rc<Shared>,
+    headers: &[(&'static str, String)],
+    body: &[u8],
+) -> (MockHost, Flow) {
     let mut h = host(world, 1, headers);
     h.body = body.to_vec();
     let mut f = Flow::new(sh.clone(), 1);
@@ -39,23 +46,48 @@ fn last_callout(world: &World) -> (u32, crate::host::mock::Dispatched) {
 }
 
 fn json(status: u16, body: &str) -> CalloutAnswer {
-    CalloutAnswer { status: Some(status), body: body.as_bytes().to_vec(), ..Default::default() }
+    CalloutAnswer {
+        status: Some(status),
+        body: body.as_bytes().to_vec(),
+        ..Default::default()
+    }
 }
 
 #[test]
 fn metadata_is_filtered_to_the_tenants_names_which_are_looked_up_once() {
     let world = World::new();
     let sh = shared_with(CFG_ALL);
-    let (mut h, mut f) = admitted(&world, &sh, &get("/api/v1/metadata?limit=1&metric=", Some("tok")), b"");
+    let (mut h, mut f) = admitted(
+        &world,
+        &sh,
+        &get("/api/v1/metadata?limit=1&metric=", Some("tok")),
+        b"",
+    );
     assert!(!h.resumed, "waits for the names");
     let (id, call) = last_callout(&world);
     assert_eq!(call.upstream, "prometheus");
-    assert!(call.header(":path").unwrap().starts_with("/api/v1/label/__name__/values?match"), "{call:?}");
+    assert!(
+        call.header(":path")
+            .unwrap()
+            .starts_with("/api/v1/label/__name__/values?match"),
+        "{call:?}"
+    );
     assert!(call.header(":path").unwrap().contains("p1"));
-    f.on_callout(&mut h, id, &json(200, r#"{"status":"success","data":["mine_total","other_mine"]}"#));
+    f.on_callout(
+        &mut h,
+        id,
+        &json(
+            200,
+            r#"{"status":"success","data":["mine_total","other_mine"]}"#,
+        ),
+    );
     assert!(h.resumed);
     assert_eq!(h.status(), None);
-    assert_eq!(h.header(":path"), Some("/api/v1/metadata?metric="), "limit is applied after filtering");
+    assert_eq!(
+        h.header(":path"),
+        Some("/api/v1/metadata?metric="),
+        "limit is applied after filtering"
+    );
     h.upstream_headers = vec![(":status".into(), "200".into())];
     h.upstream_body = br#"{"status":"success","data":{"theirs":[{"type":"gauge","help":"h","unit":""}],
         "mine":[{"type":"counter","help":"m","unit":""}],"other_mine":[{"type":"gauge","help":"o","unit":""}]}}"#
@@ -78,12 +110,29 @@ fn metadata_is_filtered_to_the_tenants_names_which_are_looked_up_once() {
 #[test]
 fn a_failed_lookup_refuses_and_nothing_goes_on() {
     let world = World::new();
-    let (mut h, mut f) = admitted(&world, &shared_with(CFG_ALL), &get("/api/v1/metadata", Some("tok")), b"");
+    let (mut h, mut f) = admitted(
+        &world,
+        &shared_with(CFG_ALL),
+        &get("/api/v1/metadata", Some("tok")),
+        b"",
+    );
     let (id, _) = last_callout(&world);
-    f.on_callout(&mut h, id, &CalloutAnswer { dispatch_status: Some("timeout".into()), ..answer(None) });
+    f.on_callout(
+        &mut h,
+        id,
+        &CalloutAnswer {
+            dispatch_status: Some("timeout".into()),
+            ..answer(None)
+        },
+    );
     assert_eq!(h.status(), Some(503));
     assert!(!h.resumed);
-    let (mut h, mut f) = admitted(&World::new(), &shared_with(CFG_ALL), &get("/api/v1/metadata", Some("tok")), b"");
+    let (mut h, mut f) = admitted(
+        &World::new(),
+        &shared_with(CFG_ALL),
+        &get("/api/v1/metadata", Some("tok")),
+        b"",
+    );
     f.on_callout(&mut h, 2, &json(500, "oops"));
     assert_eq!(h.status(), Some(502));
 }
@@ -91,7 +140,12 @@ fn a_failed_lookup_refuses_and_nothing_goes_on() {
 #[test]
 fn silences_are_listed_filtered_and_refusals_are_worded_for_amtool() {
     let world = World::new();
-    let (mut h, mut f) = admitted(&world, &shared_with(CFG_ALL), &get("/alertmanager/api/v2/silences", Some("tok")), b"");
+    let (mut h, mut f) = admitted(
+        &world,
+        &shared_with(CFG_ALL),
+        &get("/alertmanager/api/v2/silences", Some("tok")),
+        b"",
+    );
     assert!(h.resumed, "a GET needs no body");
     h.upstream_headers = vec![(":status".into(), "200".into())];
     h.upstream_body = format!("[{},{}]", mine(), theirs()).into_bytes();
@@ -101,20 +155,39 @@ fn silences_are_listed_filtered_and_refusals_are_worded_for_amtool() {
     let listed: serde_json::Value = serde_json::from_slice(&h.upstream_body).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     // A refusal on an Alertmanager path is a JSON string, as Alertmanager words its errors.
-    let (mut h, mut f) = admitted(&World::new(), &shared_with(CFG_ALL), &get(&format!("/alertmanager/api/v2/silence/{ID}"), Some("tok")), b"");
+    let (mut h, mut f) = admitted(
+        &World::new(),
+        &shared_with(CFG_ALL),
+        &get(&format!("/alertmanager/api/v2/silence/{ID}"), Some("tok")),
+        b"",
+    );
     f.on_callout(&mut h, 2, &json(200, &theirs()));
     let body = &h.response.as_ref().unwrap().2;
-    assert!(serde_json::from_slice::<String>(body).unwrap().contains("not one of your project's silences"));
+    assert!(serde_json::from_slice::<String>(body)
+        .unwrap()
+        .contains("not one of your project's silences"));
 }
 
 #[test]
 fn alerts_carry_the_tenants_filter() {
     let world = World::new();
-    let (h, _) = admitted(&world, &shared_with(CFG_ALL), &get("/alertmanager/api/v2/alerts?filter=severity%3D%22page%22", Some("tok")), b"");
+    let (h, _) = admitted(
+        &world,
+        &shared_with(CFG_ALL),
+        &get(
+            "/alertmanager/api/v2/alerts?filter=severity%3D%22page%22",
+            Some("tok"),
+        ),
+        b"",
+    );
     assert!(h.resumed);
     let path = h.header(":path").unwrap();
     let params = crate::enforce::form::parse(path.split_once('?').unwrap().1).unwrap();
-    let filters: Vec<&str> = params.iter().filter(|p| p.key == "filter").map(|p| p.value.as_str()).collect();
+    let filters: Vec<&str> = params
+        .iter()
+        .filter(|p| p.key == "filter")
+        .map(|p| p.value.as_str())
+        .collect();
     assert_eq!(filters, [r#"project="p1""#, r#"severity="page""#]);
 }
 
@@ -127,7 +200,10 @@ fn a_silence_is_shown_or_deleted_only_if_it_is_the_tenants() {
             headers[0].1 = method.into();
             let (mut h, mut f) = admitted(&world, &shared_with(CFG_ALL), &headers, b"");
             let (id, call) = last_callout(&world);
-            assert_eq!((call.upstream.as_str(), call.header(":path")), ("alertmanager", Some(&*format!("/api/v2/silence/{ID}"))));
+            assert_eq!(
+                (call.upstream.as_str(), call.header(":path")),
+                ("alertmanager", Some(&*format!("/api/v2/silence/{ID}")))
+            );
             assert!(!h.resumed);
             f.on_callout(&mut h, id, &json(200, &upstream));
             assert_eq!(h.resumed, allowed, "{method} {upstream}");
@@ -148,27 +224,54 @@ fn a_new_silence_gets_the_tenants_matcher_and_an_update_needs_the_old_one_to_be_
         {"name":"alertname","value":"Down","isRegex":false}],"startsAt":"2026-01-01T00:00:00Z",
         "endsAt":"2026-01-02T00:00:00Z","createdBy":"a","comment":"c"}"#;
     let world = World::new();
-    let (mut h, mut f) = admitted(&world, &shared_with(CFG_ALL), &post_json("/alertmanager/api/v2/silences", new), new.as_bytes());
+    let (mut h, mut f) = admitted(
+        &world,
+        &shared_with(CFG_ALL),
+        &post_json("/alertmanager/api/v2/silences", new),
+        new.as_bytes(),
+    );
     assert_eq!(f.on_request_body(&mut h, new.len(), true), Action::Continue);
     let sent: serde_json::Value = serde_json::from_slice(&h.body).unwrap();
-    let projects: Vec<&serde_json::Value> = sent["matchers"].as_array().unwrap().iter().filter(|m| m["name"] == "project").collect();
+    let projects: Vec<&serde_json::Value> = sent["matchers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"] == "project")
+        .collect();
     assert_eq!(projects.len(), 1);
-    assert_eq!((projects[0]["value"].as_str(), projects[0]["isEqual"].as_bool()), (Some("p1"), Some(true)));
+    assert_eq!(
+        (
+            projects[0]["value"].as_str(),
+            projects[0]["isEqual"].as_bool()
+        ),
+        (Some("p1"), Some(true))
+    );
     // An update: the existing silence is looked up first, with the body held.
     let update = new.replacen('{', &format!(r#"{{"id":"{ID}","#), 1);
     for (upstream, allowed) in [(mine(), true), (theirs(), false)] {
         let world = World::new();
-        let (mut h, mut f) =
-            admitted(&world, &shared_with(CFG_ALL), &post_json("/alertmanager/api/v2/silences", &update), update.as_bytes());
+        let (mut h, mut f) = admitted(
+            &world,
+            &shared_with(CFG_ALL),
+            &post_json("/alertmanager/api/v2/silences", &update),
+            update.as_bytes(),
+        );
         h.resumed = false; // the headers went on; the body is what waits
         assert_eq!(f.on_request_body(&mut h, update.len(), true), Action::Pause);
         let (id, call) = last_callout(&world);
-        assert_eq!(call.header(":path"), Some(&*format!("/api/v2/silence/{ID}")));
+        assert_eq!(
+            call.header(":path"),
+            Some(&*format!("/api/v2/silence/{ID}"))
+        );
         f.on_callout(&mut h, id, &json(200, &upstream));
         assert_eq!(h.status(), if allowed { None } else { Some(403) });
         assert_eq!(h.resumed, allowed);
         let body = String::from_utf8_lossy(&h.body);
-        assert_eq!(body.contains(r#""value":"p1""#), allowed, "the enforced body goes only when allowed: {body}");
+        assert_eq!(
+            body.contains(r#""value":"p1""#),
+            allowed,
+            "the enforced body goes only when allowed: {body}"
+        );
     }
 }
 
@@ -192,7 +295,10 @@ fn remote_read_queries_get_the_tenant_matcher() {
     headers.push(("content-length", body.len().to_string()));
     let world = World::new();
     let (mut h, mut f) = admitted(&world, &shared_with(CFG_ALL), &headers, &body);
-    assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
+    assert_eq!(
+        f.on_request_body(&mut h, body.len(), true),
+        Action::Continue
+    );
     let got = remote_read::decode(&h.body, &remote_read::Limits::default()).unwrap();
     let m = &got.queries[0].matchers;
     assert_eq!(m.len(), 2);

@@ -32,11 +32,18 @@ fn host(world: &Rc<World>, ctx: u32, h: &[(&'static str, String)]) -> MockHost {
 }
 
 fn ok(body: &str) -> CalloutAnswer {
-    CalloutAnswer { status: Some(200), body: body.as_bytes().to_vec(), ..Default::default() }
+    CalloutAnswer {
+        status: Some(200),
+        body: body.as_bytes().to_vec(),
+        ..Default::default()
+    }
 }
 
 fn answer(status: Option<u16>) -> CalloutAnswer {
-    CalloutAnswer { status, ..Default::default() }
+    CalloutAnswer {
+        status,
+        ..Default::default()
+    }
 }
 
 fn decoded_query(h: &MockHost) -> Vec<crate::enforce::form::Param> {
@@ -55,7 +62,11 @@ fn validated(world: &Rc<World>, shared: &Rc<Shared>, path: &str) -> (MockHost, F
 }
 
 /// Requests with the token "tok" that this worker does not know yet, each paused.
-fn paused_first_requests(world: &Rc<World>, sh: &Rc<Shared>, contexts: std::ops::RangeInclusive<u32>) -> Vec<(MockHost, Flow)> {
+fn paused_first_requests(
+    world: &Rc<World>,
+    sh: &Rc<Shared>,
+    contexts: std::ops::RangeInclusive<u32>,
+) -> Vec<(MockHost, Flow)> {
     contexts
         .map(|ctx| {
             let mut h = host(world, ctx, &get("/api/v1/query?query=a", Some("tok")));
@@ -88,8 +99,7 @@ fn post_unannounced(path: &str, content_type: &str) -> Vec<(&'static str, String
     h
 }
 
-const DOMAIN_OK: &str =
-    r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"domain":{"id":"d9"},"roles":[{"id":"r","name":"reader"}]}}"#;
+const DOMAIN_OK: &str = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","user":{"id":"u"},"domain":{"id":"d9"},"roles":[{"id":"r","name":"reader"}]}}"#;
 
 /// Two requests with new tokens through a filter that logs in with service credentials.
 fn two_with_service_credentials(kind: HostKind) -> (Rc<World>, (MockHost, Flow), (MockHost, Flow)) {
@@ -112,12 +122,19 @@ const RULES: &str = r#"{"status":"success","data":{"groups":[{"name":"g","rules"
 
 fn rule_names(body: &[u8]) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-    v["data"]["groups"][0]["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
+    v["data"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// A Keystone answer for a project token with one role.
 fn ks_answer(project: &str, role: &str) -> String {
-    KS_OK.replace(r#""id":"p1""#, &format!(r#""id":"{project}""#)).replace("reader", role)
+    KS_OK
+        .replace(r#""id":"p1""#, &format!(r#""id":"{project}""#))
+        .replace("reader", role)
 }
 
 const OBS_TEXT: &str = "<obs-text>";

@@ -10,7 +10,11 @@ fn the_requests_authority_is_never_used() {
     headers.push((":authority", "nginx-server:10000".into()));
     let mut h = host(&world, 1, &headers);
     Flow::new(shared(), 1).on_request_headers(&mut h, eos(true));
-    assert_eq!(world.callouts.borrow()[0].header(":authority"), Some("ks:5000"), "from keystone.url");
+    assert_eq!(
+        world.callouts.borrow()[0].header(":authority"),
+        Some("ks:5000"),
+        "from keystone.url"
+    );
 }
 
 #[test]
@@ -29,7 +33,10 @@ fn a_get_never_waits_for_a_body() {
     let sh = shared();
     validated(&world, &sh, "/api/v1/query?query=up");
     let mut h = host(&world, 2, &get("/api/v1/query?query=up", Some("tok")));
-    assert_eq!(Flow::new(sh, 2).on_request_headers(&mut h, eos(false)), Action::Continue);
+    assert_eq!(
+        Flow::new(sh, 2).on_request_headers(&mut h, eos(false)),
+        Action::Continue
+    );
 }
 
 #[test]
@@ -46,7 +53,11 @@ fn header_names_in_the_clients_case_are_known_and_stripped() {
     ];
     let mut h = host(&world, 1, &headers);
     let mut f = Flow::new(shared(), 1);
-    assert_eq!(f.on_request_headers(&mut h, eos(false)), Action::Pause, "the token is found");
+    assert_eq!(
+        f.on_request_headers(&mut h, eos(false)),
+        Action::Pause,
+        "the token is found"
+    );
     f.on_callout(&mut h, 1, &ok(KS_OK));
     assert!(h.resumed);
     for name in ["x-auth-token", "x-project-id", "x-roles", "x-service-token"] {
@@ -63,9 +74,17 @@ fn a_path_with_a_control_character_or_a_space_is_refused() {
     let sh = shared();
     validated(&world, &sh, "/api/v1/query?query=up");
     let split = "/-/healthy? HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/query?query=secret";
-    for (path, token) in [(split, None), ("/api/v1/query?query=up&x=\r\n", Some("tok")), ("/api/v1/query\t?query=up", Some("tok"))] {
+    for (path, token) in [
+        (split, None),
+        ("/api/v1/query?query=up&x=\r\n", Some("tok")),
+        ("/api/v1/query\t?query=up", Some("tok")),
+    ] {
         let mut h = host(&world, 2, &get(path, token));
-        assert_eq!(Flow::new(sh.clone(), 2).on_request_headers(&mut h, eos(false)), Action::Pause, "{path:?}");
+        assert_eq!(
+            Flow::new(sh.clone(), 2).on_request_headers(&mut h, eos(false)),
+            Action::Pause,
+            "{path:?}"
+        );
         assert_eq!(h.status(), Some(400), "{path:?}");
     }
 }
@@ -86,10 +105,19 @@ fn dispatch_status_explains_a_failed_callout() {
     let mut h = host(&world, 1, &get("/api/v1/query?query=up", Some("tok")));
     let mut f = Flow::new(shared(), 1);
     f.on_request_headers(&mut h, eos(true));
-    f.on_callout(&mut h, 1, &CalloutAnswer { dispatch_status: Some("broken connection".into()), ..answer(None) });
+    f.on_callout(
+        &mut h,
+        1,
+        &CalloutAnswer {
+            dispatch_status: Some("broken connection".into()),
+            ..answer(None)
+        },
+    );
     let (status, _, body) = h.response.unwrap();
     assert_eq!(status, 503);
-    assert!(String::from_utf8(body).unwrap().contains("broken connection"));
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .contains("broken connection"));
 }
 
 #[test]
@@ -102,16 +130,26 @@ fn crc32_key_collisions_are_harmless() {
     let mut h = host(&world, 2, &get("/api/v1/query?query=up", Some("other")));
     let mut f = Flow::new(sh.clone(), 2);
     f.on_request_headers(&mut h, eos(true));
-    assert_eq!(world.callouts.borrow().len(), 2, "no reuse of another credential's entry");
+    assert_eq!(
+        world.callouts.borrow().len(),
+        2,
+        "no reuse of another credential's entry"
+    );
     let other = KS_OK.replace("p1", "p2");
     f.on_callout(&mut h, 2, &ok(&other));
     assert_eq!(decoded_query(&h)[0].value, r#"up{project="p2"}"#);
     // The slot now holds the other credential: another worker (its own local cache, the
     // same shared data) asks again for the first one, never mixing them up.
     let mut h = host(&world, 3, &get("/api/v1/query?query=up", Some("tok")));
-    assert_eq!(Flow::new(shared(), 3).on_request_headers(&mut h, eos(true)), Action::Pause);
+    assert_eq!(
+        Flow::new(shared(), 3).on_request_headers(&mut h, eos(true)),
+        Action::Pause
+    );
     // This worker still knows it, until the same expiry as the shared entry had.
     let mut h = host(&world, 4, &get("/api/v1/query?query=up", Some("tok")));
-    assert_eq!(Flow::new(sh, 4).on_request_headers(&mut h, eos(true)), Action::Continue);
+    assert_eq!(
+        Flow::new(sh, 4).on_request_headers(&mut h, eos(true)),
+        Action::Continue
+    );
     assert_eq!(decoded_query(&h)[0].value, r#"up{project="p1"}"#);
 }

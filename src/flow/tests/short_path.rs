@@ -6,17 +6,37 @@ use super::*;
 /// that go upstream, the response and what the response callbacks did, the callouts,
 /// metrics, wake-ups and logs of its world.
 /// A header whose value is `OBS_TEXT` goes as bytes that are not UTF-8.
-fn trace(world: &Rc<World>, sh: &Rc<Shared>, ctx: u32, h: &[(&'static str, String)], end_of_stream: bool) -> String {
+fn trace(
+    world: &Rc<World>,
+    sh: &Rc<Shared>,
+    ctx: u32,
+    h: &[(&'static str, String)],
+    end_of_stream: bool,
+) -> String {
     let (binary, text): (Vec<_>, Vec<_>) = h.iter().cloned().partition(|(_, v)| v == OBS_TEXT);
     let mut host = host(world, ctx, &text);
-    host.binary_headers = binary.into_iter().map(|(k, _)| (k.to_string(), b"r\xff1".to_vec())).collect();
+    host.binary_headers = binary
+        .into_iter()
+        .map(|(k, _)| (k.to_string(), b"r\xff1".to_vec()))
+        .collect();
     let mut f = Flow::new(sh.clone(), ctx);
     let action = f.on_request_headers(&mut host, eos(end_of_stream));
-    host.upstream_headers = vec![(":status".into(), "200".into()), ("content-length".into(), "2".into())];
+    host.upstream_headers = vec![
+        (":status".into(), "200".into()),
+        ("content-length".into(), "2".into()),
+    ];
     host.upstream_body = b"{}".to_vec();
-    let response = (f.on_response_headers(&mut host), f.on_response_body(&mut host, 2, true));
+    let response = (
+        f.on_response_headers(&mut host),
+        f.on_response_body(&mut host, 2, true),
+    );
     f.on_done(&mut host);
-    let mut metrics: Vec<_> = world.metrics.borrow().iter().map(|(m, n)| (*m, *n)).collect();
+    let mut metrics: Vec<_> = world
+        .metrics
+        .borrow()
+        .iter()
+        .map(|(m, n)| (*m, *n))
+        .collect();
     metrics.sort_by_key(|(m, _)| m.name());
     format!(
         "{action:?} {:?} {:?} {:?} {:?} {:?} {response:?} {:?} {:?} callouts={} {metrics:?} {:?} {:?}",
@@ -36,7 +56,11 @@ fn trace(world: &Rc<World>, sh: &Rc<Shared>, ctx: u32, h: &[(&'static str, Strin
 /// Requests per configuration in the differential test: 600, so that `cargo test --lib` takes
 /// seconds; `KPW_DIFF_REQUESTS=5000` for the full run.
 fn differential_requests() -> usize {
-    std::env::var("KPW_DIFF_REQUESTS").ok().and_then(|n| n.parse().ok()).unwrap_or(600).max(50)
+    std::env::var("KPW_DIFF_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(600)
+        .max(50)
 }
 
 /// `Flow::cached_get` against the general path: random requests, drawn from pools of
@@ -96,7 +120,10 @@ fn cached_get_matches_general_path(cfg: &str, prefix: &str, expect_used: bool) {
         &[("authorization", "Bearer tok")],
         &[("content-length", "5")],
         &[("transfer-encoding", "chunked")],
-        &[("x-application-credential-secret", "s"), ("x-application-credential-id", "a")],
+        &[
+            ("x-application-credential-secret", "s"),
+            ("x-application-credential-id", "a"),
+        ],
         &[("x-user-id", "u")],
         &[("x-scope-orgid", "p2")],
         &[("x-request-id", OBS_TEXT)],
@@ -113,7 +140,10 @@ fn cached_get_matches_general_path(cfg: &str, prefix: &str, expect_used: bool) {
     ];
     let (world_a, world_b) = (World::new(), World::new());
     let sh_a = shared_with(cfg);
-    let sh_b = Rc::new(Shared { cached_get: false, ..Shared::new(Config::from_json(cfg.as_bytes()).unwrap()) });
+    let sh_b = Rc::new(Shared {
+        cached_get: false,
+        ..Shared::new(Config::from_json(cfg.as_bytes()).unwrap())
+    });
     // Both filters know the same tokens (validated through the general path).
     let mut ctx = 1;
     // Scopes, a role the configuration may not allow, and a token Keystone refused.
@@ -128,7 +158,11 @@ fn cached_get_matches_general_path(cfg: &str, prefix: &str, expect_used: bool) {
     ];
     for (token, answer) in &known {
         for (world, sh) in [(&world_a, &sh_a), (&world_b, &sh_b)] {
-            let mut h = host(world, ctx, &get(&format!("{prefix}/api/v1/labels"), Some(token)));
+            let mut h = host(
+                world,
+                ctx,
+                &get(&format!("{prefix}/api/v1/labels"), Some(token)),
+            );
             let mut f = Flow::new(sh.clone(), ctx);
             assert_eq!(f.on_request_headers(&mut h, eos(true)), Action::Pause);
             let id = world.callouts.borrow().len() as u32;
@@ -146,25 +180,44 @@ fn cached_get_matches_general_path(cfg: &str, prefix: &str, expect_used: bool) {
     let total = differential_requests();
     for i in 0..total {
         // Time passes: the refusal's short memory runs out, and at the end every entry.
-        let step = if i == total * 21 / 25 { 400_000 } else if i % (total * 2 / 25) == 0 { 2_000 } else { 0 };
+        let step = if i == total * 21 / 25 {
+            400_000
+        } else if i % (total * 2 / 25) == 0 {
+            2_000
+        } else {
+            0
+        };
         for w in [&world_a, &world_b] {
             w.now_ms.set(w.now_ms.get() + step);
         }
-        let mut h = vec![(":method", methods[pick(methods.len())].to_string()), (":path", format!("{prefix}{}", paths[pick(paths.len())]))];
+        let mut h = vec![
+            (":method", methods[pick(methods.len())].to_string()),
+            (":path", format!("{prefix}{}", paths[pick(paths.len())])),
+        ];
         if let Some(t) = tokens[pick(tokens.len())] {
             h.push(("x-auth-token", t.to_string()));
         }
-        h.extend(extras[pick(extras.len())].iter().map(|(k, v)| (*k, v.to_string())));
+        h.extend(
+            extras[pick(extras.len())]
+                .iter()
+                .map(|(k, v)| (*k, v.to_string())),
+        );
         // Envoy says whether a body follows; NGINX never does.
         let eos = pick(2) == 0;
-        let (a, b) = (trace(&world_a, &sh_a, ctx, &h, eos), trace(&world_b, &sh_b, ctx, &h, eos));
+        let (a, b) = (
+            trace(&world_a, &sh_a, ctx, &h, eos),
+            trace(&world_b, &sh_b, ctx, &h, eos),
+        );
         assert_eq!(a, b, "request {h:?}");
         ctx += 1;
     }
     let used = sh_a.cached_gets.get();
     assert_eq!(sh_b.cached_gets.get(), 0);
     if expect_used {
-        assert!(used > total as u64 / 50, "cached_get served {used} of {total}");
+        assert!(
+            used > total as u64 / 50,
+            "cached_get served {used} of {total}"
+        );
     } else {
         assert_eq!(used, 0);
     }
@@ -186,7 +239,19 @@ fn cached_get_matches_general_path_with_a_path_prefix() {
 #[test]
 fn no_cached_get_with_identity_or_tenant_headers() {
     let ks = r#""keystone":{"url":"http://ks:5000/v3","upstream":"keystone"}"#;
-    cached_get_matches_general_path(&format!(r#"{{{ks},"forward_identity_headers":true}}"#), "", false);
-    cached_get_matches_general_path(&format!(r#"{{{ks},"tenant_header":"X-Custom-Tenant"}}"#), "", false);
-    cached_get_matches_general_path(&format!(r#"{{{ks},"tenant_header":"X-Custom-Tenant","label_enforcement":false}}"#), "", false);
+    cached_get_matches_general_path(
+        &format!(r#"{{{ks},"forward_identity_headers":true}}"#),
+        "",
+        false,
+    );
+    cached_get_matches_general_path(
+        &format!(r#"{{{ks},"tenant_header":"X-Custom-Tenant"}}"#),
+        "",
+        false,
+    );
+    cached_get_matches_general_path(
+        &format!(r#"{{{ks},"tenant_header":"X-Custom-Tenant","label_enforcement":false}}"#),
+        "",
+        false,
+    );
 }

@@ -5,24 +5,34 @@ use super::*;
 use crate::enforce::remote_write::{self, v1, Decoded, Limits, Schema};
 use prost::Message;
 
-const WRITE_CFG: &str = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone"},"write":{"enabled":true}}"#;
+const WRITE_CFG: &str =
+    r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone"},"write":{"enabled":true}}"#;
 const RW1: &str = "application/x-protobuf";
 
 fn series(labels: &[(&str, &str)]) -> v1::TimeSeries {
     v1::TimeSeries {
         labels: labels.iter().map(|(n, v)| v1::Label::new(*n, *v)).collect(),
-        samples: vec![v1::Sample { value: 1.5, timestamp: 1_700_000_000_000 }],
+        samples: vec![v1::Sample {
+            value: 1.5,
+            timestamp: 1_700_000_000_000,
+        }],
         ..Default::default()
     }
 }
 
 fn rw_body(req: &v1::WriteRequest) -> Vec<u8> {
-    snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap()
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap()
 }
 
 fn one_series() -> Vec<u8> {
     rw_body(&v1::WriteRequest {
-        timeseries: vec![series(&[("__name__", "up"), ("job", "node"), ("project", "someone-else")])],
+        timeseries: vec![series(&[
+            ("__name__", "up"),
+            ("job", "node"),
+            ("project", "someone-else"),
+        ])],
         metadata: vec![],
     })
 }
@@ -40,7 +50,13 @@ fn write_headers(path: &str, body: &[u8], content_type: &str) -> Vec<(&'static s
 }
 
 /// A write through `cfg`, Keystone answering `ks`; the host after the whole body.
-fn write_with(cfg: &str, ks: &str, extra: &[(&'static str, &str)], content_type: &str, body: &[u8]) -> (Rc<World>, MockHost) {
+fn write_with(
+    cfg: &str,
+    ks: &str,
+    extra: &[(&'static str, &str)],
+    content_type: &str,
+    body: &[u8],
+) -> (Rc<World>, MockHost) {
     let world = World::new();
     let mut headers = write_headers("/api/v1/write", body, content_type);
     headers.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
@@ -65,20 +81,33 @@ fn forwarded(h: &MockHost) -> v1::WriteRequest {
 }
 
 fn labels(ts: &v1::TimeSeries) -> Vec<(String, String)> {
-    ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect()
+    ts.labels
+        .iter()
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect()
 }
 
 /// The filter's own answer.
 fn answer_text(h: &MockHost) -> String {
-    h.response.as_ref().map(|r| String::from_utf8_lossy(&r.2).into_owned()).unwrap_or_default()
+    h.response
+        .as_ref()
+        .map(|r| String::from_utf8_lossy(&r.2).into_owned())
+        .unwrap_or_default()
 }
 
 fn answer_header(h: &MockHost, name: &str) -> Option<String> {
-    h.response.as_ref()?.1.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    h.response
+        .as_ref()?
+        .1
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
 }
 
 fn pairs(l: &[(&str, &str)]) -> Vec<(String, String)> {
-    l.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    l.iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -91,18 +120,41 @@ fn a_members_series_get_its_project_and_nothing_else_it_claims() {
         ("x-mimir-skiplabelnamevalidation", "true"),
         ("x-project-id", "p2"),
     ];
-    let (world, h) = write_with(WRITE_CFG, &ks_answer("p1", "member"), &claims, RW1, &one_series());
+    let (world, h) = write_with(
+        WRITE_CFG,
+        &ks_answer("p1", "member"),
+        &claims,
+        RW1,
+        &one_series(),
+    );
     assert_eq!(h.status(), None, "forwarded");
     let req = forwarded(&h);
-    assert_eq!(labels(&req.timeseries[0]), pairs(&[("__name__", "up"), ("job", "node"), ("project", "p1")]));
-    assert_eq!(req.timeseries[0].samples, vec![v1::Sample { value: 1.5, timestamp: 1_700_000_000_000 }]);
+    assert_eq!(
+        labels(&req.timeseries[0]),
+        pairs(&[("__name__", "up"), ("job", "node"), ("project", "p1")])
+    );
+    assert_eq!(
+        req.timeseries[0].samples,
+        vec![v1::Sample {
+            value: 1.5,
+            timestamp: 1_700_000_000_000
+        }]
+    );
     for (name, _) in claims {
-        assert!(h.sent(name).iter().all(|v| v.is_empty()), "{name} stripped: {:?}", h.sent(name));
+        assert!(
+            h.sent(name).iter().all(|v| v.is_empty()),
+            "{name} stripped: {:?}",
+            h.sent(name)
+        );
     }
     assert_eq!(h.sent("content-type"), vec![RW1]);
     assert_eq!(h.sent("content-encoding"), vec!["snappy"]);
     if !is_nginx() {
-        assert_eq!(h.sent("content-length"), Vec::<&str>::new(), "the host frames the new body");
+        assert_eq!(
+            h.sent("content-length"),
+            Vec::<&str>::new(),
+            "the host frames the new body"
+        );
     }
     assert_eq!(world.metric(Metric::RequestsAllowed), 1);
 }
@@ -120,23 +172,44 @@ fn the_tenant_header_carries_the_project_written_to_and_subprojects_stay_out() {
     let mut f = Flow::new(shared_with(cfg), 1);
     assert_eq!(f.on_request_headers(&mut h, eos(false)), Action::Pause);
     f.on_callout(&mut h, 1, &ok(&ks_answer("p1", "member")));
-    f.on_callout(&mut h, 2, &ok(r#"{"project":{"id":"p1","subtree":{"c1":null}}}"#));
-    assert_eq!(f.on_request_body(&mut h, body.len(), true), Action::Continue);
+    f.on_callout(
+        &mut h,
+        2,
+        &ok(r#"{"project":{"id":"p1","subtree":{"c1":null}}}"#),
+    );
+    assert_eq!(
+        f.on_request_body(&mut h, body.len(), true),
+        Action::Continue
+    );
     assert_eq!(h.status(), None);
-    assert_eq!(h.sent("thanos-tenant"), vec!["p1"], "the one project written to, not p1|c1");
-    assert_eq!(labels(&forwarded(&h).timeseries[0])[2], ("project".to_string(), "p1".to_string()));
+    assert_eq!(
+        h.sent("thanos-tenant"),
+        vec!["p1"],
+        "the one project written to, not p1|c1"
+    );
+    assert_eq!(
+        labels(&forwarded(&h).timeseries[0])[2],
+        ("project".to_string(), "p1".to_string())
+    );
 }
 
 #[test]
 fn a_domain_writer_writes_its_domain_and_claims_no_project() {
     let ks = DOMAIN_OK.replace("reader", "admin");
     let body = rw_body(&v1::WriteRequest {
-        timeseries: vec![series(&[("__name__", "up"), ("domain", "d0"), ("project", "p7")])],
+        timeseries: vec![series(&[
+            ("__name__", "up"),
+            ("domain", "d0"),
+            ("project", "p7"),
+        ])],
         metadata: vec![],
     });
     let (_, h) = write_with(WRITE_CFG, &ks, &[], RW1, &body);
     assert_eq!(h.status(), None);
-    assert_eq!(labels(&forwarded(&h).timeseries[0]), pairs(&[("__name__", "up"), ("domain", "d9")]));
+    assert_eq!(
+        labels(&forwarded(&h).timeseries[0]),
+        pairs(&[("__name__", "up"), ("domain", "d9")])
+    );
 }
 
 #[test]
@@ -147,13 +220,29 @@ fn roles_decide_who_writes() {
     assert!(answer_text(&h).contains("writing metrics needs one of the roles member, admin"));
     let (world, h) = write_with(CFG, &ks_answer("p1", "member"), &[], RW1, &one_series());
     assert_eq!(h.status(), Some(403));
-    assert!(world.callouts.borrow().is_empty(), "an unknown path: Keystone is not asked");
+    assert!(
+        world.callouts.borrow().is_empty(),
+        "an unknown path: Keystone is not asked"
+    );
     // An unrestricted writer's labels pass, in a body the filter encoded.
     let cfg = r#"{"keystone":{"url":"http://ks:5000/v3","upstream":"keystone"},"write":{"enabled":true},
         "unrestricted_roles":["cloud_admin"]}"#;
-    let (_, h) = write_with(cfg, &ks_answer("p1", "cloud_admin"), &[], RW1, &one_series());
+    let (_, h) = write_with(
+        cfg,
+        &ks_answer("p1", "cloud_admin"),
+        &[],
+        RW1,
+        &one_series(),
+    );
     assert_eq!(h.status(), None);
-    assert_eq!(labels(&forwarded(&h).timeseries[0]), pairs(&[("__name__", "up"), ("job", "node"), ("project", "someone-else")]));
+    assert_eq!(
+        labels(&forwarded(&h).timeseries[0]),
+        pairs(&[
+            ("__name__", "up"),
+            ("job", "node"),
+            ("project", "someone-else")
+        ])
+    );
 }
 
 #[test]
@@ -162,16 +251,29 @@ fn a_conflict_is_refused_when_the_operator_says_so() {
     let (_, h) = write_with(cfg, &ks_answer("p1", "member"), &[], RW1, &one_series());
     assert_eq!(h.status(), Some(400));
     let text = answer_text(&h);
-    assert!(text.contains("someone-else") && text.contains("up"), "names the series: {text}");
+    assert!(
+        text.contains("someone-else") && text.contains("up"),
+        "names the series: {text}"
+    );
 }
 
 #[test]
 fn metadata_only_requests_are_answered_without_the_upstream() {
     let req = v1::WriteRequest {
         timeseries: vec![],
-        metadata: vec![v1::MetricMetadata { metric_family_name: "up".into(), help: "h".into(), ..Default::default() }],
+        metadata: vec![v1::MetricMetadata {
+            metric_family_name: "up".into(),
+            help: "h".into(),
+            ..Default::default()
+        }],
     };
-    let (world, h) = write_with(WRITE_CFG, &ks_answer("p1", "member"), &[], RW1, &rw_body(&req));
+    let (world, h) = write_with(
+        WRITE_CFG,
+        &ks_answer("p1", "member"),
+        &[],
+        RW1,
+        &rw_body(&req),
+    );
     assert_eq!(h.status(), Some(204));
     assert_eq!(world.metric(Metric::RequestsAllowed), 1);
     // Forwarded as it is when the operator wants metadata.
@@ -190,21 +292,36 @@ fn bad_bodies_get_the_status_a_sender_should_act_on() {
     let mut bomb = Vec::new();
     bomb.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x04]); // a length prefix of 1 GiB
     bomb.extend_from_slice(&good[1..]);
-    let truncated = snap::raw::Encoder::new().compress_vec(&v1::WriteRequest {
-        timeseries: vec![series(&[("__name__", "up")])],
-        metadata: vec![],
-    }.encode_to_vec()[..5]).unwrap();
+    let truncated = snap::raw::Encoder::new()
+        .compress_vec(
+            &v1::WriteRequest {
+                timeseries: vec![series(&[("__name__", "up")])],
+                metadata: vec![],
+            }
+            .encode_to_vec()[..5],
+        )
+        .unwrap();
     let cases: [(&[u8], &str, u32); 6] = [
         (b"not snappy at all", RW1, 400),
         (&framed, RW1, 400),
         (&truncated, RW1, 400),
         (&bomb, RW1, 413),
         (&good, "application/json", 415),
-        (&good, "application/x-protobuf;proto=io.prometheus.write.v2.Request", 400),
+        (
+            &good,
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            400,
+        ),
     ];
     for (body, ct, status) in cases {
         let (world, h) = write_with(WRITE_CFG, &member, &[], ct, body);
-        assert_eq!(h.status(), Some(status), "{ct} {:?}: {}", &body[..8.min(body.len())], answer_text(&h));
+        assert_eq!(
+            h.status(),
+            Some(status),
+            "{ct} {:?}: {}",
+            &body[..8.min(body.len())],
+            answer_text(&h)
+        );
         assert_eq!(world.metric(Metric::RequestsAllowed), 0);
     }
 }
@@ -218,7 +335,13 @@ fn too_large_and_empty_writes_are_refused_before_keystone() {
     let (world, h) = write_with(WRITE_CFG, &ks_answer("p1", "member"), &[], RW1, b"");
     assert_eq!(h.status(), Some(400));
     assert!(world.callouts.borrow().is_empty());
-    let (_, h) = write_with(WRITE_CFG, &ks_answer("p1", "member"), &[("content-encoding", "gzip")], RW1, &one_series());
+    let (_, h) = write_with(
+        WRITE_CFG,
+        &ks_answer("p1", "member"),
+        &[("content-encoding", "gzip")],
+        RW1,
+        &one_series(),
+    );
     assert_eq!(h.status(), Some(415), "snappy only");
 }
 
@@ -230,8 +353,19 @@ fn keystone_too_slow_asks_the_sender_to_retry() {
     h.body = body.clone();
     let mut f = Flow::new(shared_with(WRITE_CFG), 1);
     assert_eq!(f.on_request_headers(&mut h, eos(false)), Action::Pause);
-    f.on_callout(&mut h, 1, &CalloutAnswer { dispatch_status: Some("timeout".into()), ..answer(None) });
-    assert_eq!(h.status(), Some(503), "a write is retried, never dropped, when Keystone is slow");
+    f.on_callout(
+        &mut h,
+        1,
+        &CalloutAnswer {
+            dispatch_status: Some("timeout".into()),
+            ..answer(None)
+        },
+    );
+    assert_eq!(
+        h.status(),
+        Some(503),
+        "a write is retried, never dropped, when Keystone is slow"
+    );
     assert_eq!(answer_header(&h, "retry-after").as_deref(), Some("5"));
 }
 
