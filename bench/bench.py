@@ -168,7 +168,7 @@ class Bench:
                                  "pids": [int(self.env["PROM_PID"])]},
         }
         self.start_syn_envoys()
-        for kind in ("plain", "filter"):
+        for kind in ("plain", "noop", "filter"):
             self.start_proxy("prom", kind, self.prom_port, {0, 1} if a.prom_placement == "free" else {SUT_CPU})
         # Aetos only where the selected groups measure it (starting and trying it takes a minute)
         for up, port in (("prom", self.prom_port), ("syn", self.upstream_port)):
@@ -292,7 +292,7 @@ control_socket_disable = True
                 raise RuntimeError("sanity: %s/%s answered %d: %s" % (up, name, code, body[:300]))
             if up == "prom":
                 n = json.loads(body)["data"]["result"][0]["value"][1]
-                want = "2" if name in ("direct", "plain") else "1"
+                want = "2" if name in ("direct", "plain", "noop") else "1"
                 if n != want:
                     raise RuntimeError("sanity: %s/%s count(cloud_instances) = %s, expected %s" % (up, name, n, want))
         # the real-Prometheus workload: without enforcement, the queries carry the tenant matcher already;
@@ -337,7 +337,7 @@ control_socket_disable = True
             return lua_dashboard(self.token, self.t_end, False)
         if workload == "dashboard-instant":
             # without enforcement in front of the real Prometheus: the queries as the filter rewrites them
-            tenant = self.env["TEAM_A_ID"] if up == "prom" and cfg in ("direct", "plain") else None
+            tenant = self.env["TEAM_A_ID"] if up == "prom" and cfg in ("direct", "plain", "noop") else None
             return lua_dashboard(self.token, self.t_end, True, tenant)
         if workload == "unique":
             return lua_unique(self.token, self.t_end)
@@ -410,7 +410,7 @@ control_socket_disable = True
             ("syn", "trivial", ["noop", "filter"]),
             ("syn", "open", ["noop", "filter"]),
             ("syn", "dashboard-instant", ["noop", "filter", "aetos"]),
-            ("prom", "dashboard-instant", ["direct", "plain", "filter", "aetos"]),
+            ("prom", "dashboard-instant", ["direct", "plain", "noop", "filter", "aetos"]),
         ] + ([("syn", "write", ["plain", "noop", "filter"])] if self.a.write else [])
 
     def wait_quiet(self, seconds):
