@@ -52,11 +52,17 @@ WASMPLUGIN_SPEC = {"selector", "targetRef", "targetRefs", "url", "sha256", "imag
 SERVICEENTRY_SPEC = {"hosts", "addresses", "ports", "location", "resolution", "endpoints", "workloadSelector",
                      "exportTo", "subjectAltNames"}
 DESTINATIONRULE_SPEC = {"host", "trafficPolicy", "subsets", "exportTo", "workloadSelector"}
+# networking.istio.io/v1alpha3 EnvoyFilter and its EnvoyConfigObjectPatch / match / patch.
+ENVOYFILTER_SPEC = {"workloadSelector", "targetRefs", "configPatches", "priority"}
+CONFIGPATCH_SPEC = {"applyTo", "match", "patch"}
+PATCH_MATCH_SPEC = {"context", "proxy", "listener", "routeConfiguration", "cluster"}
+LISTENER_MATCH_SPEC = {"portNumber", "portName", "filterChain", "listenerFilter", "name"}
+FILTERCHAIN_MATCH_SPEC = {"name", "sni", "transportProtocol", "applicationProtocols", "filter", "destinationPort"}
 
 
 def istio_docs():
     docs = []
-    for name in ("wasmplugin.yaml", "keystone.yaml"):
+    for name in ("wasmplugin.yaml", "keystone.yaml", "buffer.yaml"):
         with open(os.path.join(REPO, "examples", "istio", name)) as f:
             docs += [d for d in yaml.safe_load_all(f) if d]
     return {d["kind"]: d for d in docs}
@@ -64,9 +70,9 @@ def istio_docs():
 
 def test_istio_manifests_use_known_fields():
     docs = istio_docs()
-    assert set(docs) == {"WasmPlugin", "ServiceEntry", "DestinationRule"}
+    assert set(docs) == {"WasmPlugin", "ServiceEntry", "DestinationRule", "EnvoyFilter"}
     for kind, known in (("WasmPlugin", WASMPLUGIN_SPEC), ("ServiceEntry", SERVICEENTRY_SPEC),
-                        ("DestinationRule", DESTINATIONRULE_SPEC)):
+                        ("DestinationRule", DESTINATIONRULE_SPEC), ("EnvoyFilter", ENVOYFILTER_SPEC)):
         unknown = set(docs[kind]["spec"]) - known
         assert not unknown, "%s: unknown fields %s" % (kind, unknown)
         assert docs[kind]["apiVersion"].split("/")[0] in ("extensions.istio.io", "networking.istio.io")
@@ -99,6 +105,45 @@ def test_istio_plugin_takes_inbound_traffic_only_and_its_secret_from_a_secret():
     assert any(re.fullmatch(r, "wasmcustom.keystone_prom_requests_allowed") for r in stats["inclusionRegexps"])
     ports = [p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])]
     assert [p["number"] for m in wp["match"] for p in m["ports"]] == ports
+
+
+def test_istio_buffer_filter_goes_after_the_plugin_on_its_port():
+    """The buffer filter that keeps a refused body's headers from Prometheus (README, "Hosts and
+    deployment"): the plugin's workload and port, inbound, just before the router (after the plugin's
+    filter), buffering at least the largest body the filter accepts; its typed_config is one Envoy takes."""
+    docs = istio_docs()
+    wp, ef = docs["WasmPlugin"]["spec"], docs["EnvoyFilter"]["spec"]
+    assert ef["workloadSelector"]["labels"] == wp["selector"]["matchLabels"]
+    [patch] = ef["configPatches"]
+    assert set(patch) <= CONFIGPATCH_SPEC and set(patch["match"]) <= PATCH_MATCH_SPEC
+    assert set(patch["match"]["listener"]) <= LISTENER_MATCH_SPEC
+    assert set(patch["match"]["listener"]["filterChain"]) <= FILTERCHAIN_MATCH_SPEC
+    assert patch["applyTo"] == "HTTP_FILTER" and patch["match"]["context"] == "SIDECAR_INBOUND"
+    assert [patch["match"]["listener"]["portNumber"]] == [p["number"] for m in wp["match"] for p in m["ports"]]
+    chain = patch["match"]["listener"]["filterChain"]["filter"]
+    assert chain["name"] == "envoy.filters.network.http_connection_manager"
+    assert chain["subFilter"]["name"] == "envoy.filters.http.router"
+    assert patch["patch"]["operation"] == "INSERT_BEFORE"
+    value = patch["patch"]["value"]
+    assert value["name"] == "envoy.filters.http.buffer"
+    cfg = wp["pluginConfig"]
+    largest = max((cfg[s].get("max_body_bytes", 1 << 20) for s in ("write", "read") if cfg.get(s, {}).get("enabled")),
+                  default=0)
+    assert largest, "the example turns writing on"
+    assert value["typed_config"]["max_request_bytes"] >= largest
+    envoy_validate(yaml.safe_dump({
+        "static_resources": {"listeners": [{
+            "name": "inbound", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 9090}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+                             ".HttpConnectionManager",
+                    "stat_prefix": "inbound",
+                    "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                        {"match": {"prefix": "/"}, "direct_response": {"status": 204}}]}]},
+                    "http_filters": [value, {"name": "envoy.filters.http.router", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}]}}))
 
 
 def test_istio_plugin_config_is_valid():
