@@ -263,6 +263,21 @@ def test_samples_only_the_tenants(stack, alice):
     assert {s[0]["project"] for s in decode_samples_response(d.content)[0]} == {a, b}
 
 
+def test_thanos_sidecars_content_type_is_enforced_the_same(stack, alice):
+    """Thanos' sidecar sends its ReadRequest as `application/x-stream-protobuf`: the same message, the
+    same enforcement (only team-a's series), not a 415."""
+    start, end = window(stack)
+    body = read_request([(start, end, [(RE, "__name__", "cloud_.+")])])
+    h = dict(alice, **{"Content-Type": "application/x-stream-protobuf"})
+    r = post_read(stack["ENVOY_URL"], body, h)
+    assert r.status_code == 200, r.text[:500]
+    series = decode_samples_response(r.content)[0]
+    assert series and {s[0].get("project") for s in series} == {stack["TEAM_A_ID"]}, series
+    d = post_read(stack["PROM_URL"], body, {"Content-Type": "application/x-stream-protobuf"})
+    assert {s[0].get("project") for s in decode_samples_response(d.content)[0]} == {
+        stack["TEAM_A_ID"], stack["TEAM_B_ID"]}
+
+
 @pytest.mark.parametrize("matchers", [
     [(EQ, "__name__", "cloud_instances"), (EQ, "project", "<B>")],
     [(RE, "__name__", "cloud_.+"), (EQ, "project", "<B>")],

@@ -6,7 +6,7 @@
 //!
 //! 1. [`check_headers`]: `Content-Type: application/x-protobuf` and `Content-Encoding:
 //!    snappy`, as Prometheus' remote read client sends them (`storage/remote/client.go`, 2.42
-//!    and since); anything else is 415.
+//!    and since), or Thanos sidecar's `application/x-stream-protobuf`; anything else is 415.
 //! 2. [`decode`]: snappy's block format, with the length prefix checked against
 //!    [`Limits::max_decoded_bytes`] before the output is allocated (remote write's
 //!    [`wire::decompress`](super::remote_write::wire::decompress)); then a wire-format
@@ -61,10 +61,16 @@ use std::fmt;
 
 /// The media type Prometheus' remote read client sends.
 const MEDIA_TYPE: &str = "application/x-protobuf";
+/// What Thanos' sidecar sends for the same `ReadRequest` (`pkg/store/prometheus.go`, every
+/// version since 0.x); Prometheus reads the body whatever the request's `Content-Type` says.
+/// Taking it is safe: the pre-scan holds the body to `ReadRequest`'s fields, whatever the
+/// header names.
+const THANOS_MEDIA_TYPE: &str = "application/x-stream-protobuf";
 /// The message, if the `Content-Type` names it (`proto=`).
 const PROTO: &str = "prometheus.ReadRequest";
 
-/// Checks a read request's `Content-Type` (`application/x-protobuf`, case-insensitive, other
+/// Checks a read request's `Content-Type` (`application/x-protobuf`, or Thanos' spelling
+/// `application/x-stream-protobuf`; case-insensitive, other
 /// parameters ignored, a `proto` parameter must name `prometheus.ReadRequest`) and
 /// `Content-Encoding` (`snappy`). Missing or other: 415.
 pub fn check_headers(
@@ -78,7 +84,7 @@ pub fn check_headers(
     };
     let mut parts = header.split(';');
     let media = parts.next().unwrap_or_default().trim();
-    if !media.eq_ignore_ascii_case(MEDIA_TYPE) {
+    if !media.eq_ignore_ascii_case(MEDIA_TYPE) && !media.eq_ignore_ascii_case(THANOS_MEDIA_TYPE) {
         return Err(ReadError::unsupported_media_type(format!(
             "unsupported Content-Type \"{}\": remote read takes {MEDIA_TYPE} (a snappy-compressed \
              {PROTO})",

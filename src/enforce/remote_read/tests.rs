@@ -740,6 +740,9 @@ fn headers() {
             Some("application/x-protobuf; charset=utf-8;"),
             Some("snappy"),
         ),
+        // Thanos sidecar's spelling (the same message).
+        (Some("application/x-stream-protobuf"), Some("snappy")),
+        (Some("Application/X-Stream-Protobuf"), Some("snappy")),
     ];
     for (t, e) in ok {
         assert!(check_headers(t, e).is_ok(), "{t:?} {e:?}");
@@ -750,8 +753,8 @@ fn headers() {
         (Some("application/json"), Some("snappy")),
         (Some("application/x-www-form-urlencoded"), Some("snappy")),
         (Some("application/x-protobuf-foo"), Some("snappy")),
-        // Thanos sidecar's spelling.
-        (Some("application/x-stream-protobuf"), Some("snappy")),
+        (Some("application/x-stream-protobuf-x"), Some("snappy")),
+        (Some("application/x-streamed-protobuf"), Some("snappy")),
         (
             Some("application/x-protobuf;proto=prometheus.WriteRequest"),
             Some("snappy"),
