@@ -72,7 +72,7 @@ fuzz:
 
 # Throughput and latency against plain Envoy, a no-op Wasm filter and Aetos, and remote write
 # (samples per Envoy CPU-second, the filter's cost per batch against the native cost of the
-# same work); writes docs/benchmark.md and docs/benchmark.svg. Not a test: takes ~12 minutes.
+# same work); writes docs/benchmark.md and docs/benchmark.svg. Not a test: takes ~15-18 minutes.
 bench: build deps
 	bash bench/run.sh
 
