@@ -27,6 +27,23 @@ def http_get(url, headers=None, timeout=10):
         return e.code, e.read()
 
 
+def read_request_body(handler):
+    """The body of the request an http.server handler is serving (Content-Length, or chunked as Envoy
+    sends a body whose length it changed)."""
+    if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
+        out = b""
+        while True:
+            size = int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return out
+            out += handler.rfile.read(size)
+            handler.rfile.readline()
+    n = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(n) if n else b""
+
+
 def tail(path, n=40):
     """The last `n` lines of a log file (or why it can't be read)."""
     try:

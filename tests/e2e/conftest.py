@@ -21,7 +21,7 @@ import requests
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from harness.envoy import ENVOY_BIN, cluster_of, merge_config, set_cluster_port, stat, wasm_filter_of  # noqa: E402
-from harness.procs import free_port, stop_group, tail as _tail, wait_for  # noqa: E402,F401 (tests import them from here)
+from harness.procs import free_port, read_request_body, stop_group, tail as _tail, wait_for  # noqa: E402,F401 (tests import them from here)
 from harness.stack import REPO, read_stack, stack_cmd  # noqa: E402,F401
 
 
@@ -297,18 +297,7 @@ class _RecorderHandler(http.server.BaseHTTPRequestHandler):
         pass
 
     def _body(self):
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            out = b""
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return out
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
+        return read_request_body(self)
 
     def _any(self):
         body = self._body()

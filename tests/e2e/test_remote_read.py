@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from conftest import RULE_OUTPUT_NAMES, _tail, basic_auth, free_port, remember_secret, stop_group
+from harness import remote_write as rw
 
 PROMETHEUS = "/usr/bin/prometheus"
 SAMPLES, STREAMED_XOR_CHUNKS = 0, 1
@@ -32,23 +33,10 @@ READ_HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "s
                 "X-Prometheus-Remote-Read-Version": "0.1.0"}
 
 
-# --------------------------------------------------------------------------- protobuf and snappy, by hand
-def uvarint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
+# --------------------------------------------------------------------------- protobuf and snappy (harness)
 def field(num, wire, payload):
-    if wire == 0:
-        return uvarint(num << 3) + uvarint(payload & (2 ** 64 - 1))
-    return uvarint(num << 3 | 2) + uvarint(len(payload)) + payload
+    """A varint (wire 0) or length-delimited field."""
+    return rw.f_uvarint(num, payload) if wire == 0 else rw.f_bytes(num, payload)
 
 
 def read_request(queries, accepted=()):
@@ -65,98 +53,11 @@ def read_request(queries, accepted=()):
 
 
 def snappy_literal(data):
-    """A snappy block holding `data` as one literal (valid snappy; Prometheus decodes any)."""
-    if not data:
-        return uvarint(0)
-    return uvarint(len(data)) + bytes([63 << 2]) + struct.pack("<I", len(data) - 1) + data
+    """A snappy block of literals only (valid snappy; Prometheus decodes any)."""
+    return rw.snappy_compress(data, copies=False)
 
 
-def snappy_decode(buf):
-    n, i = 0, 0
-    shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            break
-    out = bytearray()
-    while i < len(buf):
-        tag = buf[i]
-        i += 1
-        kind = tag & 3
-        if kind == 0:
-            ln = tag >> 2
-            if ln >= 60:
-                extra = ln - 59
-                ln = int.from_bytes(buf[i:i + extra], "little")
-                i += extra
-            ln += 1
-            out += buf[i:i + ln]
-            i += ln
-            continue
-        if kind == 1:
-            ln = ((tag >> 2) & 7) + 4
-            off = ((tag >> 5) << 8) | buf[i]
-            i += 1
-        elif kind == 2:
-            ln = (tag >> 2) + 1
-            off = int.from_bytes(buf[i:i + 2], "little")
-            i += 2
-        else:
-            ln = (tag >> 2) + 1
-            off = int.from_bytes(buf[i:i + 4], "little")
-            i += 4
-        assert 0 < off <= len(out), "bad snappy copy"
-        for _ in range(ln):
-            out.append(out[-off])
-    assert len(out) == n, "snappy length mismatch"
-    return bytes(out)
-
-
-def fields(buf):
-    """(field number, wire type, value) of a protobuf message; value is an int or bytes."""
-    i = 0
-    while i < len(buf):
-        key, shift = 0, 0
-        while True:
-            b = buf[i]
-            i += 1
-            key |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            v, shift = 0, 0
-            while True:
-                b = buf[i]
-                i += 1
-                v |= (b & 0x7F) << shift
-                shift += 7
-                if b < 0x80:
-                    break
-            yield num, wire, v
-        elif wire == 1:
-            yield num, wire, buf[i:i + 8]
-            i += 8
-        elif wire == 2:
-            ln, shift = 0, 0
-            while True:
-                b = buf[i]
-                i += 1
-                ln |= (b & 0x7F) << shift
-                shift += 7
-                if b < 0x80:
-                    break
-            yield num, wire, buf[i:i + ln]
-            i += ln
-        elif wire == 5:
-            yield num, wire, buf[i:i + 4]
-            i += 4
-        else:
-            raise ValueError("wire type %d" % wire)
+snappy_decode, fields = rw.snappy_decompress, rw.fields
 
 
 def labels_of(series_msg):
@@ -188,31 +89,15 @@ def decode_samples_response(body):
     return results
 
 
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-
 def decode_chunked_response(body):
     """Streamed ChunkedReadResponse frames -> [(query index, labels, number of chunks)]."""
     out, i = [], 0
     while i < len(body):
-        ln, shift = 0, 0
-        while True:
-            b = body[i]
-            i += 1
-            ln |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
+        ln, i = rw.read_uvarint(body, i)
         crc = struct.unpack(">I", body[i:i + 4])[0]
         msg = body[i + 4:i + 4 + ln]
         i += 4 + ln
-        assert crc32c(msg) == crc, "frame checksum"
+        assert rw.crc32c(msg) == crc, "frame checksum"
         qi, series = 0, []
         for num, _, v in fields(msg):
             if num == 2:

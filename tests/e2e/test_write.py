@@ -40,6 +40,7 @@ import requests
 from conftest import basic_auth, keystone_calls, keystone_log_lines, prom_error, remember_secret, stack_cmd
 from harness import remote_write as rw
 from harness.agents import CountingTarget, basic_appcred, oauth2_appcred, start_agent, token_header
+from harness.procs import read_request_body
 from harness.stack import prom_start, stop_pidfiles
 
 WRITE = {"write": {"enabled": True}}
@@ -96,18 +97,7 @@ class Capture:
                 pass
 
             def _body(self):
-                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                    out = b""
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            return out
-                        out += self.rfile.read(size)
-                        self.rfile.readline()
-                n = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(n) if n else b""
+                return read_request_body(self)
 
             def _any(self):
                 body = self._body()
