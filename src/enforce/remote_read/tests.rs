@@ -957,7 +957,9 @@ mod properties {
                 raw[i] = byte;
             }
             match decode(&wire::compress(&raw).unwrap(), &Limits::default()) {
-                Err(e) => prop_assert_eq!(e.status(), 400, "{}", e),
+                // 400, or 413 when a mutated key turns the rest into something over a limit
+                // (e.g. a query's bytes read as >16 packed accepted response types)
+                Err(e) => prop_assert!(matches!(e.status(), 400 | 413), "{}", e),
                 Ok(mut decoded) => {
                     let before = decoded.clone();
                     prop_assert_eq!(decode(&encode(&decoded).unwrap(), &Limits::default()).unwrap(), before.clone());
