@@ -49,7 +49,7 @@ use crate::enforce::answers::Kind as AnswerKind;
 use crate::enforce::form;
 use crate::enforce::params::Rewriter;
 use crate::enforce::promql::{regex_escape, Tenant};
-use crate::enforce::{BodyContext, Enforcer, Forward, Lookup};
+use crate::enforce::{media_type, uncompressed, BodyContext, Enforcer, Forward, Lookup};
 use crate::error::ApiError;
 use serde_json::{Map, Value};
 
@@ -429,10 +429,6 @@ pub struct AmSilences;
 /// `GET` and `DELETE /api/v2/silence/{id}`: only a silence of the tenant's.
 pub struct AmSilence;
 
-fn no_body() -> ApiError {
-    ApiError::bad_data("this endpoint takes no request body")
-}
-
 impl Enforcer for AmAlerts {
     fn methods(&self) -> &'static str {
         "GET"
@@ -448,39 +444,11 @@ impl Enforcer for AmAlerts {
         out.push_str(&alerts_query(raw, rw.tenant)?);
         Ok(Some(1))
     }
-
-    fn body(
-        &self,
-        _cx: BodyContext,
-        _body: &[u8],
-        _url_params: usize,
-    ) -> Result<Forward, ApiError> {
-        Err(no_body())
-    }
-
-    fn check_body(
-        &self,
-        _content_type: Option<&str>,
-        _content_encoding: Option<&str>,
-    ) -> Result<(), ApiError> {
-        Err(no_body())
-    }
 }
 
 impl Enforcer for AmSilences {
     fn methods(&self) -> &'static str {
         "GET, POST"
-    }
-
-    /// The query string selects nothing the answer filter does not catch.
-    fn query(
-        &self,
-        _rw: &mut Rewriter,
-        _out: &mut String,
-        _raw: &str,
-        _body_announced: bool,
-    ) -> Result<Option<usize>, ApiError> {
-        Ok(None)
     }
 
     fn body(&self, cx: BodyContext, body: &[u8], _url_params: usize) -> Result<Forward, ApiError> {
@@ -500,18 +468,12 @@ impl Enforcer for AmSilences {
         content_type: Option<&str>,
         content_encoding: Option<&str>,
     ) -> Result<(), ApiError> {
-        let media = content_type
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim();
-        if !media.eq_ignore_ascii_case("application/json") {
+        if !media_type(content_type).eq_ignore_ascii_case("application/json") {
             return Err(ApiError::unsupported_media_type(
                 "a silence must be sent as application/json",
             ));
         }
-        if content_encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+        if !uncompressed(content_encoding) {
             return Err(ApiError::unsupported_media_type(
                 "a silence must not be compressed",
             ));
@@ -535,33 +497,6 @@ impl Enforcer for AmSilences {
 impl Enforcer for AmSilence {
     fn methods(&self) -> &'static str {
         "GET, DELETE"
-    }
-
-    fn query(
-        &self,
-        _rw: &mut Rewriter,
-        _out: &mut String,
-        _raw: &str,
-        _body_announced: bool,
-    ) -> Result<Option<usize>, ApiError> {
-        Ok(None)
-    }
-
-    fn body(
-        &self,
-        _cx: BodyContext,
-        _body: &[u8],
-        _url_params: usize,
-    ) -> Result<Forward, ApiError> {
-        Err(no_body())
-    }
-
-    fn check_body(
-        &self,
-        _content_type: Option<&str>,
-        _content_encoding: Option<&str>,
-    ) -> Result<(), ApiError> {
-        Err(no_body())
     }
 
     fn lookup(&self, _method: &str, path: &str) -> Option<Lookup> {

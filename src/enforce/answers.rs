@@ -4,10 +4,8 @@
 //! client's `accept-encoding` on as well: NGINX sends a header it was told to remove).
 
 use crate::enforce::metadata::{self, NameSet};
-use crate::enforce::params::Rewriter;
 use crate::enforce::promql::Tenant;
-use crate::enforce::{alertmanager, BodyContext, Enforcer, Forward};
-use crate::error::ApiError;
+use crate::enforce::{alertmanager, Enforcer};
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,33 +26,6 @@ pub struct Filtered(pub Kind);
 impl Enforcer for Filtered {
     fn methods(&self) -> &'static str {
         "GET"
-    }
-
-    fn query(
-        &self,
-        _rw: &mut Rewriter,
-        _out: &mut String,
-        _raw: &str,
-        _body_announced: bool,
-    ) -> Result<Option<usize>, ApiError> {
-        Ok(None)
-    }
-
-    fn body(
-        &self,
-        _cx: BodyContext,
-        _body: &[u8],
-        _url_params: usize,
-    ) -> Result<Forward, ApiError> {
-        Err(ApiError::bad_data("this endpoint takes no request body"))
-    }
-
-    fn check_body(
-        &self,
-        _content_type: Option<&str>,
-        _content_encoding: Option<&str>,
-    ) -> Result<(), ApiError> {
-        Err(ApiError::bad_data("this endpoint takes no request body"))
     }
 
     fn answer(&self, _method: &str) -> Option<Kind> {

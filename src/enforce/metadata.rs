@@ -27,7 +27,7 @@ use crate::enforce::answers::Kind;
 use crate::enforce::form;
 use crate::enforce::params::{default_match, Rewriter};
 use crate::enforce::promql::Tenant;
-use crate::enforce::{BodyContext, Enforcer, Forward, Lookup};
+use crate::enforce::{Enforcer, Lookup};
 use crate::error::ApiError;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -354,23 +354,6 @@ impl Enforcer for Metadata {
     ) -> Result<Option<usize>, ApiError> {
         out.push_str(&metadata_query(raw)?.0);
         Ok(Some(0))
-    }
-
-    fn body(
-        &self,
-        _cx: BodyContext,
-        _body: &[u8],
-        _url_params: usize,
-    ) -> Result<Forward, ApiError> {
-        Err(ApiError::bad_data("this endpoint takes no request body"))
-    }
-
-    fn check_body(
-        &self,
-        _content_type: Option<&str>,
-        _content_encoding: Option<&str>,
-    ) -> Result<(), ApiError> {
-        Err(ApiError::bad_data("this endpoint takes no request body"))
     }
 
     fn answer(&self, _method: &str) -> Option<Kind> {

@@ -61,29 +61,65 @@ pub enum Lookup {
     MetricNames,
 }
 
+/// The refusal of a body sent to a kind that reads none.
+pub fn takes_no_body() -> ApiError {
+    ApiError::bad_data("this endpoint takes no request body")
+}
+
+/// The media type of a `Content-Type` header, without its parameters (`""` when missing);
+/// compare it case-insensitively.
+pub fn media_type(content_type: Option<&str>) -> &str {
+    content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+}
+
+/// A `Content-Encoding` that leaves the body as it is: none, empty, or `identity`.
+pub fn uncompressed(content_encoding: Option<&str>) -> bool {
+    content_encoding
+        .is_none_or(|e| e.trim().is_empty() || e.trim().eq_ignore_ascii_case("identity"))
+}
+
 /// One endpoint kind.
 pub trait Enforcer: Sync {
     /// The methods it accepts, as an `Allow` header (others get 405).
     fn methods(&self) -> &'static str;
     /// Appends the enforced query string `raw` to `out` (which holds the path and its `?`),
-    /// and says how many selecting parameters it holds; `None` when the request line is
-    /// not this kind's to change (it goes as it came). `body_announced`: a body with its
-    /// own parameters follows for sure (else the query string must be safe without one).
+    /// and says how many selecting parameters it holds; `None` (the default) when the
+    /// request line is not this kind's to change (it goes as it came). `body_announced`: a
+    /// body with its own parameters follows for sure (else the query string must be safe
+    /// without one).
     fn query(
         &self,
-        rw: &mut Rewriter,
-        out: &mut String,
-        raw: &str,
-        body_announced: bool,
-    ) -> Result<Option<usize>, ApiError>;
-    /// The whole request body, enforced; `url_params`: what `query` counted.
-    fn body(&self, cx: BodyContext, body: &[u8], url_params: usize) -> Result<Forward, ApiError>;
-    /// Checks the headers of a body it will read (its type, its encoding).
+        _rw: &mut Rewriter,
+        _out: &mut String,
+        _raw: &str,
+        _body_announced: bool,
+    ) -> Result<Option<usize>, ApiError> {
+        Ok(None)
+    }
+    /// The whole request body, enforced; `url_params`: what `query` counted. By default a
+    /// kind takes no body, and one that comes is refused.
+    fn body(
+        &self,
+        _cx: BodyContext,
+        _body: &[u8],
+        _url_params: usize,
+    ) -> Result<Forward, ApiError> {
+        Err(takes_no_body())
+    }
+    /// Checks the headers of a body it will read (its type, its encoding); by default, as
+    /// [`Enforcer::body`], there is no body to read.
     fn check_body(
         &self,
-        content_type: Option<&str>,
-        content_encoding: Option<&str>,
-    ) -> Result<(), ApiError>;
+        _content_type: Option<&str>,
+        _content_encoding: Option<&str>,
+    ) -> Result<(), ApiError> {
+        Err(takes_no_body())
+    }
     /// How its answers to `method` are filtered, if they are.
     fn answer(&self, _method: &str) -> Option<answers::Kind> {
         None
@@ -105,5 +141,48 @@ pub trait Enforcer: Sync {
     /// The largest body it reads (413 above).
     fn max_body_bytes(&self, config: &Config) -> usize {
         config.limits.max_body_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_and_encodings() {
+        assert_eq!(
+            media_type(Some(" Application/JSON ; charset=utf-8")),
+            "Application/JSON"
+        );
+        assert_eq!(media_type(Some("")), "");
+        assert_eq!(media_type(None), "");
+        for ok in [
+            None,
+            Some(""),
+            Some(" "),
+            Some("identity"),
+            Some(" IDENTITY "),
+        ] {
+            assert!(uncompressed(ok), "{ok:?}");
+        }
+        for compressed in [
+            Some("gzip"),
+            Some("snappy"),
+            Some("identity, gzip"),
+            Some("br"),
+        ] {
+            assert!(!uncompressed(compressed), "{compressed:?}");
+        }
+    }
+
+    #[test]
+    fn a_kind_without_a_body_refuses_one() {
+        // The answer-filtered GET endpoints keep the trait's defaults.
+        let kind = answers::Filtered(answers::Kind::Rules);
+        let e = kind
+            .check_body(Some("application/x-www-form-urlencoded"), None)
+            .unwrap_err();
+        assert_eq!(e, takes_no_body());
+        assert_eq!(e.status, 400);
     }
 }

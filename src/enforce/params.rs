@@ -6,7 +6,7 @@ use crate::enforce::form::{self, Param};
 use crate::enforce::promql::{self, EnforceError, Tenant};
 use crate::enforce::rewrite_cache::RewriteCache;
 use crate::enforce::routes::{Endpoint, Params};
-use crate::enforce::{BodyContext, Enforcer, Forward};
+use crate::enforce::{media_type, uncompressed, BodyContext, Enforcer, Forward};
 use crate::error::ApiError;
 use std::rc::Rc;
 
@@ -244,23 +244,17 @@ pub fn check_form_headers(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
 ) -> Result<(), ApiError> {
-    let media = content_type
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim();
-    if !media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+    if !media_type(content_type).eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(ApiError::unsupported_media_type(
             "POST bodies must be application/x-www-form-urlencoded",
         ));
     }
-    match content_encoding.map(str::trim) {
-        None | Some("") => Ok(()),
-        Some(e) if e.eq_ignore_ascii_case("identity") => Ok(()),
-        Some(_) => Err(ApiError::unsupported_media_type(
+    if uncompressed(content_encoding) {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type(
             "compressed request bodies are not accepted",
-        )),
+        ))
     }
 }
 

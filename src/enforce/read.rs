@@ -4,7 +4,6 @@
 //! since the upstream answers each query with series that match all of its matchers.
 
 use crate::config::Config;
-use crate::enforce::params::Rewriter;
 use crate::enforce::remote_read;
 use crate::enforce::{BodyContext, Enforcer, Forward};
 use crate::error::ApiError;
@@ -15,16 +14,6 @@ pub struct RemoteRead;
 impl Enforcer for RemoteRead {
     fn methods(&self) -> &'static str {
         "POST"
-    }
-
-    fn query(
-        &self,
-        _rw: &mut Rewriter,
-        _out: &mut String,
-        _raw: &str,
-        _body_announced: bool,
-    ) -> Result<Option<usize>, ApiError> {
-        Ok(None)
     }
 
     fn body(&self, cx: BodyContext, body: &[u8], _url_params: usize) -> Result<Forward, ApiError> {

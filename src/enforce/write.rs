@@ -9,7 +9,6 @@
 //! it drops a request answered 4xx and retries a 5xx.
 
 use crate::config::Config;
-use crate::enforce::params::Rewriter;
 use crate::enforce::promql::Tenant;
 use crate::enforce::remote_write::{self, ErrorKind, Policy, Schema, Stamp, Tenancy, WriteError};
 use crate::enforce::{BodyContext, Enforcer, Forward};
@@ -56,17 +55,6 @@ fn stamp(config: &Config, tenant: &Tenant) -> Result<Stamp, ApiError> {
 impl Enforcer for RemoteWrite {
     fn methods(&self) -> &'static str {
         "POST"
-    }
-
-    /// The query string selects nothing: it goes as it came.
-    fn query(
-        &self,
-        _rw: &mut Rewriter,
-        _out: &mut String,
-        _raw: &str,
-        _body_announced: bool,
-    ) -> Result<Option<usize>, ApiError> {
-        Ok(None)
     }
 
     fn body(&self, cx: BodyContext, body: &[u8], _url_params: usize) -> Result<Forward, ApiError> {
