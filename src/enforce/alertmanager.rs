@@ -429,7 +429,16 @@ pub struct AmSilences;
 /// `GET` and `DELETE /api/v2/silence/{id}`: only a silence of the tenant's.
 pub struct AmSilence;
 
+/// Alertmanager's clients (amtool, go-swagger) read an error as a JSON string.
+fn refusal_body(e: &ApiError) -> Vec<u8> {
+    e.body_as_string()
+}
+
 impl Enforcer for AmAlerts {
+    fn refusal_body(&self, e: &ApiError) -> Vec<u8> {
+        refusal_body(e)
+    }
+
     fn methods(&self) -> &'static str {
         "GET"
     }
@@ -447,6 +456,10 @@ impl Enforcer for AmAlerts {
 }
 
 impl Enforcer for AmSilences {
+    fn refusal_body(&self, e: &ApiError) -> Vec<u8> {
+        refusal_body(e)
+    }
+
     fn methods(&self) -> &'static str {
         "GET, POST"
     }
@@ -495,6 +508,10 @@ impl Enforcer for AmSilences {
 }
 
 impl Enforcer for AmSilence {
+    fn refusal_body(&self, e: &ApiError) -> Vec<u8> {
+        refusal_body(e)
+    }
+
     fn methods(&self) -> &'static str {
         "GET, DELETE"
     }

@@ -142,6 +142,14 @@ pub trait Enforcer: Sync {
     fn max_body_bytes(&self, config: &Config) -> usize {
         config.limits.max_body_bytes
     }
+    /// A refusal of one of its requests, as its clients act on it (by default as it is).
+    fn refusal(&self, e: ApiError) -> ApiError {
+        e
+    }
+    /// The body of a refusal, in the form its clients read (by default Prometheus' JSON).
+    fn refusal_body(&self, e: &ApiError) -> Vec<u8> {
+        e.body()
+    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,17 @@ impl Enforcer for RemoteWrite {
         "POST"
     }
 
+    /// A remote write sender retries a 5xx and drops its data on a 4xx: Keystone too slow
+    /// (504) is worded as Keystone unavailable, with its `Retry-After`, like every write
+    /// refusal that is not the sender's fault.
+    fn refusal(&self, e: ApiError) -> ApiError {
+        if e.status == 504 {
+            ApiError::unavailable(e.message)
+        } else {
+            e
+        }
+    }
+
     fn body(&self, cx: BodyContext, body: &[u8], _url_params: usize) -> Result<Forward, ApiError> {
         let write = &cx.config.write;
         let schema = Schema::from_content_type(cx.content_type)?;

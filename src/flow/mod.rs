@@ -309,13 +309,17 @@ impl Flow {
         self.scope = Some(scope);
     }
 
-    fn refuse(&mut self, host: &mut dyn Host, mut e: ApiError) -> Action {
-        // A remote write sender retries a 5xx and drops its data on a 4xx; Keystone too slow
-        // is worded as Keystone unavailable, with its `Retry-After`, like every write refusal
-        // that is not the sender's fault.
-        if self.route == Route::Enforced(Endpoint::Write) && e.status == 504 {
-            e = ApiError::unavailable(e.message);
-        }
+    fn refuse(&mut self, host: &mut dyn Host, e: ApiError) -> Action {
+        // Each kind words a refusal as its clients act on it (a remote write sender retries a
+        // 5xx, Alertmanager's clients read a JSON string).
+        let kind = match self.route {
+            Route::Enforced(endpoint) => Some(endpoint.enforcer()),
+            _ => None,
+        };
+        let e = match kind {
+            Some(kind) => kind.refusal(e),
+            None => e,
+        };
         self.log_about(
             host,
             Level::Info,
@@ -323,12 +327,9 @@ impl Flow {
             &e.message,
         );
         host.count(Metric::for_status(e.status));
-        // Alertmanager's clients (amtool, go-swagger) read an error as a JSON string.
-        let body = match self.route {
-            Route::Enforced(Endpoint::AmAlerts | Endpoint::AmSilences | Endpoint::AmSilence) => {
-                e.body_as_string()
-            }
-            _ => e.body(),
+        let body = match kind {
+            Some(kind) => kind.refusal_body(&e),
+            None => e.body(),
         };
         host.send_response(e.status, &e.response_headers(), &body);
         self.phase = match std::mem::replace(&mut self.phase, Phase::New) {
